@@ -1,0 +1,290 @@
+//! Tenant schema catalogs (SPEC 4): documents, validation, and the lookup tables resolution uses.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::FieldType;
+use crate::names;
+use crate::storage::Location;
+
+/// One tenant's catalog document, as stored.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantDoc {
+    pub tenant: String,
+    #[serde(default)]
+    pub metrics: BTreeMap<String, MetricDoc>,
+}
+
+/// A metric in a catalog document.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricDoc {
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Canonical field name -> declaration; kept in document order.
+    #[serde(default)]
+    pub fields: indexmap_like::OrderedFields,
+    #[serde(default)]
+    pub hidden: Vec<String>,
+}
+
+/// A field declaration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldDoc {
+    #[serde(rename = "type")]
+    pub ty: FieldType,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+/// Field maps that keep the order of the document (serde_json's preserve_order map).
+pub mod indexmap_like {
+    use super::FieldDoc;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// Ordered (name, field) pairs.
+    #[derive(Clone, Debug, Default, PartialEq)]
+    pub struct OrderedFields(pub Vec<(String, FieldDoc)>);
+
+    impl Serialize for OrderedFields {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut m = s.serialize_map(Some(self.0.len()))?;
+            for (k, v) in &self.0 {
+                m.serialize_entry(k, v)?;
+            }
+            m.end()
+        }
+    }
+
+    impl<'de> Deserialize<'de> for OrderedFields {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let map = serde_json::Map::deserialize(d)?;
+            let mut out = Vec::with_capacity(map.len());
+            for (k, v) in map {
+                let f: FieldDoc = serde_json::from_value(v).map_err(serde::de::Error::custom)?;
+                out.push((k, f));
+            }
+            Ok(OrderedFields(out))
+        }
+    }
+}
+
+/// A declared, visible field as resolution sees it.
+#[derive(Clone, Debug)]
+pub struct FieldSpec {
+    pub name: Arc<str>,
+    pub ty: FieldType,
+    /// Source names in priority order: canonical, then aliases as listed.
+    pub sources: Vec<String>,
+}
+
+/// A metric as resolution sees it.
+#[derive(Clone, Debug)]
+pub struct MetricSpec {
+    pub name: String,
+    pub fields: Vec<FieldSpec>,
+    /// Source name -> (field index, priority rank).
+    pub by_source: HashMap<String, (usize, usize)>,
+    /// Source names of hidden fields: dropped from new output.
+    pub hidden_sources: HashSet<String>,
+}
+
+/// A validated tenant catalog with lookup tables.
+#[derive(Clone, Debug)]
+pub struct TenantCatalog {
+    pub doc: TenantDoc,
+    metrics: Vec<MetricSpec>,
+    by_name: HashMap<String, usize>,
+}
+
+impl TenantCatalog {
+    /// Validates a document and builds its lookup tables.
+    pub fn new(doc: TenantDoc) -> Result<Self> {
+        let err = |reason: String| Error::Catalog {
+            tenant: doc.tenant.clone(),
+            reason,
+        };
+        if !names::valid_tenant(&doc.tenant) {
+            return Err(err("invalid tenant id".into()));
+        }
+        let mut by_name = HashMap::new();
+        let mut metrics = Vec::new();
+        for (mname, m) in &doc.metrics {
+            for source in std::iter::once(mname).chain(&m.aliases) {
+                if let Some(p) = names::name_problem(source) {
+                    return Err(err(format!("metric name {source:?}: {p}")));
+                }
+                if by_name.insert(source.clone(), metrics.len()).is_some() {
+                    return Err(err(format!("metric name {source:?} is used twice")));
+                }
+            }
+            metrics.push(metric_spec(mname, m).map_err(|r| err(format!("metric {mname:?}: {r}")))?);
+        }
+        Ok(TenantCatalog {
+            doc,
+            metrics,
+            by_name,
+        })
+    }
+
+    /// The metric a name (canonical or alias) resolves to.
+    pub fn metric(&self, name: &str) -> Option<&MetricSpec> {
+        self.by_name.get(name).map(|&i| &self.metrics[i])
+    }
+}
+
+/// Characters Delta Lake forbids in column names without column mapping.
+const FORBIDDEN_COLUMN_CHARS: &[char] = &[' ', ',', ';', '{', '}', '(', ')', '\n', '\t', '='];
+
+fn metric_spec(name: &str, m: &MetricDoc) -> std::result::Result<MetricSpec, String> {
+    let hidden: HashSet<&str> = m.hidden.iter().map(String::as_str).collect();
+    let mut fields = Vec::new();
+    let mut by_source = HashMap::new();
+    let mut hidden_sources = HashSet::new();
+    let mut canon = HashSet::new();
+    for (fname, _) in &m.fields.0 {
+        canon.insert(fname.as_str());
+    }
+    for h in &m.hidden {
+        if !canon.contains(h.as_str()) {
+            return Err(format!("hidden field {h:?} is not declared"));
+        }
+    }
+    for (fname, f) in &m.fields.0 {
+        if let Some(p) = names::name_problem(fname) {
+            return Err(format!("field {fname:?}: {p}"));
+        }
+        if fname.contains(FORBIDDEN_COLUMN_CHARS) || fname == "timestamp" || fname == "date" {
+            return Err(format!(
+                "field name {fname:?} cannot be a column (reserved, or holds one of ' ,;{{}}()=' or a tab/newline)"
+            ));
+        }
+        let sources: Vec<String> = std::iter::once(fname.clone()).chain(f.aliases.clone()).collect();
+        for (rank, s) in sources.iter().enumerate() {
+            if rank > 0 && canon.contains(s.as_str()) {
+                return Err(format!("{s:?} is both a canonical field and an alias of {fname:?}"));
+            }
+            if by_source.contains_key(s) || hidden_sources.contains(s) {
+                return Err(format!("field name {s:?} is used twice"));
+            }
+            if let Some(p) = names::name_problem(s) {
+                return Err(format!("alias {s:?}: {p}"));
+            }
+            if hidden.contains(fname.as_str()) {
+                hidden_sources.insert(s.clone());
+            } else {
+                by_source.insert(s.clone(), (fields.len(), rank));
+            }
+        }
+        if !hidden.contains(fname.as_str()) {
+            fields.push(FieldSpec {
+                name: Arc::from(fname.as_str()),
+                ty: f.ty,
+                sources,
+            });
+        }
+    }
+    Ok(MetricSpec {
+        name: name.to_string(),
+        fields,
+        by_source,
+        hidden_sources,
+    })
+}
+
+/// Every tenant's catalog known to a run.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    tenants: HashMap<String, TenantCatalog>,
+}
+
+impl Catalog {
+    /// A catalog from documents.
+    pub fn from_docs(docs: impl IntoIterator<Item = TenantDoc>) -> Result<Self> {
+        let mut tenants = HashMap::new();
+        for doc in docs {
+            let t = TenantCatalog::new(doc)?;
+            tenants.insert(t.doc.tenant.clone(), t);
+        }
+        Ok(Catalog { tenants })
+    }
+
+    /// Loads every `<tenant>.json` in a directory location. A missing directory is empty.
+    pub async fn load_dir(dir: &Location) -> Result<Self> {
+        let mut docs = Vec::new();
+        for meta in dir.list("").await? {
+            let rel = dir.relative(&meta.location);
+            let Some(stem) = rel.strip_suffix(".json") else {
+                continue;
+            };
+            if stem.contains('/') {
+                continue;
+            }
+            let bytes = dir.get_path(&meta.location).await?;
+            let doc: TenantDoc = serde_json::from_slice(&bytes).map_err(|e| Error::Catalog {
+                tenant: stem.to_string(),
+                reason: format!("{}: {e}", meta.location),
+            })?;
+            if doc.tenant != stem {
+                return Err(Error::Catalog {
+                    tenant: stem.to_string(),
+                    reason: format!("file {rel} holds tenant {:?}", doc.tenant),
+                });
+            }
+            docs.push(doc);
+        }
+        Self::from_docs(docs)
+    }
+
+    /// The catalog of a tenant, if it has one.
+    pub fn tenant(&self, tenant: &str) -> Option<&TenantCatalog> {
+        self.tenants.get(tenant)
+    }
+
+    /// Tenants with a catalog.
+    pub fn tenants(&self) -> impl Iterator<Item = &TenantCatalog> {
+        self.tenants.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(json: &str) -> Result<TenantCatalog> {
+        TenantCatalog::new(serde_json::from_str(json).unwrap())
+    }
+
+    #[test]
+    fn spec_example_resolves() {
+        let t = doc(r#"{"tenant":"t07","metrics":{"boiler":{"aliases":["machine1"],
+            "fields":{"temperature":{"type":"double","aliases":["temp","tmp"]},"pressure":{"type":"long"}},
+            "hidden":["pressure"]}}}"#)
+        .unwrap();
+        let m = t.metric("machine1").unwrap();
+        assert_eq!(m.name, "boiler");
+        assert_eq!(m.fields.len(), 1);
+        assert_eq!(m.by_source["tmp"], (0, 2));
+        assert!(m.hidden_sources.contains("pressure"));
+    }
+
+    #[test]
+    fn rejects_bad_documents() {
+        let twice = r#"{"tenant":"t","metrics":{"m":{"fields":{"a":{"type":"long","aliases":["x"]},"b":{"type":"long","aliases":["x"]}}}}}"#;
+        assert!(doc(twice).unwrap_err().to_string().contains("used twice"));
+        let both = r#"{"tenant":"t","metrics":{"m":{"fields":{"a":{"type":"long","aliases":["b"]},"b":{"type":"long"}}}}}"#;
+        assert!(doc(both).unwrap_err().to_string().contains("both a canonical"));
+        let ty = r#"{"tenant":"t","metrics":{"m":{"fields":{"a":{"type":"decimal"}}}}}"#;
+        assert!(serde_json::from_str::<TenantDoc>(ty).is_err());
+        let metric_twice = r#"{"tenant":"t","metrics":{"m":{"aliases":["n"]},"n":{}}}"#;
+        assert!(doc(metric_twice).is_err());
+        let reserved = r#"{"tenant":"t","metrics":{"m":{"fields":{"timestamp":{"type":"long"}}}}}"#;
+        assert!(doc(reserved).is_err());
+    }
+}

@@ -1,0 +1,232 @@
+//! Delta Lake side of a publish: create a tenant/metric table, evolve its schema, and commit
+//! the run's file changes once (an app transaction makes the commit idempotent).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, Add, DataType, PrimitiveType, Remove, StructField, Transaction};
+use deltalake::logstore::{default_logstore, LogStoreRef, StorageConfig};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::{DeltaTable, DeltaTableError};
+
+use super::log::TypedFile;
+use crate::error::{Error, Result};
+use crate::model::FieldType;
+use crate::storage::Location;
+use crate::write::index::DataFile;
+use crate::write::typed::Columns;
+
+/// The Delta application id of fineo-batch commits.
+pub const APP_ID: &str = "fineo-batch";
+
+/// A typed table of the lake.
+pub struct Table {
+    loc: Location,
+    log_store: LogStoreRef,
+    table: DeltaTable,
+    exists: bool,
+}
+
+fn delta_type(t: FieldType) -> DataType {
+    DataType::Primitive(match t {
+        FieldType::Boolean => PrimitiveType::Boolean,
+        FieldType::Int => PrimitiveType::Integer,
+        FieldType::Long => PrimitiveType::Long,
+        FieldType::Float => PrimitiveType::Float,
+        FieldType::Double => PrimitiveType::Double,
+        FieldType::String => PrimitiveType::String,
+        FieldType::Timestamp => PrimitiveType::Timestamp,
+    })
+}
+
+fn field_type(t: &DataType) -> Option<FieldType> {
+    Some(match t {
+        DataType::Primitive(PrimitiveType::Boolean) => FieldType::Boolean,
+        DataType::Primitive(PrimitiveType::Integer) => FieldType::Int,
+        DataType::Primitive(PrimitiveType::Long) => FieldType::Long,
+        DataType::Primitive(PrimitiveType::Float) => FieldType::Float,
+        DataType::Primitive(PrimitiveType::Double) => FieldType::Double,
+        DataType::Primitive(PrimitiveType::String) => FieldType::String,
+        DataType::Primitive(PrimitiveType::Timestamp) => FieldType::Timestamp,
+        _ => return None,
+    })
+}
+
+/// Delta columns of a table: timestamp, the fields, and the `date` partition column.
+pub fn delta_fields(cols: &Columns) -> Vec<StructField> {
+    let mut fields = vec![StructField::new("timestamp", DataType::Primitive(PrimitiveType::Timestamp), false)];
+    fields.extend(cols.0.iter().map(|(n, t)| StructField::new(n.as_ref(), delta_type(*t), true)));
+    fields.push(StructField::new("date", DataType::Primitive(PrimitiveType::Date), true));
+    fields
+}
+
+impl Table {
+    /// Opens (without creating) the table at `loc`.
+    pub async fn open(loc: Location) -> Result<Table> {
+        let cfg = StorageConfig::default();
+        let prefixed = cfg
+            .decorate_store(loc.store().clone(), loc.url())
+            .map_err(|e| Error::delta(loc.url(), e))?;
+        let log_store = default_logstore(Arc::from(prefixed), loc.store().clone(), loc.url(), &cfg);
+        let mut table = DeltaTable::new(log_store.clone());
+        let exists = match table.load().await {
+            Ok(()) => true,
+            Err(DeltaTableError::NotATable(_)) => false,
+            Err(e) => return Err(Error::delta(loc.url(), e)),
+        };
+        Ok(Table {
+            loc,
+            log_store,
+            table,
+            exists,
+        })
+    }
+
+    /// The table's columns after `timestamp` (excluding `date`) with their types, if it exists.
+    pub fn typed_columns(&self) -> Result<Option<Vec<(Arc<str>, FieldType)>>> {
+        if !self.exists {
+            return Ok(None);
+        }
+        let snap = self.table.snapshot().map_err(|e| Error::delta(self.loc.url(), e))?;
+        let mut out = Vec::new();
+        for f in snap.schema().fields() {
+            if f.name() == "timestamp" || f.name() == "date" {
+                continue;
+            }
+            let ty = field_type(f.data_type()).ok_or_else(|| {
+                Error::delta(
+                    self.loc.url(),
+                    DeltaTableError::Generic(format!("column {:?} has a type fineo-batch does not write", f.name())),
+                )
+            })?;
+            out.push((Arc::from(f.name().as_str()), ty));
+        }
+        Ok(Some(out))
+    }
+
+    fn column_names(&self) -> Result<Vec<String>> {
+        Ok(self
+            .typed_columns()?
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(n, _)| n.to_string())
+            .collect())
+    }
+
+    /// Creates the table (if missing) and adds columns it lacks.
+    pub async fn ensure_schema(&mut self, cols: &Columns, name: &str) -> Result<()> {
+        if !self.exists {
+            let created = deltalake::operations::create::CreateBuilder::new()
+                .with_log_store(self.log_store.clone())
+                .with_table_name(name)
+                .with_columns(delta_fields(cols))
+                .with_partition_columns(["date"])
+                .with_save_mode(SaveMode::Ignore)
+                .await;
+            match created {
+                Ok(t) => self.table = t,
+                Err(e) => {
+                    // A concurrent creator may have won: the table must now load.
+                    self.table.load().await.map_err(|_| Error::delta(self.loc.url(), e))?;
+                }
+            }
+            self.exists = true;
+            self.table.load().await.map_err(|e| Error::delta(self.loc.url(), e))?;
+        }
+        let have = self.column_names()?;
+        let missing: Vec<StructField> = cols
+            .0
+            .iter()
+            .filter(|(n, _)| !have.iter().any(|h| h == n.as_ref()))
+            .map(|(n, t)| StructField::new(n.as_ref(), delta_type(*t), true))
+            .collect();
+        if !missing.is_empty() {
+            let t = std::mem::replace(&mut self.table, DeltaTable::new(self.log_store.clone()));
+            self.table = t
+                .add_columns()
+                .with_fields(missing)
+                .await
+                .map_err(|e| Error::delta(self.loc.url(), e))?;
+        }
+        Ok(())
+    }
+
+    /// The last lake version committed to this table.
+    pub async fn committed_version(&self) -> Result<Option<i64>> {
+        if !self.exists {
+            return Ok(None);
+        }
+        let snap = self.table.snapshot().map_err(|e| Error::delta(self.loc.url(), e))?;
+        snap.transaction_version(self.log_store.as_ref(), APP_ID)
+            .await
+            .map_err(|e| Error::delta(self.loc.url(), e))
+    }
+
+    /// Commits adds and removes as lake version `version`, once.
+    pub async fn commit(&mut self, version: u64, adds: &[(String, TypedFile)], removes: &[(String, DataFile)]) -> Result<()> {
+        for attempt in 0..5 {
+            if self.committed_version().await? >= Some(version as i64) {
+                return Ok(());
+            }
+            let actions = actions(adds, removes);
+            let props = CommitProperties::default()
+                .with_application_transaction(Transaction::new(APP_ID, version as i64))
+                .with_create_checkpoint(true);
+            let snap = self.table.snapshot().map_err(|e| Error::delta(self.loc.url(), e))?;
+            let res = CommitBuilder::from(props)
+                .with_actions(actions)
+                .build(
+                    Some(snap),
+                    self.log_store.clone(),
+                    DeltaOperation::Write {
+                        mode: SaveMode::Append,
+                        partition_by: Some(vec!["date".into()]),
+                        predicate: None,
+                    },
+                )
+                .await;
+            match res {
+                Ok(_) => return Ok(()),
+                Err(e) if attempt < 4 => {
+                    tracing::warn!(table = %self.loc.url(), error = %e, "delta commit retry");
+                    self.table.load().await.map_err(|e| Error::delta(self.loc.url(), e))?;
+                }
+                Err(e) => return Err(Error::delta(self.loc.url(), e)),
+            }
+        }
+        unreachable!("loop returns")
+    }
+}
+
+fn partition_values(date: &str) -> HashMap<String, Option<String>> {
+    HashMap::from([("date".to_string(), Some(date.to_string()))])
+}
+
+fn actions(adds: &[(String, TypedFile)], removes: &[(String, DataFile)]) -> Vec<Action> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut out = Vec::with_capacity(adds.len() + removes.len());
+    for (date, f) in removes {
+        out.push(Action::Remove(Remove {
+            path: f.path.clone(),
+            data_change: true,
+            deletion_timestamp: Some(now),
+            extended_file_metadata: Some(true),
+            partition_values: Some(partition_values(date)),
+            size: Some(f.size as i64),
+            ..Default::default()
+        }));
+    }
+    for (date, f) in adds {
+        out.push(Action::Add(Add {
+            path: f.file.path.clone(),
+            partition_values: partition_values(date),
+            size: f.file.size as i64,
+            modification_time: now,
+            data_change: true,
+            stats: Some(f.stats.clone()),
+            ..Default::default()
+        }));
+    }
+    out
+}

@@ -1,0 +1,160 @@
+//! The lake log: one JSON commit record per run under `_fineo/log/`, created with a
+//! conditional put. Creating version N+1 is the single atomic step of a run.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::storage::{Created, Location};
+use crate::write::index::DataFile;
+use crate::write::typed::Columns;
+
+const LOG_DIR: &str = "_fineo/log";
+const HINT: &str = "_fineo/_last.json";
+
+/// A staged object the run processed (the ledger entry).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub key: String,
+    pub size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    pub delivery_ms: i64,
+}
+
+/// A typed data file with its Delta statistics.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypedFile {
+    #[serde(flatten)]
+    pub file: DataFile,
+    pub stats: String,
+}
+
+/// What a run changed in one partition.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PartitionChange {
+    pub tenant: String,
+    pub metric: String,
+    pub date: String,
+    /// Table columns after `timestamp` when the metric is declared (typed table exists).
+    pub columns: Option<Vec<(String, crate::model::FieldType)>>,
+    pub typed_add: Vec<TypedFile>,
+    pub typed_remove: Vec<DataFile>,
+    /// Staged new untyped file, `None` when the partition has no untyped lines now.
+    pub untyped_staged: Option<String>,
+    /// The partition's untyped file (fixed name, replaced on publish).
+    pub untyped_path: String,
+    /// Staged new partition index, and where it goes.
+    pub index_staged: String,
+    pub index_path: String,
+}
+
+impl PartitionChange {
+    /// The table columns as [`Columns`].
+    pub fn table_columns(&self) -> Option<Columns> {
+        self.columns.as_ref().map(|c| {
+            Columns(c.iter().map(|(n, t)| (std::sync::Arc::from(n.as_str()), *t)).collect())
+        })
+    }
+}
+
+/// A staged file copied to its final place on publish.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagedCopy {
+    pub staged: String,
+    pub path: String,
+}
+
+/// One committed run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CommitRecord {
+    pub version: u64,
+    pub run_id: String,
+    /// Deterministic name part of every file the run wrote.
+    pub tag: String,
+    pub committed_ms: i64,
+    pub ledger: Vec<LedgerEntry>,
+    pub partitions: Vec<PartitionChange>,
+    pub errors: Vec<StagedCopy>,
+}
+
+/// Path of a log version.
+fn version_path(v: u64) -> String {
+    format!("{LOG_DIR}/{v:020}.json")
+}
+
+fn published_path(v: u64) -> String {
+    format!("{LOG_DIR}/{v:020}.published")
+}
+
+/// Access to the lake log.
+pub struct LakeLog<'a> {
+    lake: &'a Location,
+}
+
+impl<'a> LakeLog<'a> {
+    /// The log of a lake.
+    pub fn new(lake: &'a Location) -> Self {
+        LakeLog { lake }
+    }
+
+    /// The latest committed version (0 when the lake has none).
+    pub async fn latest(&self) -> Result<u64> {
+        let mut v = match self.lake.get_opt(HINT).await? {
+            Some(b) => serde_json::from_slice::<serde_json::Value>(&b)
+                .ok()
+                .and_then(|j| j["version"].as_u64())
+                .unwrap_or(0),
+            None => self.list_latest().await?,
+        };
+        while self.lake.exists(&version_path(v + 1)).await? {
+            v += 1;
+        }
+        Ok(v)
+    }
+
+    async fn list_latest(&self) -> Result<u64> {
+        let mut best = 0;
+        for meta in self.lake.list(LOG_DIR).await? {
+            let rel = self.lake.relative(&meta.location);
+            if let Some(v) = rel
+                .strip_prefix("_fineo/log/")
+                .and_then(|n| n.strip_suffix(".json"))
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                best = best.max(v);
+            }
+        }
+        Ok(best)
+    }
+
+    /// Reads one version.
+    pub async fn read(&self, v: u64) -> Result<CommitRecord> {
+        let path = version_path(v);
+        let bytes = self
+            .lake
+            .get_opt(&path)
+            .await?
+            .ok_or_else(|| Error::metadata(&path, "missing log version"))?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::metadata(&path, e))
+    }
+
+    /// Tries to create version `record.version`; `false` when another run took it.
+    pub async fn create(&self, record: &CommitRecord) -> Result<bool> {
+        let bytes = serde_json::to_vec_pretty(record).expect("commit json");
+        let created = self.lake.put_create(&version_path(record.version), Bytes::from(bytes)).await?;
+        Ok(created == Created::Yes)
+    }
+
+    /// Whether version `v` was fully published.
+    pub async fn is_published(&self, v: u64) -> Result<bool> {
+        Ok(v == 0 || self.lake.exists(&published_path(v)).await?)
+    }
+
+    /// Marks version `v` published and moves the hint forward.
+    pub async fn mark_published(&self, v: u64) -> Result<()> {
+        self.lake.put(&published_path(v), Bytes::from_static(b"{}")).await?;
+        let hint = serde_json::json!({ "version": v }).to_string();
+        self.lake.put(HINT, Bytes::from(hint)).await
+    }
+}

@@ -1,0 +1,139 @@
+//! Gzip (Firehose GZIP): every member of a concatenated stream, damage located and survived.
+
+use std::io::Read;
+
+use crate::model::Position;
+use crate::quarantine::{BadRecord, Raw, Reason};
+
+/// Decompressed bytes plus the damage met on the way.
+pub struct Gunzipped {
+    pub data: Vec<u8>,
+    /// Object-level problems (truncated or corrupt members).
+    pub damage: Vec<BadRecord>,
+    /// Byte ranges of `data` that end at a damaged member: a partial last line there is not
+    /// a record but part of the damage.
+    pub damaged_ranges: Vec<usize>,
+}
+
+/// Whether the bytes start with the gzip magic.
+pub fn is_gzip(bytes: &[u8]) -> bool {
+    bytes.len() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b
+}
+
+/// Decompresses every member; on a damaged member keeps what it produced, records the damage,
+/// and resynchronises at the next member header.
+pub fn gunzip(bytes: &[u8], max_out: usize) -> Gunzipped {
+    let mut out = Gunzipped {
+        data: Vec::with_capacity(bytes.len() * 4),
+        damage: Vec::new(),
+        damaged_ranges: Vec::new(),
+    };
+    let mut pos = 0usize;
+    while pos < bytes.len() {
+        let mut input = &bytes[pos..];
+        let before = input.len();
+        let start_len = out.data.len();
+        let mut dec = flate2::bufread::GzDecoder::new(&mut input);
+        let budget = (max_out.saturating_sub(start_len) as u64).saturating_add(1);
+        let res = (&mut dec).take(budget).read_to_end(&mut out.data);
+        drop(dec);
+        let consumed = before - input.len();
+        match res {
+            Ok(_) if out.data.len() > max_out => {
+                out.data.truncate(max_out);
+                out.damaged_ranges.push(out.data.len());
+                out.damage.push(damage(
+                    Reason::CorruptObject,
+                    format!("decompressed size exceeds the limit of {max_out} bytes"),
+                    pos,
+                ));
+                return out;
+            }
+            Ok(_) if consumed == 0 => break,
+            Ok(_) => pos += consumed,
+            Err(e) => {
+                let truncated = e.kind() == std::io::ErrorKind::UnexpectedEof;
+                out.damaged_ranges.push(out.data.len());
+                let (reason, what) = if truncated {
+                    (Reason::TruncatedObject, "gzip member ends early")
+                } else {
+                    (Reason::CorruptObject, "corrupt gzip member")
+                };
+                out.damage.push(damage(reason, format!("{what} at byte {pos}: {e}"), pos));
+                match next_member(bytes, pos + 1) {
+                    Some(next) => pos = next,
+                    None => break,
+                }
+            }
+        }
+        // Trailing zero padding after the last member is tolerated.
+        if bytes[pos..].iter().all(|&b| b == 0) {
+            break;
+        }
+    }
+    out
+}
+
+fn damage(reason: Reason, message: String, offset: usize) -> BadRecord {
+    BadRecord {
+        reason,
+        message,
+        position: Position {
+            byte_offset: Some(offset as u64),
+            ..Default::default()
+        },
+        tenant: None,
+        raw: Raw::None,
+    }
+}
+
+/// The offset of the next gzip member header (`1f 8b 08`) at or after `from`.
+fn next_member(bytes: &[u8], from: usize) -> Option<usize> {
+    let mut at = from;
+    while at + 3 <= bytes.len() {
+        let i = memchr::memchr(0x1f, &bytes[at..])? + at;
+        if bytes.get(i + 1) == Some(&0x8b) && bytes.get(i + 2) == Some(&0x08) {
+            return Some(i);
+        }
+        at = i + 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::write::GzEncoder;
+    use std::io::Write;
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn multi_member_and_damage() {
+        let mut all = gz(b"a\n");
+        all.extend(gz(b"b\n"));
+        let out = gunzip(&all, 1 << 20);
+        assert_eq!(out.data, b"a\nb\n");
+        assert!(out.damage.is_empty());
+
+        let mut broken = gz(b"a\n");
+        let mut mid = gz(b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n");
+        let n = mid.len();
+        mid[n - 6] ^= 0xff; // corrupt the CRC
+        broken.extend(mid);
+        broken.extend(gz(b"c\n"));
+        let out = gunzip(&broken, 1 << 20);
+        assert!(out.data.starts_with(b"a\n"));
+        assert!(out.data.ends_with(b"c\n"));
+        assert_eq!(out.damage.len(), 1);
+        assert_eq!(out.damage[0].reason, Reason::CorruptObject);
+
+        let whole = gz(b"line one\nline two\n");
+        let out = gunzip(&whole[..whole.len() - 10], 1 << 20);
+        assert_eq!(out.damage[0].reason, Reason::TruncatedObject);
+    }
+}

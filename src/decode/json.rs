@@ -1,0 +1,207 @@
+//! JSON Lines: one flat object per line, parsed without copying keys or plain strings.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue as JsonRaw;
+
+use super::{Limits, RecordSink};
+use crate::model::{Position, RawRecord, RawValue};
+use crate::quarantine::{BadRecord, Raw, Reason};
+
+/// Decodes JSON Lines; `cuts` are offsets where a damaged gzip member ended.
+pub fn decode(data: &[u8], cuts: &[usize], limits: &Limits, sink: &mut dyn RecordSink) {
+    let mut ordinal = 0u64;
+    let mut line_no = 0u64;
+    let mut seg_start = 0usize;
+    let bounds = cuts.iter().copied().chain(std::iter::once(data.len()));
+    for (i, seg_end) in bounds.enumerate() {
+        let damaged = i < cuts.len();
+        let seg_end = seg_end.clamp(seg_start, data.len());
+        let mut pos = seg_start;
+        while pos < seg_end {
+            let nl = memchr::memchr(b'\n', &data[pos..seg_end]).map(|i| pos + i);
+            let end = nl.unwrap_or(seg_end);
+            line_no += 1;
+            let line = trim(&data[pos..end], pos == 0);
+            let position = Position {
+                record: ordinal,
+                line: Some(line_no),
+                byte_offset: Some(pos as u64),
+                ..Default::default()
+            };
+            if nl.is_none() && damaged {
+                if !line.is_empty() {
+                    ordinal += 1;
+                    sink.bad(bad(Reason::TruncatedObject, "record cut off by damaged gzip member".into(), position, line, limits));
+                }
+            } else if !line.is_empty() {
+                ordinal += 1;
+                one_line(line, position, limits, sink);
+            }
+            pos = end + 1;
+        }
+        seg_start = seg_end;
+    }
+}
+
+fn trim(line: &[u8], first: bool) -> &[u8] {
+    let line = if first { line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line) } else { line };
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.iter().all(u8::is_ascii_whitespace) {
+        &[]
+    } else {
+        line
+    }
+}
+
+fn one_line(line: &[u8], position: Position, limits: &Limits, sink: &mut dyn RecordSink) {
+    if line.len() > limits.max_record_bytes {
+        let msg = format!("line of {} bytes exceeds the {} byte limit", line.len(), limits.max_record_bytes);
+        sink.bad(bad(Reason::RecordTooLarge, msg, position, line, limits));
+        return;
+    }
+    match parse_line(line, position) {
+        Ok(rec) => sink.record(rec),
+        Err((reason, msg)) => sink.bad(bad(reason, msg, position, line, limits)),
+    }
+}
+
+fn bad(reason: Reason, message: String, position: Position, line: &[u8], limits: &Limits) -> BadRecord {
+    BadRecord {
+        reason,
+        message,
+        position,
+        tenant: None,
+        raw: Raw::from_bytes(line, limits.max_raw_bytes),
+    }
+}
+
+/// Parses one JSON line into a raw record (fields borrowed from the line where possible).
+pub fn parse_line(line: &[u8], position: Position) -> Result<RawRecord<'_>, (Reason, String)> {
+    let text = std::str::from_utf8(line)
+        .map_err(|e| (Reason::BadJson, format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let pairs = de
+        .deserialize_map(PairsVisitor)
+        .and_then(|p| de.end().map(|_| p))
+        .map_err(|e| (Reason::BadJson, e.to_string()))?;
+    let mut rec = RawRecord {
+        tenant: RawValue::Null,
+        metric: RawValue::Null,
+        timestamp: RawValue::Null,
+        fields: Vec::with_capacity(pairs.len()),
+        position,
+    };
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if pairs[..i].iter().any(|(p, _)| p == k) {
+            return Err((Reason::DuplicateKey, format!("key {k:?} appears twice")));
+        }
+        let _ = v;
+    }
+    for (k, v) in pairs {
+        let value = classify(v).map_err(|e| (Reason::BadJson, e))?;
+        match k.as_ref() {
+            "tenant" => rec.tenant = value,
+            "metric" => rec.metric = value,
+            "timestamp" => rec.timestamp = value,
+            _ => rec.fields.push((k, value)),
+        }
+    }
+    Ok(rec)
+}
+
+/// Turns a raw JSON value into a field value: scalars as text, nested values as compact JSON.
+fn classify(v: &JsonRaw) -> Result<RawValue<'_>, String> {
+    let s = v.get();
+    Ok(match s.as_bytes()[0] {
+        b'n' => RawValue::Null,
+        b't' => RawValue::Bool(true),
+        b'f' => RawValue::Bool(false),
+        b'"' => {
+            let inner = &s[1..s.len() - 1];
+            if inner.contains('\\') {
+                RawValue::Str(Cow::Owned(serde_json::from_str::<String>(s).map_err(|e| e.to_string())?))
+            } else {
+                RawValue::Str(Cow::Borrowed(inner))
+            }
+        }
+        b'{' | b'[' => {
+            let value: serde_json::Value = serde_json::from_str(s).map_err(|e| e.to_string())?;
+            RawValue::Nested(Cow::Owned(value.to_string()))
+        }
+        _ => RawValue::Number(Cow::Borrowed(s)),
+    })
+}
+
+type Pairs<'de> = Vec<(Cow<'de, str>, &'de JsonRaw)>;
+
+struct PairsVisitor;
+
+impl<'de> Visitor<'de> for PairsVisitor {
+    type Value = Pairs<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
+        while let Some(k) = map.next_key::<Key<'de>>()? {
+            out.push((k.0, map.next_value::<&'de JsonRaw>()?));
+        }
+        Ok(out)
+    }
+}
+
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::testing::Collect;
+
+    #[test]
+    fn lines_fields_and_errors() {
+        let data = b"{\"tenant\":\"t1\",\"metric\":\"m\",\"timestamp\":5,\"a\":1.5,\"b\":\"x\\\"y\",\"c\":{\"k\": [1, 2]},\"d\":null}\n\n{bad\n{\"a\":1,\"a\":2}\r\n[1]\n";
+        let mut sink = Collect::default();
+        decode(data, &[], &Limits::default(), &mut sink);
+        assert_eq!(sink.records.len(), 1);
+        let r = &sink.records[0];
+        assert_eq!(r.tenant, RawValue::Str("t1".into()));
+        assert_eq!(r.timestamp, RawValue::Number("5".into()));
+        assert_eq!(r.fields[1].1, RawValue::Str("x\"y".into()));
+        assert_eq!(r.fields[2].1, RawValue::Nested("{\"k\":[1,2]}".into()));
+        assert_eq!(r.fields[3].1, RawValue::Null);
+        let reasons: Vec<_> = sink.bad.iter().map(|b| (b.reason, b.position.line)).collect();
+        assert_eq!(
+            reasons,
+            vec![
+                (Reason::BadJson, Some(3)),
+                (Reason::DuplicateKey, Some(4)),
+                (Reason::BadJson, Some(5))
+            ]
+        );
+        assert_eq!(sink.bad[0].position.record, 1);
+    }
+}

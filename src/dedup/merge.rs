@@ -1,0 +1,113 @@
+//! Deduplication of one partition: by timestamp (the key inside a partition), the latest
+//! arrival wins (or the first with `--keep first`), against the lake's records too.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Rec;
+
+/// Which duplicate wins.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Keep {
+    /// The latest in arrival order (corrections win).
+    #[default]
+    Latest,
+    /// The earliest in arrival order.
+    First,
+}
+
+/// What merging one partition did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergeStats {
+    /// New records that won and were written.
+    pub written: u64,
+    /// New records that lost to a record with the same content.
+    pub duplicates_exact: u64,
+    /// New records that lost to a record with different content.
+    pub duplicates_conflicting: u64,
+    /// Records already in the lake that lost to a new record.
+    pub lake_replaced: u64,
+    /// Records already in the lake that stay.
+    pub lake_kept: u64,
+}
+
+/// Merges the lake's records with new ones; returns the winners sorted by timestamp.
+pub fn merge(lake: Vec<Rec>, new: Vec<Rec>, keep: Keep) -> (Vec<Rec>, MergeStats) {
+    let mut all: Vec<(Rec, bool)> = lake
+        .into_iter()
+        .map(|r| (r, false))
+        .chain(new.into_iter().map(|r| (r, true)))
+        .collect();
+    all.sort_unstable_by(|a, b| a.0.ts.cmp(&b.0.ts).then_with(|| a.0.arrival.cmp(&b.0.arrival)));
+    let mut stats = MergeStats::default();
+    let mut winners = Vec::with_capacity(all.len());
+    let mut group: Vec<(Rec, bool)> = Vec::new();
+    let mut iter = all.into_iter().peekable();
+    while let Some(item) = iter.next() {
+        group.push(item);
+        if iter.peek().is_some_and(|n| n.0.ts == group[0].0.ts) {
+            continue;
+        }
+        let win = match keep {
+            Keep::Latest => group.len() - 1,
+            Keep::First => 0,
+        };
+        let win_hash = group[win].0.hash;
+        for (i, (rec, is_new)) in group.iter().enumerate() {
+            match (i == win, *is_new) {
+                (true, true) => stats.written += 1,
+                (true, false) => stats.lake_kept += 1,
+                (false, false) => stats.lake_replaced += 1,
+                (false, true) if rec.hash == win_hash => stats.duplicates_exact += 1,
+                (false, true) => stats.duplicates_conflicting += 1,
+            }
+        }
+        winners.push(group.swap_remove(win).0);
+        group.clear();
+    }
+    (winners, stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Arrival;
+
+    fn rec(ts: i64, delivery: i64, pos: u64, hash: u64) -> Rec {
+        Rec {
+            ts,
+            arrival: Arrival {
+                delivery_ms: delivery,
+                source: "o".into(),
+                position: pos,
+            },
+            typed: vec![],
+            untyped: vec![],
+            hash,
+        }
+    }
+
+    #[test]
+    fn latest_wins_against_lake_and_counts() {
+        let lake = vec![rec(1, 10, 0, 7), rec(2, 30, 0, 8)];
+        // ts 1: a later correction; ts 2: an object delivered earlier than the lake's record.
+        let new = vec![rec(1, 20, 0, 9), rec(2, 20, 5, 8), rec(3, 20, 1, 1), rec(3, 20, 2, 1)];
+        let (w, s) = merge(lake.clone(), new.clone(), Keep::Latest);
+        assert_eq!(w.iter().map(|r| (r.ts, r.hash)).collect::<Vec<_>>(), vec![(1, 9), (2, 8), (3, 1)]);
+        assert_eq!(w[1].arrival.delivery_ms, 30, "the lake's later arrival stays");
+        assert_eq!(
+            s,
+            MergeStats {
+                written: 2,
+                duplicates_exact: 2,
+                duplicates_conflicting: 0,
+                lake_replaced: 1,
+                lake_kept: 1
+            }
+        );
+        let (w, s) = merge(lake, new, Keep::First);
+        assert_eq!(w.iter().map(|r| r.hash).collect::<Vec<_>>(), vec![7, 8, 1]);
+        assert_eq!(w[1].arrival.delivery_ms, 20);
+        assert_eq!((s.written, s.duplicates_conflicting, s.lake_replaced), (2, 1, 1));
+    }
+}

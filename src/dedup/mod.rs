@@ -1,0 +1,9 @@
+//! Deduplication: records wait in per-partition buckets (spilled past a budget), then each
+//! partition is merged with what the lake already holds.
+
+pub mod buckets;
+pub mod codec;
+pub mod merge;
+
+pub use buckets::{Bucket, Buckets, LocalBuckets};
+pub use merge::{merge, Keep, MergeStats};

@@ -1,0 +1,7 @@
+//! The `fineo-batch` binary: parsing, logging and dispatch live in `cli`.
+
+mod cli;
+
+fn main() {
+    std::process::exit(cli::run());
+}

@@ -1,0 +1,199 @@
+//! The record shapes that flow through the pipeline: raw (as decoded), resolved, and where a
+//! record came from.
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// A declared field type (SPEC 4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldType {
+    Boolean,
+    Int,
+    Long,
+    Float,
+    Double,
+    String,
+    Timestamp,
+}
+
+impl FieldType {
+    /// The catalog spelling of the type.
+    pub fn name(self) -> &'static str {
+        match self {
+            FieldType::Boolean => "boolean",
+            FieldType::Int => "int",
+            FieldType::Long => "long",
+            FieldType::Float => "float",
+            FieldType::Double => "double",
+            FieldType::String => "string",
+            FieldType::Timestamp => "timestamp",
+        }
+    }
+}
+
+/// A field value as the device sent it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RawValue<'a> {
+    Null,
+    Bool(bool),
+    /// A number in its JSON text form (`12`, `-3.5e2`).
+    Number(Cow<'a, str>),
+    Str(Cow<'a, str>),
+    /// A nested object or array, as compact JSON text.
+    Nested(Cow<'a, str>),
+}
+
+impl RawValue<'_> {
+    /// The value as text for the untyped output (`None` for null).
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            RawValue::Null => None,
+            RawValue::Bool(true) => Some("true"),
+            RawValue::Bool(false) => Some("false"),
+            RawValue::Number(s) | RawValue::Str(s) | RawValue::Nested(s) => Some(s),
+        }
+    }
+}
+
+/// Where in its object a record sits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    /// Record ordinal within the object, from 0: the arrival order inside the object.
+    pub record: u64,
+    /// 1-based line number for JSON Lines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    /// Avro block index, from 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block: Option<u64>,
+    /// Byte offset in the (decompressed) object where the record starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub byte_offset: Option<u64>,
+}
+
+/// One decoded record before catalog resolution.
+#[derive(Clone, Debug)]
+pub struct RawRecord<'a> {
+    pub tenant: RawValue<'a>,
+    pub metric: RawValue<'a>,
+    pub timestamp: RawValue<'a>,
+    /// Every other field, in the order sent.
+    pub fields: Vec<(Cow<'a, str>, RawValue<'a>)>,
+    pub position: Position,
+}
+
+/// A typed value after conversion to the declared type.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TypedValue {
+    Null,
+    Bool(bool),
+    /// int, long, and timestamp (epoch ms).
+    Int(i64),
+    /// float and double.
+    Float(f64),
+    Str(String),
+}
+
+/// Arrival order of a record (SPEC 3): object delivery time, object key, position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Arrival {
+    pub delivery_ms: i64,
+    pub source: Arc<str>,
+    pub position: u64,
+}
+
+impl Ord for Arrival {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.delivery_ms
+            .cmp(&other.delivery_ms)
+            .then_with(|| self.source.cmp(&other.source))
+            .then_with(|| self.position.cmp(&other.position))
+    }
+}
+
+impl PartialOrd for Arrival {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A resolved record inside one partition (tenant, canonical metric, date).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rec {
+    /// Event time, ms since the epoch.
+    pub ts: i64,
+    pub arrival: Arrival,
+    /// Typed values by column name (only non-null ones), for known metrics.
+    pub typed: Vec<(Arc<str>, TypedValue)>,
+    /// Untyped fields: name as sent, value as text.
+    pub untyped: Vec<(String, String)>,
+    /// Content hash of typed + untyped parts, to tell exact duplicates from conflicting ones.
+    pub hash: u64,
+}
+
+/// Hashes a record's content (typed values by column, untyped pairs), stable across runs.
+pub fn content_hash(typed: &[(Arc<str>, TypedValue)], untyped: &[(String, String)]) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for (name, v) in typed {
+        h.update(name.as_bytes());
+        h.update(&[0xff]);
+        match v {
+            TypedValue::Null => h.update(&[0]),
+            TypedValue::Bool(b) => h.update(&[1, *b as u8]),
+            TypedValue::Int(i) => {
+                h.update(&[2]);
+                h.update(&i.to_le_bytes())
+            }
+            TypedValue::Float(f) => {
+                h.update(&[3]);
+                h.update(&f.to_bits().to_le_bytes())
+            }
+            TypedValue::Str(s) => {
+                h.update(&[4]);
+                h.update(s.as_bytes());
+                h.update(&[0xff])
+            }
+        }
+    }
+    h.update(&[0xfe]);
+    for (k, v) in untyped {
+        h.update(k.as_bytes());
+        h.update(&[0xff]);
+        h.update(v.as_bytes());
+        h.update(&[0xff]);
+    }
+    h.digest()
+}
+
+/// Identifies one output partition.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PartitionKey {
+    pub tenant: String,
+    /// Canonical metric name (or the name as sent for unknown metrics).
+    pub metric: String,
+    /// Days since the epoch (UTC).
+    pub day: i32,
+}
+
+impl PartitionKey {
+    /// `YYYY-MM-DD` of the partition.
+    pub fn date(&self) -> String {
+        day_to_date(self.day)
+    }
+}
+
+/// Days since the epoch of a ms timestamp.
+pub fn day_of(ts_ms: i64) -> i32 {
+    ts_ms.div_euclid(86_400_000) as i32
+}
+
+/// `YYYY-MM-DD` of a day number.
+pub fn day_to_date(day: i32) -> String {
+    let d = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")
+        + chrono::Duration::days(day as i64);
+    d.format("%Y-%m-%d").to_string()
+}

@@ -1,0 +1,442 @@
+//! `compact`: staged archive -> deduplicated lake. Plans from the ledger, reads and buckets
+//! new objects, merges each touched partition, commits one lake version, publishes it.
+
+mod partition;
+mod read;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::StreamExt;
+
+pub use partition::PartitionPaths;
+pub use read::on_rayon;
+
+use crate::catalog::Catalog;
+use crate::commit::delta::Table;
+use crate::commit::log::{CommitRecord, LedgerEntry, StagedCopy};
+use crate::commit::{publish, LakeLog, Ledger};
+use crate::decode::Limits;
+use crate::dedup::Keep;
+use crate::error::{Error, Result};
+use crate::model::{FieldType, PartitionKey};
+use crate::names;
+use crate::progress::{peak_rss_bytes, NoProgress, Progress};
+use crate::report::CompactReport;
+use crate::sources::{list_staged, StagedObject};
+use crate::storage::Location;
+use crate::write::typed::Columns;
+
+/// The `compact` operation, configured with `with_*` and run with [`Compact::execute`].
+pub struct Compact {
+    staged: Location,
+    lake: Location,
+    catalog: Option<Location>,
+    keep: Keep,
+    report: Option<String>,
+    limits: Limits,
+    fetch_concurrency: usize,
+    partition_concurrency: usize,
+    memory_budget: usize,
+    max_attempts: u32,
+    progress: Arc<dyn Progress>,
+}
+
+impl Compact {
+    /// Compacts `staged` into `lake`.
+    pub fn new(staged: Location, lake: Location) -> Self {
+        Compact {
+            staged,
+            lake,
+            catalog: None,
+            keep: Keep::Latest,
+            report: None,
+            limits: Limits::default(),
+            fetch_concurrency: 8,
+            partition_concurrency: 2,
+            memory_budget: 256 << 20,
+            max_attempts: 5,
+            progress: Arc::new(NoProgress),
+        }
+    }
+
+    /// Reads tenant catalogs from this directory instead of the lake's `_catalog/`.
+    pub fn with_catalog(mut self, catalog: Option<Location>) -> Self {
+        self.catalog = catalog;
+        self
+    }
+
+    /// Which duplicate wins.
+    pub fn with_keep(mut self, keep: Keep) -> Self {
+        self.keep = keep;
+        self
+    }
+
+    /// Also writes the JSON report to this URL or path (a file).
+    pub fn with_report(mut self, report: Option<String>) -> Self {
+        self.report = report;
+        self
+    }
+
+    /// Decoder limits.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Objects fetched and decoded at once.
+    pub fn with_fetch_concurrency(mut self, n: usize) -> Self {
+        self.fetch_concurrency = n.max(1);
+        self
+    }
+
+    /// Bytes of buffered records kept in memory before spilling to local disk.
+    pub fn with_memory_budget(mut self, bytes: usize) -> Self {
+        self.memory_budget = bytes;
+        self
+    }
+
+    /// How many times to re-plan after losing a commit race.
+    pub fn with_max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n.max(1);
+        self
+    }
+
+    /// Where progress goes.
+    pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// Runs the compaction and returns its report (also written under `<lake>/_runs/`).
+    pub async fn execute(self) -> Result<CompactReport> {
+        let started = Instant::now();
+        let mut report = CompactReport {
+            command: "compact".into(),
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            started_at: chrono::Utc::now().to_rfc3339(),
+            ..Default::default()
+        };
+        let catalog = Arc::new(self.load_catalog().await?);
+        loop {
+            report.attempts += 1;
+            match self.attempt(&catalog, &mut report).await? {
+                Attempt::Done => break,
+                Attempt::LostRace { version, other } => {
+                    if report.attempts >= self.max_attempts {
+                        return Err(Error::Conflict {
+                            version,
+                            other_run: other,
+                            reason: format!("gave up after {} attempts", report.attempts),
+                        });
+                    }
+                    tracing::warn!(version, other_run = %other, "another run committed first; planning again");
+                }
+            }
+        }
+        report.elapsed_seconds = started.elapsed().as_secs_f64();
+        report.peak_rss_bytes = peak_rss_bytes();
+        self.write_report(&report).await?;
+        Ok(report)
+    }
+
+    async fn load_catalog(&self) -> Result<Catalog> {
+        match &self.catalog {
+            Some(dir) => Catalog::load_dir(dir).await,
+            None => Catalog::load_dir(&self.lake.child("_catalog")).await,
+        }
+    }
+
+    async fn attempt(&self, catalog: &Arc<Catalog>, report: &mut CompactReport) -> Result<Attempt> {
+        let mut phase = PhaseClock::new(report);
+        let log = LakeLog::new(&self.lake);
+        let base = log.latest().await?;
+        if !log.is_published(base).await? {
+            tracing::info!(version = base, "rolling forward an interrupted publish");
+            publish(&self.lake, &log.read(base).await?).await?;
+            phase.report.recovered_versions.push(base);
+        }
+        phase.report.base_version = base;
+        let ledger = Ledger::load(&self.lake, &log, base).await?;
+        self.progress.start("list", None);
+        let listed = list_staged(&self.staged).await?;
+        self.progress.finish();
+        let new = plan(&listed, &ledger, phase.report);
+        phase.lap("plan");
+        if new.is_empty() {
+            phase.report.noop = true;
+            phase.report.run_id = format!("noop-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f"));
+            phase.report.message = "nothing new to compact: the lake is unchanged".into();
+            phase.report.conservation_ok = true;
+            return Ok(Attempt::Done);
+        }
+        let version = base + 1;
+        let tag = run_tag(base, &new);
+        phase.report.run_id = tag.clone();
+
+        self.progress.start("read", Some(new.len() as u64));
+        let settings = read::ReadSettings {
+            limits: self.limits,
+            fetch_concurrency: self.fetch_concurrency,
+            memory_budget: self.memory_budget,
+        };
+        let mut read = read::read_objects(&self.staged, &new, catalog.clone(), &settings, self.progress.as_ref()).await?;
+        self.progress.finish();
+        phase.lap("read");
+        let r = &mut phase.report;
+        r.objects.read = new.len() as u64;
+        r.objects.bytes_read = read.bytes_read;
+        r.objects.by_format = std::mem::take(&mut read.by_format);
+        r.records.records_in = read.records_in;
+        r.records.type_mismatches = std::mem::take(&mut read.mismatches);
+        r.records.errors = read.bad.len() as u64;
+        for (_, b) in &read.bad {
+            *r.records.errors_by_reason.entry(b.reason.code().to_string()).or_default() += 1;
+        }
+
+        let keys = read.buckets.keys();
+        let columns = self.table_columns(&keys, &read, catalog).await?;
+        let ctx = partition::PartitionCtx {
+            lake: self.lake.clone(),
+            objects: Arc::new(new.iter().map(|o| (Arc::from(o.key.as_str()), o.delivery_ms)).collect()),
+            keep: self.keep,
+            tag: tag.clone(),
+            version,
+        };
+        self.progress.start("merge", Some(keys.len() as u64));
+        let mut buckets = read.buckets;
+        let mut jobs = Vec::with_capacity(keys.len());
+        for key in keys {
+            let bucket = buckets.take(&key)?;
+            let cols = if bucket.known { columns.get(&(key.tenant.clone(), key.metric.clone())).cloned() } else { None };
+            jobs.push((key, bucket, cols));
+        }
+        phase.report.spilled_bytes = buckets.spilled_bytes;
+        drop(buckets);
+        let mut results = futures::stream::iter(jobs)
+            .map(|(key, bucket, cols)| partition::build(&ctx, key, bucket, cols))
+            .buffered(self.partition_concurrency);
+        let mut changes = Vec::new();
+        let mut good_accounted = 0u64;
+        let mut tables = std::collections::BTreeSet::new();
+        while let Some(res) = results.next().await {
+            let res = res?;
+            self.progress.advance(1, 0);
+            let (r, s) = (&mut phase.report, &res.stats);
+            r.records.written += s.written;
+            r.records.duplicates.exact += s.duplicates_exact;
+            r.records.duplicates.conflicting += s.duplicates_conflicting;
+            r.records.lake_records_replaced += s.lake_replaced;
+            good_accounted += s.written + s.duplicates_exact + s.duplicates_conflicting;
+            r.output.typed_rows += res.typed_rows;
+            r.output.untyped_lines += res.untyped_lines;
+            r.output.bytes_written += res.bytes_written;
+            r.output.partitions_touched += 1;
+            if res.change.columns.is_some() {
+                tables.insert((res.change.tenant.clone(), res.change.metric.clone()));
+            }
+            changes.push(res.change);
+        }
+        drop(results);
+        self.progress.finish();
+        phase.report.output.tables_touched = tables.len() as u64;
+        phase.lap("merge_write");
+        check_conservation(phase.report, read.good_records, good_accounted)?;
+
+        let errors = self.stage_errors(&tag, &read.bad).await?;
+        let record = CommitRecord {
+            version,
+            run_id: tag.clone(),
+            tag: tag.clone(),
+            committed_ms: chrono::Utc::now().timestamp_millis(),
+            ledger: new.iter().map(ledger_entry).collect(),
+            partitions: changes,
+            errors,
+        };
+        if !log.create(&record).await? {
+            let other = log.read(version).await.map(|r| r.run_id).unwrap_or_default();
+            if other != tag {
+                self.discard(&record).await;
+            }
+            return Ok(Attempt::LostRace { version, other });
+        }
+        phase.lap("commit");
+        self.progress.start("publish", None);
+        let stats = publish(&self.lake, &record).await?;
+        self.progress.finish();
+        phase.lap("publish");
+        let r = &mut phase.report;
+        r.committed_version = Some(version);
+        r.output.files_added = stats.files_added + record.partitions.iter().filter(|p| p.untyped_staged.is_some()).count() as u64;
+        r.output.files_removed = stats.files_removed;
+        r.message = format!("committed lake version {version}");
+        Ok(Attempt::Done)
+    }
+
+    /// Columns of every touched typed table: what the table has, then new catalog fields.
+    async fn table_columns(&self, keys: &[PartitionKey], read: &read::ReadOutput, catalog: &Catalog) -> Result<HashMap<(String, String), Columns>> {
+        let mut out = HashMap::new();
+        for key in keys {
+            let id = (key.tenant.clone(), key.metric.clone());
+            if out.contains_key(&id) {
+                continue;
+            }
+            let Some(spec) = catalog.tenant(&key.tenant).and_then(|t| t.metric(&key.metric)) else {
+                continue;
+            };
+            let _ = read;
+            let loc = self.lake.child(&format!("typed/{}", names::table_dir(&key.tenant, &key.metric)));
+            let table = Table::open(loc).await?;
+            let mut cols: Vec<(Arc<str>, FieldType)> = table.typed_columns()?.unwrap_or_default();
+            for f in &spec.fields {
+                match cols.iter().find(|(n, _)| *n == f.name) {
+                    Some((_, t)) if *t != f.ty => {
+                        return Err(Error::Catalog {
+                            tenant: key.tenant.clone(),
+                            reason: format!(
+                                "metric {:?} field {:?} is {} in the lake but {} in the catalog; changing a stored type is not supported yet",
+                                key.metric, f.name, t.name(), f.ty.name()
+                            ),
+                        })
+                    }
+                    Some(_) => {}
+                    None => cols.push((f.name.clone(), f.ty)),
+                }
+            }
+            out.insert(id, Columns(cols));
+        }
+        Ok(out)
+    }
+
+    async fn stage_errors(&self, tag: &str, bad: &[(String, crate::quarantine::BadRecord)]) -> Result<Vec<StagedCopy>> {
+        let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
+        let mut by_tenant: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        for (object, b) in bad {
+            let tenant = b.tenant.clone().filter(|t| names::valid_tenant(t)).unwrap_or_else(|| "_unknown".into());
+            let buf = by_tenant.entry(tenant).or_default();
+            serde_json::to_writer(&mut *buf, &b.line(tag, object)).expect("quarantine json");
+            buf.push(b'\n');
+        }
+        let mut out = Vec::new();
+        for (tenant, bytes) in by_tenant {
+            let rel = format!("errors/tenant={tenant}/date={day}/{tag}.jsonl");
+            let staged = format!("_fineo/staging/{tag}/{rel}");
+            self.lake.put(&staged, Bytes::from(bytes)).await?;
+            out.push(StagedCopy { staged, path: rel });
+        }
+        Ok(out)
+    }
+
+    /// Removes the files of a run that lost the commit race.
+    async fn discard(&self, record: &CommitRecord) {
+        for p in &record.partitions {
+            for f in &p.typed_add {
+                let path = format!("typed/{}/{}", names::table_dir(&p.tenant, &p.metric), f.file.path);
+                let _ = self.lake.delete(&path).await;
+            }
+        }
+        if let Ok(staged) = self.lake.list(&format!("_fineo/staging/{}", record.tag)).await {
+            for m in staged {
+                let _ = self.lake.delete_path(&m.location).await;
+            }
+        }
+    }
+
+    async fn write_report(&self, report: &CompactReport) -> Result<()> {
+        let json = Bytes::from(serde_json::to_vec_pretty(report).expect("report json"));
+        self.lake.put(&format!("_runs/{}.json", report.run_id), json.clone()).await?;
+        if let Some(dest) = &self.report {
+            write_to_url(dest, json).await?;
+        }
+        Ok(())
+    }
+}
+
+enum Attempt {
+    Done,
+    LostRace { version: u64, other: String },
+}
+
+/// Writes bytes to a file given as URL or local path.
+pub async fn write_to_url(dest: &str, bytes: Bytes) -> Result<()> {
+    let (dir, name) = match dest.rsplit_once('/') {
+        Some((d, n)) if !d.is_empty() && !d.ends_with(':') && !d.ends_with("//") => (d.to_string(), n.to_string()),
+        Some((d, n)) if d.is_empty() => ("/".to_string(), n.to_string()),
+        _ => (".".to_string(), dest.to_string()),
+    };
+    let loc = Location::parse(&dir)?;
+    loc.put(&name, bytes).await
+}
+
+fn plan(listed: &[StagedObject], ledger: &Ledger, report: &mut CompactReport) -> Vec<StagedObject> {
+    report.objects.listed = listed.len() as u64;
+    let mut new = Vec::new();
+    for o in listed {
+        match ledger.entries.get(&o.key) {
+            None => new.push(o.clone()),
+            Some(e) if e.size != o.size || (e.etag.is_some() && o.etag.is_some() && e.etag != o.etag) => {
+                report.objects.changed.push(o.key.clone())
+            }
+            Some(_) => report.objects.already_processed += 1,
+        }
+    }
+    new
+}
+
+fn ledger_entry(o: &StagedObject) -> LedgerEntry {
+    LedgerEntry {
+        key: o.key.clone(),
+        size: o.size,
+        etag: o.etag.clone(),
+        delivery_ms: o.delivery_ms,
+    }
+}
+
+/// A run's deterministic tag: the same base version and new objects give the same file names,
+/// so a rerun after a crash overwrites its own leftovers instead of orphaning them.
+fn run_tag(base: u64, new: &[StagedObject]) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(&base.to_le_bytes());
+    for o in new {
+        h.update(o.key.as_bytes());
+        h.update(&o.size.to_le_bytes());
+        h.update(o.etag.as_deref().unwrap_or("").as_bytes());
+        h.update(b"\n");
+    }
+    format!("v{:06}-{:016x}", base + 1, h.digest())
+}
+
+fn check_conservation(report: &mut CompactReport, good: u64, accounted: u64) -> Result<()> {
+    let r = &report.records;
+    let total = r.written + r.duplicates.exact + r.duplicates.conflicting + r.errors;
+    report.conservation_ok = total == r.records_in && good == accounted;
+    if !report.conservation_ok {
+        return Err(Error::Conservation(format!(
+            "records_in {} != written {} + duplicates {} + errors {} (decoded good {good}, merged {accounted})",
+            r.records_in,
+            r.written,
+            r.duplicates.exact + r.duplicates.conflicting,
+            r.errors
+        )));
+    }
+    Ok(())
+}
+
+struct PhaseClock<'a> {
+    report: &'a mut CompactReport,
+    at: Instant,
+}
+
+impl<'a> PhaseClock<'a> {
+    fn new(report: &'a mut CompactReport) -> Self {
+        PhaseClock { report, at: Instant::now() }
+    }
+
+    fn lap(&mut self, name: &str) {
+        let now = Instant::now();
+        *self.report.phases.entry(name.to_string()).or_default() += (now - self.at).as_secs_f64();
+        self.at = now;
+    }
+}

@@ -1,0 +1,164 @@
+//! Phase 1 of compact: fetch new objects (async, bounded concurrency), decode and resolve them
+//! on the rayon pool, and bucket the records by partition.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use futures::StreamExt;
+
+use crate::catalog::Catalog;
+use crate::decode::{decode_object, Format, Limits, RecordSink};
+use crate::dedup::{codec, Bucket, Buckets, LocalBuckets};
+use crate::error::{Error, Result};
+use crate::model::RawRecord;
+use crate::progress::Progress;
+use crate::quarantine::BadRecord;
+use crate::resolve::resolve;
+use crate::sources::StagedObject;
+use crate::storage::Location;
+
+/// Everything phase 1 produced.
+pub struct ReadOutput {
+    pub buckets: Buckets,
+    /// Bad records with the key of their object, in arrival order.
+    pub bad: Vec<(String, BadRecord)>,
+    pub records_in: u64,
+    pub good_records: u64,
+    pub bytes_read: u64,
+    pub by_format: BTreeMap<String, u64>,
+    pub mismatches: BTreeMap<String, u64>,
+}
+
+/// One object's decoded content.
+struct ObjectOutput {
+    index: usize,
+    buckets: LocalBuckets,
+    bad: Vec<BadRecord>,
+    records_in: u64,
+    good: u64,
+    format: Format,
+    bytes: u64,
+    mismatches: HashMap<String, u64>,
+}
+
+/// Settings of the read phase.
+pub struct ReadSettings {
+    pub limits: Limits,
+    pub fetch_concurrency: usize,
+    pub memory_budget: usize,
+}
+
+/// Reads and buckets `objects` (in arrival order; index = object id in the buckets).
+pub async fn read_objects(
+    staged: &Location,
+    objects: &[StagedObject],
+    catalog: Arc<Catalog>,
+    settings: &ReadSettings,
+    progress: &dyn Progress,
+) -> Result<ReadOutput> {
+    let mut out = ReadOutput {
+        buckets: Buckets::new(settings.memory_budget),
+        bad: Vec::new(),
+        records_in: 0,
+        good_records: 0,
+        bytes_read: 0,
+        by_format: BTreeMap::new(),
+        mismatches: BTreeMap::new(),
+    };
+    let mut bad_by_object: Vec<Vec<BadRecord>> = vec![Vec::new(); objects.len()];
+    let limits = settings.limits;
+    let mut stream = futures::stream::iter(objects.iter().enumerate())
+        .map(|(index, obj)| {
+            let catalog = catalog.clone();
+            let path = staged.path(&obj.key);
+            async move {
+                let bytes = staged.get_path(&path).await?;
+                on_rayon(move || decode_one(index, &bytes, &catalog, &limits)).await
+            }
+        })
+        .buffer_unordered(settings.fetch_concurrency.max(1));
+    while let Some(done) = stream.next().await {
+        let o = done?;
+        progress.advance(1, o.bytes);
+        out.records_in += o.records_in;
+        out.good_records += o.good;
+        out.bytes_read += o.bytes;
+        *out.by_format.entry(format!("{:?}", o.format)).or_default() += 1;
+        for (k, n) in o.mismatches {
+            *out.mismatches.entry(k).or_default() += n;
+        }
+        bad_by_object[o.index] = o.bad;
+        out.buckets.absorb(o.buckets)?;
+    }
+    for (i, bad) in bad_by_object.into_iter().enumerate() {
+        out.bad.extend(bad.into_iter().map(|b| (objects[i].key.clone(), b)));
+    }
+    Ok(out)
+}
+
+/// Runs CPU work on the rayon pool without blocking the async runtime.
+pub async fn on_rayon<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    rayon::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.await.map_err(|_| Error::Task("rayon worker dropped its result".into()))
+}
+
+fn decode_one(index: usize, bytes: &[u8], catalog: &Catalog, limits: &Limits) -> ObjectOutput {
+    let mut sink = Sink {
+        catalog,
+        object: index as u32,
+        buckets: HashMap::new(),
+        bad: Vec::new(),
+        records_in: 0,
+        good: 0,
+        mismatches: HashMap::new(),
+    };
+    let format = decode_object(bytes, limits, &mut sink);
+    ObjectOutput {
+        index,
+        buckets: sink.buckets,
+        bad: sink.bad,
+        records_in: sink.records_in,
+        good: sink.good,
+        format,
+        bytes: bytes.len() as u64,
+        mismatches: sink.mismatches,
+    }
+}
+
+struct Sink<'a> {
+    catalog: &'a Catalog,
+    object: u32,
+    buckets: LocalBuckets,
+    bad: Vec<BadRecord>,
+    records_in: u64,
+    good: u64,
+    mismatches: HashMap<String, u64>,
+}
+
+impl RecordSink for Sink<'_> {
+    fn record(&mut self, rec: RawRecord<'_>) {
+        self.records_in += 1;
+        match resolve(&rec, self.catalog) {
+            Ok(r) => {
+                self.good += 1;
+                for f in &r.mismatches {
+                    let key = format!("{}/{}/{}", r.key.tenant, r.key.metric, f);
+                    *self.mismatches.entry(key).or_default() += 1;
+                }
+                let b: &mut Bucket = self.buckets.entry(r.key.clone()).or_default();
+                b.known = r.known;
+                b.count += 1;
+                codec::encode(&mut b.buf, &r, self.object, rec.position.record);
+            }
+            Err(bad) => self.bad.push(bad),
+        }
+    }
+
+    fn bad(&mut self, bad: BadRecord) {
+        self.records_in += 1;
+        self.bad.push(bad);
+    }
+}

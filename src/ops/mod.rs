@@ -1,0 +1,7 @@
+//! Operations: one per command, each a builder that plans, executes and returns a report.
+
+pub mod compact;
+pub mod generate;
+
+pub use compact::Compact;
+pub use generate::Generate;

@@ -1,0 +1,78 @@
+//! Staged archive listing: every object below the staged prefix, in arrival order (Firehose
+//! delivery time from the key, else last-modified; then key).
+
+use chrono::{NaiveDate, TimeZone, Utc};
+use object_store::ObjectMeta;
+
+use crate::error::Result;
+use crate::storage::Location;
+
+/// One staged object to read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StagedObject {
+    /// Key relative to the staged prefix.
+    pub key: String,
+    pub size: u64,
+    pub etag: Option<String>,
+    /// Delivery time: from the Firehose key, else the object's last-modified time.
+    pub delivery_ms: i64,
+}
+
+/// Lists the staged prefix in arrival order.
+pub async fn list_staged(staged: &Location) -> Result<Vec<StagedObject>> {
+    let metas = staged.list("").await?;
+    let mut objects: Vec<StagedObject> = metas.iter().map(|m| from_meta(staged, m)).collect();
+    sort_arrival(&mut objects);
+    Ok(objects)
+}
+
+fn from_meta(staged: &Location, m: &ObjectMeta) -> StagedObject {
+    let key = staged.relative(&m.location);
+    let delivery_ms = firehose_time(&key).unwrap_or_else(|| m.last_modified.timestamp_millis());
+    StagedObject {
+        key,
+        size: m.size,
+        etag: m.e_tag.clone(),
+        delivery_ms,
+    }
+}
+
+/// Sorts objects into arrival order.
+pub fn sort_arrival(objects: &mut [StagedObject]) {
+    objects.sort_by(|a, b| a.delivery_ms.cmp(&b.delivery_ms).then_with(|| a.key.cmp(&b.key)));
+}
+
+/// The delivery time in a Firehose object name:
+/// `<stream>-<version>-YYYY-MM-DD-HH-mm-ss-<uuid>[.ext]`.
+pub fn firehose_time(key: &str) -> Option<i64> {
+    let name = key.rsplit('/').next()?;
+    let tokens: Vec<&str> = name.split('-').collect();
+    let lens = [4, 2, 2, 2, 2, 2];
+    (1..tokens.len().saturating_sub(6)).find_map(|i| {
+        let w = &tokens[i..i + 6];
+        let fits = w
+            .iter()
+            .zip(lens)
+            .all(|(t, n)| t.len() == n && t.bytes().all(|b| b.is_ascii_digit()));
+        if !fits {
+            return None;
+        }
+        let n: Vec<u32> = w.iter().map(|t| t.parse().expect("digits")).collect();
+        let date = NaiveDate::from_ymd_opt(n[0] as i32, n[1], n[2])?;
+        let dt = date.and_hms_opt(n[3], n[4], n[5])?;
+        Some(Utc.from_utc_datetime(&dt).timestamp_millis())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn firehose_keys() {
+        let k = "2026/01/01/00/my-stream-1-2026-01-01-00-05-12-0b9c7f9e-1111-2222-3333-444455556666.gz";
+        assert_eq!(firehose_time(k), Some(1_767_225_912_000));
+        assert_eq!(firehose_time("other/name.json"), None);
+        assert_eq!(firehose_time("s-1-2026-13-01-00-05-12-u"), None);
+    }
+}

@@ -1,0 +1,232 @@
+//! Locations: a URL or local path turned into an object store plus a prefix, and the few
+//! store calls the pipeline needs (conditional create, optional get, listing).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use url::Url;
+
+use crate::error::{Error, Result};
+
+/// A place in an object store: the store, the prefix inside it, and the URL it came from.
+#[derive(Clone, Debug)]
+pub struct Location {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    url: Url,
+}
+
+/// Outcome of a conditional create.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Created {
+    /// The object did not exist and now holds our bytes.
+    Yes,
+    /// Someone else created it first; nothing was written.
+    AlreadyExists,
+}
+
+impl Location {
+    /// Parses `s3://bucket/prefix`, `file:///abs/path`, or a plain local path (created if
+    /// missing). S3 credentials, region, endpoint and SSE settings come from the standard AWS
+    /// environment (`AWS_ENDPOINT_URL`, `AWS_SERVER_SIDE_ENCRYPTION`, `AWS_SSE_KMS_KEY_ID`, ...).
+    pub fn parse(location: &str) -> Result<Self> {
+        let invalid = |reason: String| Error::InvalidLocation {
+            location: location.to_string(),
+            reason,
+        };
+        let url = if location.contains("://") {
+            Url::parse(location).map_err(|e| invalid(e.to_string()))?
+        } else {
+            let path = std::path::Path::new(location);
+            std::fs::create_dir_all(path).map_err(|e| invalid(e.to_string()))?;
+            let abs = std::fs::canonicalize(path).map_err(|e| invalid(e.to_string()))?;
+            Url::from_directory_path(&abs).map_err(|_| invalid("not an absolute path".into()))?
+        };
+        let (store, prefix) = build_store(&url).map_err(invalid)?;
+        Ok(Location { store, prefix, url })
+    }
+
+    /// A location over an explicit store (tests wrap stores to inject faults).
+    pub fn with_store(store: Arc<dyn ObjectStore>, prefix: Path, url: Url) -> Self {
+        Location { store, prefix, url }
+    }
+
+    /// The store behind this location.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The URL this location was parsed from (always ends without a trailing slash).
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// The prefix inside the store.
+    pub fn prefix(&self) -> &Path {
+        &self.prefix
+    }
+
+    /// A child location (same store) below `rel`, which uses `/` separators of safe parts.
+    pub fn child(&self, rel: &str) -> Location {
+        let prefix = self.path(rel);
+        let mut url = self.url.clone();
+        {
+            let mut segs = url.path_segments_mut().expect("base url");
+            segs.pop_if_empty();
+            for part in rel.split('/').filter(|p| !p.is_empty()) {
+                segs.push(part);
+            }
+        }
+        Location {
+            store: self.store.clone(),
+            prefix,
+            url,
+        }
+    }
+
+    /// The full store path of `rel` below this location.
+    pub fn path(&self, rel: &str) -> Path {
+        let mut parts: Vec<object_store::path::PathPart<'static>> =
+            self.prefix.parts().map(|p| p.as_ref().to_string().into()).collect();
+        parts.extend(
+            rel.split('/')
+                .filter(|p| !p.is_empty())
+                .map(|p| object_store::path::PathPart::from(p.to_string())),
+        );
+        Path::from_iter(parts)
+    }
+
+    /// The path of `full` relative to this location's prefix.
+    pub fn relative(&self, full: &Path) -> String {
+        match full.prefix_match(&self.prefix) {
+            Some(parts) => parts.map(|p| p.as_ref().to_string()).collect::<Vec<_>>().join("/"),
+            None => full.to_string(),
+        }
+    }
+
+    /// Reads an object, `None` when it does not exist.
+    pub async fn get_opt(&self, rel: &str) -> Result<Option<Bytes>> {
+        let path = self.path(rel);
+        match self.store.get(&path).await {
+            Ok(r) => Ok(Some(r.bytes().await.map_err(|e| Error::store(&path, e))?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Error::store(&path, e)),
+        }
+    }
+
+    /// Reads an object by full path.
+    pub async fn get_path(&self, path: &Path) -> Result<Bytes> {
+        let r = self.store.get(path).await.map_err(|e| Error::store(path, e))?;
+        r.bytes().await.map_err(|e| Error::store(path, e))
+    }
+
+    /// Writes (or overwrites) an object atomically.
+    pub async fn put(&self, rel: &str, bytes: Bytes) -> Result<()> {
+        let path = self.path(rel);
+        self.store
+            .put(&path, PutPayload::from_bytes(bytes))
+            .await
+            .map_err(|e| Error::store(&path, e))?;
+        Ok(())
+    }
+
+    /// Creates an object only if it does not exist (If-None-Match on S3).
+    pub async fn put_create(&self, rel: &str, bytes: Bytes) -> Result<Created> {
+        let path = self.path(rel);
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(&path, PutPayload::from_bytes(bytes), opts)
+            .await
+        {
+            Ok(_) => Ok(Created::Yes),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(Created::AlreadyExists),
+            Err(e) => Err(Error::store(&path, e)),
+        }
+    }
+
+    /// Deletes an object; a missing object is not an error.
+    pub async fn delete(&self, rel: &str) -> Result<()> {
+        let path = self.path(rel);
+        self.delete_path(&path).await
+    }
+
+    /// Deletes an object by full path; a missing object is not an error.
+    pub async fn delete_path(&self, path: &Path) -> Result<()> {
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::store(path, e)),
+        }
+    }
+
+    /// Copies an object inside this location.
+    pub async fn copy(&self, from: &str, to: &str) -> Result<()> {
+        let (from, to) = (self.path(from), self.path(to));
+        self.store
+            .copy(&from, &to)
+            .await
+            .map_err(|e| Error::store(&from, e))
+    }
+
+    /// Whether an object exists.
+    pub async fn exists(&self, rel: &str) -> Result<bool> {
+        let path = self.path(rel);
+        match self.store.head(&path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(Error::store(&path, e)),
+        }
+    }
+
+    /// Lists every object below `rel` (recursively).
+    pub async fn list(&self, rel: &str) -> Result<Vec<ObjectMeta>> {
+        let path = self.path(rel);
+        let found: Vec<ObjectMeta> = self
+            .store
+            .list(Some(&path))
+            .try_collect()
+            .await
+            .or_else(|e| match e {
+                object_store::Error::NotFound { .. } => Ok(Vec::new()),
+                e => Err(Error::store(&path, e)),
+            })?;
+        Ok(found)
+    }
+}
+
+fn build_store(url: &Url) -> std::result::Result<(Arc<dyn ObjectStore>, Path), String> {
+    match url.scheme() {
+        "s3" | "s3a" => {
+            let bucket = url.host_str().ok_or("missing bucket")?;
+            let mut builder = object_store::aws::AmazonS3Builder::from_env()
+                .with_bucket_name(bucket);
+            if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
+                builder = builder
+                    .with_endpoint(&endpoint)
+                    .with_allow_http(endpoint.starts_with("http://"));
+            }
+            let store = builder.build().map_err(|e| e.to_string())?;
+            let prefix = Path::from_url_path(url.path()).map_err(|e| e.to_string())?;
+            Ok((Arc::new(store), prefix))
+        }
+        "file" => {
+            let store = object_store::local::LocalFileSystem::new().with_automatic_cleanup(true);
+            let path = url
+                .to_file_path()
+                .map_err(|_| "not a local file url".to_string())?;
+            std::fs::create_dir_all(&path).map_err(|e| e.to_string())?;
+            let prefix = Path::from_absolute_path(&path).map_err(|e| e.to_string())?;
+            Ok((Arc::new(store), prefix))
+        }
+        _ => {
+            let (store, prefix) = object_store::parse_url(url).map_err(|e| e.to_string())?;
+            Ok((Arc::from(store), prefix))
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! The command line as users meet it: help, usage errors, job files, README examples.
+
+use std::path::Path;
+use std::process::Command;
+
+use fineo_batch::jobfile::JobFile;
+
+use crate::harness::*;
+
+#[test]
+fn help_and_usage_errors() {
+    for cmd in [&["--help"][..], &["compact", "--help"], &["generate", "--help"]] {
+        let out = fineo(cmd);
+        assert_eq!(out.status.code(), Some(0), "{cmd:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"));
+    }
+    assert_eq!(fineo(&["compact", "--no-such-flag"]).status.code(), Some(2));
+    assert_eq!(fineo(&["frobnicate"]).status.code(), Some(2));
+    let out = fineo(&["compact", "--lake", "/tmp/x"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--staged is required"));
+}
+
+#[test]
+fn every_job_file_parses() {
+    let mut n = 0;
+    for f in walk(&repo().join("jobs")) {
+        if f.extension().is_some_and(|e| e == "toml") {
+            let job = JobFile::load(&f).unwrap_or_else(|e| panic!("{e}"));
+            let c = job.compact.expect("a [compact] table");
+            assert!(c.staged.is_some() && c.lake.is_some(), "{}", f.display());
+            n += 1;
+        }
+    }
+    assert!(n >= 2);
+    let bad = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(bad.path(), "[compact]\nstaged = 3\n").unwrap();
+    let err = JobFile::load(bad.path()).unwrap_err().to_string();
+    assert!(err.contains(bad.path().to_str().unwrap()), "{err}");
+}
+
+#[test]
+fn job_file_settings_and_flag_override() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = testdata("fixtures/dedup");
+    let job = tmp.path().join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "[compact]\nstaged = {:?}\nlake = {:?}\ncatalog = {:?}\nkeep = \"first\"\n",
+            s(&fx.join("staged")),
+            s(&tmp.path().join("lake")),
+            s(&fx.join("catalog"))
+        ),
+    )
+    .unwrap();
+    let report_path = tmp.path().join("report.json");
+    fineo_ok(&["compact", "--job", s(&job), "--keep", "latest", "--report", s(&report_path)], 0);
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    assert_eq!(report["records"]["written"], 4);
+    let rows = typed_rows(&lake_dump(&tmp.path().join("lake")))["t1/boiler"].clone();
+    assert_eq!(rows[0]["temperature"], 10.0, "--keep latest overrides the job file's first");
+    assert!(walk(&tmp.path().join("lake/_runs")).len() == 1, "report kept under _runs/");
+}
+
+/// Runs every `$ fineo-batch ...` line of README.md, in order, in one scratch directory.
+#[test]
+fn readme_examples_run() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut ran = 0;
+    for line in readme.lines() {
+        let Some(cmd) = line.trim().strip_prefix("$ fineo-batch ") else { continue };
+        let out = Command::new(env!("CARGO_BIN_EXE_fineo-batch"))
+            .args(shell_words(cmd))
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        let code = out.status.code();
+        assert!(
+            code == Some(0) || (cmd.contains("--fail-on-error") && code == Some(3)),
+            "README example `{cmd}` exited {code:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ran += 1;
+    }
+    assert!(ran >= 3, "README has too few runnable examples");
+    assert!(Path::new(&tmp.path().join("lake/_fineo")).is_dir());
+}
+
+fn shell_words(cmd: &str) -> Vec<String> {
+    cmd.split_whitespace().map(str::to_string).collect()
+}

@@ -1,0 +1,189 @@
+//! Test harness: temp workspaces, the binary, the Python readers, and lake snapshots that can
+//! be compared whole.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fixture directory under `testdata/`.
+pub fn testdata(rel: &str) -> PathBuf {
+    repo().join("testdata").join(rel)
+}
+
+/// The Python with deltalake, pyarrow, duckdb and fastavro (`make test` installs it).
+pub fn python() -> PathBuf {
+    let p = std::env::var_os("FINEO_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".venv/bin/python"));
+    assert!(p.exists(), "{} is missing: run `scripts/pyenv.sh` (make test does)", p.display());
+    p
+}
+
+/// Runs the fineo-batch binary.
+pub fn fineo(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fineo-batch"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run fineo-batch")
+}
+
+/// Runs the binary and requires exit code `code`; returns stdout.
+pub fn fineo_ok(args: &[&str], code: i32) -> String {
+    let out = fineo(args);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "fineo-batch {args:?}\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+/// `compact --json`: returns the report.
+pub fn compact(staged: &Path, lake: &Path, catalog: Option<&Path>, extra: &[&str]) -> Value {
+    let mut args = vec!["compact", "--json", "--staged", s(staged), "--lake", s(lake)];
+    if let Some(c) = catalog {
+        args.extend(["--catalog", s(c)]);
+    }
+    args.extend(extra);
+    serde_json::from_str(&fineo_ok(&args, 0)).expect("report json")
+}
+
+/// A path as &str.
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Copies a directory tree.
+pub fn copy_tree(from: &Path, to: &Path) {
+    for entry in walk(from) {
+        let rel = entry.strip_prefix(from).expect("prefix");
+        let dest = to.join(rel);
+        std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(&entry, &dest).expect("copy");
+    }
+}
+
+/// Every file below `dir`, sorted.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd {
+            let p = e.expect("dir entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The lake as other engines read it (`scripts/lake_dump.py`: deltalake + DuckDB + json).
+pub fn lake_dump(lake: &Path) -> Value {
+    let out = Command::new(python())
+        .arg(repo().join("scripts/lake_dump.py"))
+        .arg(lake)
+        .output()
+        .expect("run lake_dump.py");
+    assert!(
+        out.status.success(),
+        "lake_dump.py failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("lake_dump json")
+}
+
+/// Typed rows by `tenant/metric`, as read by deltalake (checked against DuckDB by the script).
+pub fn typed_rows(dump: &Value) -> BTreeMap<String, Vec<Value>> {
+    dump["typed"]
+        .as_array()
+        .expect("typed")
+        .iter()
+        .map(|t| {
+            let key = format!("{}/{}", t["tenant"].as_str().unwrap(), t["metric"].as_str().unwrap());
+            (key, t["rows"].as_array().unwrap().clone())
+        })
+        .collect()
+}
+
+/// Untyped lines by `tenant/metric/date`.
+pub fn untyped_lines(dump: &Value) -> BTreeMap<String, Vec<Value>> {
+    dump["untyped"]
+        .as_array()
+        .expect("untyped")
+        .iter()
+        .map(|t| {
+            let key = format!(
+                "{}/{}/{}",
+                t["tenant"].as_str().unwrap(),
+                t["metric"].as_str().unwrap(),
+                t["date"].as_str().unwrap()
+            );
+            (key, t["lines"].as_array().unwrap().clone())
+        })
+        .collect()
+}
+
+/// The user-visible content of a lake, for whole-lake comparisons: typed rows, untyped lines,
+/// quarantined records (without run ids), and the processed-object ledger.
+pub fn lake_content(lake: &Path) -> Value {
+    let dump = lake_dump(lake);
+    let mut errors: Vec<Value> = dump["errors"]["lines"]
+        .as_array()
+        .expect("error lines")
+        .iter()
+        .map(|l| {
+            let mut l = l.clone();
+            l.as_object_mut().unwrap().remove("run_id");
+            l
+        })
+        .collect();
+    errors.sort_by_key(|v| v.to_string());
+    serde_json::json!({
+        "typed": typed_rows(&dump),
+        "untyped": untyped_lines(&dump),
+        "errors": errors,
+        "ledger": ledger_keys(lake),
+    })
+}
+
+/// Keys in the lake's ledger (every committed log version's entries).
+pub fn ledger_keys(lake: &Path) -> Vec<String> {
+    let mut keys = Vec::new();
+    for f in walk(&lake.join("_fineo/log")) {
+        if f.extension().is_some_and(|e| e == "json") {
+            let rec: Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+            for e in rec["ledger"].as_array().unwrap() {
+                keys.push(e["key"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    keys.sort();
+    keys
+}
+
+/// Asserts `actual` has the values in `expected` (a subset check on objects).
+pub fn assert_subset(actual: &Value, expected: &Value, path: &str) {
+    match expected {
+        Value::Object(m) => {
+            for (k, v) in m {
+                assert_subset(&actual[k], v, &format!("{path}.{k}"));
+            }
+        }
+        _ => assert_eq!(actual, expected, "at {path}"),
+    }
+}

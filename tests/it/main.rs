@@ -1,0 +1,10 @@
+//! The one integration-test binary: every module below drives the real binary or the library
+//! against real files, and checks the lake with other engines (deltalake, DuckDB, json).
+
+mod harness;
+
+mod avro;
+mod cli;
+mod fixtures;
+mod generated;
+mod incremental;
