@@ -135,7 +135,8 @@ pub struct Rec {
     pub hash: u64,
 }
 
-/// Hashes a record's content (typed values by column, untyped pairs), stable across runs.
+/// Hashes a record's content (typed values by column, untyped pairs in name order), stable
+/// across runs and encodings.
 pub fn content_hash(typed: &[(Arc<str>, TypedValue)], untyped: &[(String, String)]) -> u64 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     for (name, v) in typed {
@@ -160,7 +161,11 @@ pub fn content_hash(typed: &[(Arc<str>, TypedValue)], untyped: &[(String, String
         }
     }
     h.update(&[0xfe]);
-    for (k, v) in untyped {
+    // Untyped fields hash in name order: the same record sent as JSON and as Avro (whose maps
+    // have no order) is the same content.
+    let mut pairs: Vec<&(String, String)> = untyped.iter().collect();
+    pairs.sort_unstable();
+    for (k, v) in pairs {
         h.update(k.as_bytes());
         h.update(&[0xff]);
         h.update(v.as_bytes());

@@ -70,11 +70,10 @@ impl Table {
             .map_err(|e| Error::delta(loc.url(), e))?;
         let log_store = default_logstore(Arc::from(prefixed), loc.store().clone(), loc.url(), &cfg);
         let mut table = DeltaTable::new(log_store.clone());
-        let exists = match table.load().await {
-            Ok(()) => true,
-            Err(DeltaTableError::NotATable(_)) => false,
-            Err(e) => return Err(Error::delta(loc.url(), e)),
-        };
+        let exists = loc.any_below("_delta_log").await?;
+        if exists {
+            table.load().await.map_err(|e| Error::delta(loc.url(), e))?;
+        }
         Ok(Table {
             loc,
             log_store,

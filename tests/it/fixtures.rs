@@ -77,9 +77,8 @@ fn fail_on_error_exits_3_but_keeps_the_good_records() {
     let tmp = tempfile::tempdir().unwrap();
     let fx = testdata("fixtures/resolution");
     let lake = tmp.path().join("lake");
-    let args = [
-        "compact", "--staged", s(&fx.join("staged")), "--lake", s(&lake), "--catalog", s(&fx.join("catalog")), "--fail-on-error",
-    ];
+    let (staged, catalog) = (fx.join("staged"), fx.join("catalog"));
+    let args = ["compact", "--staged", s(&staged), "--lake", s(&lake), "--catalog", s(&catalog), "--fail-on-error"];
     let stdout = fineo_ok(&args, 3);
     assert!(stdout.contains("16 in = 9 written + 0 duplicates"), "{stdout}");
     assert_eq!(lake_dump(&lake)["totals"]["typed_rows"], 6);

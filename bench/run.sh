@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): fineo-batch compact vs DuckDB doing the same job on the same data.
+# Usage: bench/run.sh [path/to/fineo-batch]   (make bench builds the release binary first)
+# Prints records/s and peak RSS per dataset and the throughput ratio to DuckDB.
+set -euo pipefail
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+BIN="${1:-${CARGO_TARGET_DIR:-$HOME/.cache/fineo-batch/target}/release/fineo-batch}"
+PY="${FINEO_PYTHON:-$REPO/.venv/bin/python}"
+WORK="${BENCH_DIR:-${TMPDIR:-/tmp}/fineo-bench}"
+SIZES="${BENCH_SETS:-1000000:jsonl-gz 5000000:jsonl-gz 1000000:avro}"
+mkdir -p "$WORK"
+
+# time_rss CMD...: runs CMD, prints "<seconds> <max RSS KiB>" on fd 3; stdout to $WORK/last.out
+time_rss() {
+  /usr/bin/time -f "%e %M" -o "$WORK/time.txt" "$@" > "$WORK/last.out" 2> "$WORK/last.err" || {
+    cat "$WORK/last.err" >&2; return 1; }
+  cat "$WORK/time.txt"
+}
+
+printf '%-22s %10s %10s %12s %10s | %10s %12s %10s | %7s\n' dataset records seconds records/s rss_MiB duck_s duck_rec/s duck_MiB ratio
+for set in $SIZES; do
+  n="${set%%:*}"; fmt="${set##*:}"
+  data="$WORK/sample-$n-$fmt"
+  if [ ! -f "$data/truth.json" ]; then
+    rm -rf "$data"
+    "$BIN" generate --out "$data" --records "$n" --format "$fmt" --seed 42 > /dev/null
+  fi
+  records=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['records'])" "$data/truth.json")
+  rm -rf "$WORK/lake"
+  read -r secs rss < <(time_rss "$BIN" compact --staged "$data/staged" --lake "$WORK/lake" --catalog "$data/catalog")
+  grep -q "conservation ok" "$WORK/last.out" || { echo "conservation check missing" >&2; exit 1; }
+  ours=$(awk -v r="$records" -v s="$secs" 'BEGIN { printf "%.0f", r / s }')
+  if [ "$fmt" = "jsonl-gz" ]; then
+    rm -rf "$WORK/duck"
+    read -r dsecs drss < <(time_rss "$PY" "$REPO/bench/duckdb_compact.py" "$data/staged" "$WORK/duck" --catalog "$data/catalog" --threads "$(nproc)")
+    duck=$(awk -v r="$records" -v s="$dsecs" 'BEGIN { printf "%.0f", r / s }')
+    ratio=$(awk -v a="$ours" -v b="$duck" 'BEGIN { printf "%.2fx", a / b }')
+    dmib=$((drss / 1024))
+  else
+    # DuckDB reads Avro only through an extension that cannot be downloaded here.
+    dsecs="n/a"; duck="n/a"; dmib="n/a"; ratio="n/a"
+  fi
+  printf '%-22s %10s %10s %12s %10s | %10s %12s %10s | %7s\n' "$n-$fmt" "$records" "$secs" "$ours" "$((rss / 1024))" "$dsecs" "$duck" "$dmib" "$ratio"
+done
