@@ -165,10 +165,14 @@ fn metric_spec(name: &str, m: &MetricDoc) -> std::result::Result<MetricSpec, Str
                 "field name {fname:?} cannot be a column (reserved, or holds one of ' ,;{{}}()=' or a tab/newline)"
             ));
         }
-        let sources: Vec<String> = std::iter::once(fname.clone()).chain(f.aliases.clone()).collect();
+        let sources: Vec<String> = std::iter::once(fname.clone())
+            .chain(f.aliases.clone())
+            .collect();
         for (rank, s) in sources.iter().enumerate() {
             if rank > 0 && canon.contains(s.as_str()) {
-                return Err(format!("{s:?} is both a canonical field and an alias of {fname:?}"));
+                return Err(format!(
+                    "{s:?} is both a canonical field and an alias of {fname:?}"
+                ));
             }
             if by_source.contains_key(s) || hidden_sources.contains(s) {
                 return Err(format!("field name {s:?} is used twice"));
@@ -279,7 +283,10 @@ mod tests {
         let twice = r#"{"tenant":"t","metrics":{"m":{"fields":{"a":{"type":"long","aliases":["x"]},"b":{"type":"long","aliases":["x"]}}}}}"#;
         assert!(doc(twice).unwrap_err().to_string().contains("used twice"));
         let both = r#"{"tenant":"t","metrics":{"m":{"fields":{"a":{"type":"long","aliases":["b"]},"b":{"type":"long"}}}}}"#;
-        assert!(doc(both).unwrap_err().to_string().contains("both a canonical"));
+        assert!(doc(both)
+            .unwrap_err()
+            .to_string()
+            .contains("both a canonical"));
         let ty = r#"{"tenant":"t","metrics":{"m":{"fields":{"a":{"type":"decimal"}}}}}"#;
         assert!(serde_json::from_str::<TenantDoc>(ty).is_err());
         let metric_twice = r#"{"tenant":"t","metrics":{"m":{"aliases":["n"]},"n":{}}}"#;

@@ -60,7 +60,10 @@ impl JobFile {
         let job: JobFile = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
         if let Some(s) = &job.schedule {
             if !(s.expression.starts_with("cron(") || s.expression.starts_with("rate(")) {
-                return Err(err(format!("schedule expression {:?} is not cron(...) or rate(...)", s.expression)));
+                return Err(err(format!(
+                    "schedule expression {:?} is not cron(...) or rate(...)",
+                    s.expression
+                )));
             }
             for step in &s.steps {
                 if !["compact", "backup"].contains(&step.as_str()) {
@@ -70,7 +73,9 @@ impl JobFile {
         }
         if let Some(c) = &job.compact {
             if c.memory_budget_mb == Some(0) || c.fetch_concurrency == Some(0) {
-                return Err(err("memory_budget_mb and fetch_concurrency must be positive".into()));
+                return Err(err(
+                    "memory_budget_mb and fetch_concurrency must be positive".into(),
+                ));
             }
         }
         Ok(job)

@@ -14,8 +14,7 @@ pub fn valid_tenant(tenant: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && b[0].is_ascii_alphanumeric()
-        && b
-            .iter()
+        && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
         && !tenant.contains("..")
 }
@@ -62,7 +61,16 @@ mod tests {
     fn tenants() {
         assert!(valid_tenant("t07"));
         assert!(valid_tenant("a.b-c_d"));
-        for bad in ["", "../x", "a/b", ".", "-a", "a..b", "tén", &"a".repeat(129)] {
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            ".",
+            "-a",
+            "a..b",
+            "tén",
+            &"a".repeat(129),
+        ] {
             assert!(!valid_tenant(bad), "{bad:?} accepted");
         }
     }

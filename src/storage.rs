@@ -89,8 +89,11 @@ impl Location {
 
     /// The full store path of `rel` below this location.
     pub fn path(&self, rel: &str) -> Path {
-        let mut parts: Vec<object_store::path::PathPart<'static>> =
-            self.prefix.parts().map(|p| p.as_ref().to_string().into()).collect();
+        let mut parts: Vec<object_store::path::PathPart<'static>> = self
+            .prefix
+            .parts()
+            .map(|p| p.as_ref().to_string().into())
+            .collect();
         parts.extend(
             rel.split('/')
                 .filter(|p| !p.is_empty())
@@ -102,7 +105,10 @@ impl Location {
     /// The path of `full` relative to this location's prefix.
     pub fn relative(&self, full: &Path) -> String {
         match full.prefix_match(&self.prefix) {
-            Some(parts) => parts.map(|p| p.as_ref().to_string()).collect::<Vec<_>>().join("/"),
+            Some(parts) => parts
+                .map(|p| p.as_ref().to_string())
+                .collect::<Vec<_>>()
+                .join("/"),
             None => full.to_string(),
         }
     }
@@ -119,7 +125,11 @@ impl Location {
 
     /// Reads an object by full path.
     pub async fn get_path(&self, path: &Path) -> Result<Bytes> {
-        let r = self.store.get(path).await.map_err(|e| Error::store(path, e))?;
+        let r = self
+            .store
+            .get(path)
+            .await
+            .map_err(|e| Error::store(path, e))?;
         r.bytes().await.map_err(|e| Error::store(path, e))
     }
 
@@ -165,13 +175,12 @@ impl Location {
         }
     }
 
-    /// Copies an object inside this location.
+    /// Copies an object inside this location: read, then an atomic put (a server-side copy on
+    /// a local filesystem hard-links, which leaves temp files behind when repeated).
     pub async fn copy(&self, from: &str, to: &str) -> Result<()> {
-        let (from, to) = (self.path(from), self.path(to));
-        self.store
-            .copy(&from, &to)
-            .await
-            .map_err(|e| Error::store(&from, e))
+        let path = self.path(from);
+        let bytes = self.get_path(&path).await?;
+        self.put(to, bytes).await
     }
 
     /// Whether an object exists.
@@ -198,15 +207,15 @@ impl Location {
     /// Lists every object below `rel` (recursively).
     pub async fn list(&self, rel: &str) -> Result<Vec<ObjectMeta>> {
         let path = self.path(rel);
-        let found: Vec<ObjectMeta> = self
-            .store
-            .list(Some(&path))
-            .try_collect()
-            .await
-            .or_else(|e| match e {
-                object_store::Error::NotFound { .. } => Ok(Vec::new()),
-                e => Err(Error::store(&path, e)),
-            })?;
+        let found: Vec<ObjectMeta> =
+            self.store
+                .list(Some(&path))
+                .try_collect()
+                .await
+                .or_else(|e| match e {
+                    object_store::Error::NotFound { .. } => Ok(Vec::new()),
+                    e => Err(Error::store(&path, e)),
+                })?;
         Ok(found)
     }
 }
@@ -215,8 +224,8 @@ fn build_store(url: &Url) -> std::result::Result<(Arc<dyn ObjectStore>, Path), S
     match url.scheme() {
         "s3" | "s3a" => {
             let bucket = url.host_str().ok_or("missing bucket")?;
-            let mut builder = object_store::aws::AmazonS3Builder::from_env()
-                .with_bucket_name(bucket);
+            let mut builder =
+                object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
             if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
                 builder = builder
                     .with_endpoint(&endpoint)

@@ -18,7 +18,11 @@ use fineo_batch::{Compact, Generate};
 const EXIT_QUARANTINED: i32 = 3;
 
 #[derive(Parser, Debug)]
-#[command(name = "fineo-batch", version, about = "Batch compaction for the Fineo IoT platform: staged archive -> deduplicated Delta lake")]
+#[command(
+    name = "fineo-batch",
+    version,
+    about = "Batch compaction for the Fineo IoT platform: staged archive -> deduplicated Delta lake"
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -111,7 +115,10 @@ enum FormatArg {
 pub fn run() -> i32 {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -128,8 +135,9 @@ pub fn run() -> i32 {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,fineo_batch=info,fineo_batch_cli=info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,fineo_batch=info,fineo_batch_cli=info")
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -152,8 +160,14 @@ async fn compact(a: CompactArgs) -> Result<i32> {
         Some(p) => JobFile::load(p)?.compact.unwrap_or_default(),
         None => Default::default(),
     };
-    let staged = a.staged.or(job.staged).context("--staged is required (flag or job file)")?;
-    let lake = a.lake.or(job.lake).context("--lake is required (flag or job file)")?;
+    let staged = a
+        .staged
+        .or(job.staged)
+        .context("--staged is required (flag or job file)")?;
+    let lake = a
+        .lake
+        .or(job.lake)
+        .context("--lake is required (flag or job file)")?;
     let catalog = a.catalog.or(job.catalog);
     let keep = match a.keep {
         Some(KeepArg::First) => Keep::First,
@@ -180,7 +194,11 @@ async fn compact(a: CompactArgs) -> Result<i32> {
     } else {
         print!("{}", report.summary());
     }
-    Ok(if fail_on_error && report.has_errors() { EXIT_QUARANTINED } else { 0 })
+    Ok(if fail_on_error && report.has_errors() {
+        EXIT_QUARANTINED
+    } else {
+        0
+    })
 }
 
 async fn generate(a: GenerateArgs) -> Result<i32> {

@@ -22,9 +22,11 @@ impl Progress for Bars {
     fn start(&self, phase: &str, total: Option<u64>) {
         let bar = match total {
             Some(n) => ProgressBar::new(n).with_style(
-                ProgressStyle::with_template("{prefix:>8} [{bar:40}] {pos}/{len} {binary_bytes} {elapsed}")
-                    .expect("template")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{prefix:>8} [{bar:40}] {pos}/{len} {binary_bytes} {elapsed}",
+                )
+                .expect("template")
+                .progress_chars("=> "),
             ),
             None => ProgressBar::new_spinner(),
         };
@@ -75,7 +77,9 @@ impl Progress for Lines {
         let mut s = self.0.lock().expect("progress lock");
         s.done += units;
         s.bytes += bytes;
-        if s.last.is_some_and(|l| l.elapsed() >= Duration::from_secs(10)) {
+        if s.last
+            .is_some_and(|l| l.elapsed() >= Duration::from_secs(10))
+        {
             s.last = Some(Instant::now());
             tracing::info!(phase = %s.phase, done = s.done, total = s.total, bytes = s.bytes, "progress");
         }

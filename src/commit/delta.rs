@@ -55,9 +55,21 @@ fn field_type(t: &DataType) -> Option<FieldType> {
 
 /// Delta columns of a table: timestamp, the fields, and the `date` partition column.
 pub fn delta_fields(cols: &Columns) -> Vec<StructField> {
-    let mut fields = vec![StructField::new("timestamp", DataType::Primitive(PrimitiveType::Timestamp), false)];
-    fields.extend(cols.0.iter().map(|(n, t)| StructField::new(n.as_ref(), delta_type(*t), true)));
-    fields.push(StructField::new("date", DataType::Primitive(PrimitiveType::Date), true));
+    let mut fields = vec![StructField::new(
+        "timestamp",
+        DataType::Primitive(PrimitiveType::Timestamp),
+        false,
+    )];
+    fields.extend(
+        cols.0
+            .iter()
+            .map(|(n, t)| StructField::new(n.as_ref(), delta_type(*t), true)),
+    );
+    fields.push(StructField::new(
+        "date",
+        DataType::Primitive(PrimitiveType::Date),
+        true,
+    ));
     fields
 }
 
@@ -87,7 +99,10 @@ impl Table {
         if !self.exists {
             return Ok(None);
         }
-        let snap = self.table.snapshot().map_err(|e| Error::delta(self.loc.url(), e))?;
+        let snap = self
+            .table
+            .snapshot()
+            .map_err(|e| Error::delta(self.loc.url(), e))?;
         let mut out = Vec::new();
         for f in snap.schema().fields() {
             if f.name() == "timestamp" || f.name() == "date" {
@@ -96,7 +111,10 @@ impl Table {
             let ty = field_type(f.data_type()).ok_or_else(|| {
                 Error::delta(
                     self.loc.url(),
-                    DeltaTableError::Generic(format!("column {:?} has a type fineo-batch does not write", f.name())),
+                    DeltaTableError::Generic(format!(
+                        "column {:?} has a type fineo-batch does not write",
+                        f.name()
+                    )),
                 )
             })?;
             out.push((Arc::from(f.name().as_str()), ty));
@@ -127,11 +145,17 @@ impl Table {
                 Ok(t) => self.table = t,
                 Err(e) => {
                     // A concurrent creator may have won: the table must now load.
-                    self.table.load().await.map_err(|_| Error::delta(self.loc.url(), e))?;
+                    self.table
+                        .load()
+                        .await
+                        .map_err(|_| Error::delta(self.loc.url(), e))?;
                 }
             }
             self.exists = true;
-            self.table.load().await.map_err(|e| Error::delta(self.loc.url(), e))?;
+            self.table
+                .load()
+                .await
+                .map_err(|e| Error::delta(self.loc.url(), e))?;
         }
         let have = self.column_names()?;
         let missing: Vec<StructField> = cols
@@ -156,14 +180,22 @@ impl Table {
         if !self.exists {
             return Ok(None);
         }
-        let snap = self.table.snapshot().map_err(|e| Error::delta(self.loc.url(), e))?;
+        let snap = self
+            .table
+            .snapshot()
+            .map_err(|e| Error::delta(self.loc.url(), e))?;
         snap.transaction_version(self.log_store.as_ref(), APP_ID)
             .await
             .map_err(|e| Error::delta(self.loc.url(), e))
     }
 
     /// Commits adds and removes as lake version `version`, once.
-    pub async fn commit(&mut self, version: u64, adds: &[(String, TypedFile)], removes: &[(String, DataFile)]) -> Result<()> {
+    pub async fn commit(
+        &mut self,
+        version: u64,
+        adds: &[(String, TypedFile)],
+        removes: &[(String, DataFile)],
+    ) -> Result<()> {
         for attempt in 0..5 {
             if self.committed_version().await? >= Some(version as i64) {
                 return Ok(());
@@ -172,7 +204,10 @@ impl Table {
             let props = CommitProperties::default()
                 .with_application_transaction(Transaction::new(APP_ID, version as i64))
                 .with_create_checkpoint(true);
-            let snap = self.table.snapshot().map_err(|e| Error::delta(self.loc.url(), e))?;
+            let snap = self
+                .table
+                .snapshot()
+                .map_err(|e| Error::delta(self.loc.url(), e))?;
             let res = CommitBuilder::from(props)
                 .with_actions(actions)
                 .build(
@@ -189,7 +224,10 @@ impl Table {
                 Ok(_) => return Ok(()),
                 Err(e) if attempt < 4 => {
                     tracing::warn!(table = %self.loc.url(), error = %e, "delta commit retry");
-                    self.table.load().await.map_err(|e| Error::delta(self.loc.url(), e))?;
+                    self.table
+                        .load()
+                        .await
+                        .map_err(|e| Error::delta(self.loc.url(), e))?;
                 }
                 Err(e) => return Err(Error::delta(self.loc.url(), e)),
             }

@@ -53,7 +53,8 @@ impl Ledger {
             .read_to_string(&mut text)
             .map_err(|e| Error::metadata(path, e))?;
         for line in text.lines().filter(|l| !l.is_empty()) {
-            let e: LedgerEntry = serde_json::from_str(line).map_err(|e| Error::metadata(path, e))?;
+            let e: LedgerEntry =
+                serde_json::from_str(line).map_err(|e| Error::metadata(path, e))?;
             self.entries.insert(e.key.clone(), e);
         }
         Ok(())

@@ -53,7 +53,11 @@ impl PartitionChange {
     /// The table columns as [`Columns`].
     pub fn table_columns(&self) -> Option<Columns> {
         self.columns.as_ref().map(|c| {
-            Columns(c.iter().map(|(n, t)| (std::sync::Arc::from(n.as_str()), *t)).collect())
+            Columns(
+                c.iter()
+                    .map(|(n, t)| (std::sync::Arc::from(n.as_str()), *t))
+                    .collect(),
+            )
         })
     }
 }
@@ -142,7 +146,10 @@ impl<'a> LakeLog<'a> {
     /// Tries to create version `record.version`; `false` when another run took it.
     pub async fn create(&self, record: &CommitRecord) -> Result<bool> {
         let bytes = serde_json::to_vec_pretty(record).expect("commit json");
-        let created = self.lake.put_create(&version_path(record.version), Bytes::from(bytes)).await?;
+        let created = self
+            .lake
+            .put_create(&version_path(record.version), Bytes::from(bytes))
+            .await?;
         Ok(created == Created::Yes)
     }
 
@@ -153,7 +160,9 @@ impl<'a> LakeLog<'a> {
 
     /// Marks version `v` published and moves the hint forward.
     pub async fn mark_published(&self, v: u64) -> Result<()> {
-        self.lake.put(&published_path(v), Bytes::from_static(b"{}")).await?;
+        self.lake
+            .put(&published_path(v), Bytes::from_static(b"{}"))
+            .await?;
         let hint = serde_json::json!({ "version": v }).to_string();
         self.lake.put(HINT, Bytes::from(hint)).await
     }

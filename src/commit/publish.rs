@@ -26,14 +26,21 @@ pub async fn publish(lake: &Location, record: &CommitRecord) -> Result<PublishSt
     let mut tables: BTreeMap<(String, String), Vec<&PartitionChange>> = BTreeMap::new();
     for p in &record.partitions {
         if p.columns.is_some() {
-            tables.entry((p.tenant.clone(), p.metric.clone())).or_default().push(p);
+            tables
+                .entry((p.tenant.clone(), p.metric.clone()))
+                .or_default()
+                .push(p);
         }
     }
     for ((tenant, metric), parts) in &tables {
         let loc = lake.child(&format!("typed/{}", names::table_dir(tenant, metric)));
         let mut table = Table::open(loc).await?;
-        let cols = parts[0].table_columns().expect("typed partition has columns");
-        table.ensure_schema(&cols, &format!("{tenant}.{metric}")).await?;
+        let cols = parts[0]
+            .table_columns()
+            .expect("typed partition has columns");
+        table
+            .ensure_schema(&cols, &format!("{tenant}.{metric}"))
+            .await?;
         let adds: Vec<(String, TypedFile)> = parts
             .iter()
             .flat_map(|p| p.typed_add.iter().map(|f| (p.date.clone(), f.clone())))
@@ -49,8 +56,22 @@ pub async fn publish(lake: &Location, record: &CommitRecord) -> Result<PublishSt
     }
     let log = LakeLog::new(lake);
     for p in &record.partitions {
-        move_staged(lake, p.untyped_staged.as_deref(), &p.untyped_path, &log, record.version).await?;
-        move_staged(lake, Some(&p.index_staged), &p.index_path, &log, record.version).await?;
+        move_staged(
+            lake,
+            p.untyped_staged.as_deref(),
+            &p.untyped_path,
+            &log,
+            record.version,
+        )
+        .await?;
+        move_staged(
+            lake,
+            Some(&p.index_staged),
+            &p.index_path,
+            &log,
+            record.version,
+        )
+        .await?;
     }
     for e in &record.errors {
         move_staged(lake, Some(&e.staged), &e.path, &log, record.version).await?;
@@ -71,7 +92,13 @@ pub async fn publish(lake: &Location, record: &CommitRecord) -> Result<PublishSt
 
 /// Copies a staged file to its place (or deletes the place when nothing is staged). A staged
 /// file already gone means a concurrent publisher of the same version finished first.
-async fn move_staged(lake: &Location, staged: Option<&str>, path: &str, log: &LakeLog<'_>, v: u64) -> Result<()> {
+async fn move_staged(
+    lake: &Location,
+    staged: Option<&str>,
+    path: &str,
+    log: &LakeLog<'_>,
+    v: u64,
+) -> Result<()> {
     match staged {
         None => lake.delete(path).await,
         Some(s) => match lake.copy(s, path).await {

@@ -14,8 +14,18 @@ pub fn decode(bytes: &[u8], limits: &Limits, sink: &mut dyn RecordSink) {
     let reader = match apache_avro::Reader::new(bytes) {
         Ok(r) => r,
         Err(e) => {
-            let reason = if is_truncation(&e) { Reason::TruncatedObject } else { Reason::CorruptObject };
-            sink.bad(object_damage(reason, format!("unreadable Avro header: {e}"), 0, bytes, limits));
+            let reason = if is_truncation(&e) {
+                Reason::TruncatedObject
+            } else {
+                Reason::CorruptObject
+            };
+            sink.bad(object_damage(
+                reason,
+                format!("unreadable Avro header: {e}"),
+                0,
+                bytes,
+                limits,
+            ));
             return;
         }
     };
@@ -40,7 +50,11 @@ pub fn decode(bytes: &[u8], limits: &Limits, sink: &mut dyn RecordSink) {
                 }
             }
             Err(e) => {
-                let reason = if is_truncation(&e) { Reason::TruncatedObject } else { Reason::CorruptObject };
+                let reason = if is_truncation(&e) {
+                    Reason::TruncatedObject
+                } else {
+                    Reason::CorruptObject
+                };
                 let msg = format!("Avro data damaged after record {ordinal}: {e}");
                 sink.bad(object_damage(reason, msg, ordinal, &[], limits));
                 return;
@@ -54,7 +68,13 @@ fn is_truncation(e: &apache_avro::Error) -> bool {
     text.contains("UnexpectedEof") || text.contains("failed to fill whole buffer")
 }
 
-fn object_damage(reason: Reason, message: String, ordinal: u64, raw: &[u8], limits: &Limits) -> BadRecord {
+fn object_damage(
+    reason: Reason,
+    message: String,
+    ordinal: u64,
+    raw: &[u8],
+    limits: &Limits,
+) -> BadRecord {
     BadRecord {
         reason,
         message,
@@ -63,7 +83,11 @@ fn object_damage(reason: Reason, message: String, ordinal: u64, raw: &[u8], limi
             ..Default::default()
         },
         tenant: None,
-        raw: if raw.is_empty() { Raw::None } else { Raw::from_bytes(raw, limits.max_raw_bytes) },
+        raw: if raw.is_empty() {
+            Raw::None
+        } else {
+            Raw::from_bytes(raw, limits.max_raw_bytes)
+        },
     }
 }
 
@@ -72,7 +96,11 @@ type Bad = (Reason, String, String);
 fn record(value: Value, position: Position) -> Result<RawRecord<'static>, Bad> {
     let Value::Record(pairs) = value else {
         let raw = to_json_text(value);
-        return Err((Reason::MissingField, "top-level Avro value is not a record".into(), raw));
+        return Err((
+            Reason::MissingField,
+            "top-level Avro value is not a record".into(),
+            raw,
+        ));
     };
     let mut rec = RawRecord {
         tenant: RawValue::Null,
@@ -156,7 +184,9 @@ fn scalar(v: Value) -> RawValue<'static> {
 /// Floats in JSON form; non-finite values (not JSON numbers) travel as strings.
 fn float_text(f: f64) -> RawValue<'static> {
     if f.is_finite() {
-        RawValue::Number(Cow::Owned(serde_json::Number::from_f64(f).expect("finite").to_string()))
+        RawValue::Number(Cow::Owned(
+            serde_json::Number::from_f64(f).expect("finite").to_string(),
+        ))
     } else {
         RawValue::Str(Cow::Owned(f.to_string()))
     }

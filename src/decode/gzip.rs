@@ -59,7 +59,8 @@ pub fn gunzip(bytes: &[u8], max_out: usize) -> Gunzipped {
                 } else {
                     (Reason::CorruptObject, "corrupt gzip member")
                 };
-                out.damage.push(damage(reason, format!("{what} at byte {pos}: {e}"), pos));
+                out.damage
+                    .push(damage(reason, format!("{what} at byte {pos}: {e}"), pos));
                 match next_member(bytes, pos + 1) {
                     Some(next) => pos = next,
                     None => break,

@@ -34,7 +34,13 @@ pub fn decode(data: &[u8], cuts: &[usize], limits: &Limits, sink: &mut dyn Recor
             if nl.is_none() && damaged {
                 if !line.is_empty() {
                     ordinal += 1;
-                    sink.bad(bad(Reason::TruncatedObject, "record cut off by damaged gzip member".into(), position, line, limits));
+                    sink.bad(bad(
+                        Reason::TruncatedObject,
+                        "record cut off by damaged gzip member".into(),
+                        position,
+                        line,
+                        limits,
+                    ));
                 }
             } else if !line.is_empty() {
                 ordinal += 1;
@@ -47,7 +53,11 @@ pub fn decode(data: &[u8], cuts: &[usize], limits: &Limits, sink: &mut dyn Recor
 }
 
 fn trim(line: &[u8], first: bool) -> &[u8] {
-    let line = if first { line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line) } else { line };
+    let line = if first {
+        line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line)
+    } else {
+        line
+    };
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.iter().all(u8::is_ascii_whitespace) {
         &[]
@@ -58,7 +68,11 @@ fn trim(line: &[u8], first: bool) -> &[u8] {
 
 fn one_line(line: &[u8], position: Position, limits: &Limits, sink: &mut dyn RecordSink) {
     if line.len() > limits.max_record_bytes {
-        let msg = format!("line of {} bytes exceeds the {} byte limit", line.len(), limits.max_record_bytes);
+        let msg = format!(
+            "line of {} bytes exceeds the {} byte limit",
+            line.len(),
+            limits.max_record_bytes
+        );
         sink.bad(bad(Reason::RecordTooLarge, msg, position, line, limits));
         return;
     }
@@ -68,7 +82,13 @@ fn one_line(line: &[u8], position: Position, limits: &Limits, sink: &mut dyn Rec
     }
 }
 
-fn bad(reason: Reason, message: String, position: Position, line: &[u8], limits: &Limits) -> BadRecord {
+fn bad(
+    reason: Reason,
+    message: String,
+    position: Position,
+    line: &[u8],
+    limits: &Limits,
+) -> BadRecord {
     BadRecord {
         reason,
         message,
@@ -80,8 +100,12 @@ fn bad(reason: Reason, message: String, position: Position, line: &[u8], limits:
 
 /// Parses one JSON line into a raw record (fields borrowed from the line where possible).
 pub fn parse_line(line: &[u8], position: Position) -> Result<RawRecord<'_>, (Reason, String)> {
-    let text = std::str::from_utf8(line)
-        .map_err(|e| (Reason::BadJson, format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
+    let text = std::str::from_utf8(line).map_err(|e| {
+        (
+            Reason::BadJson,
+            format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+        )
+    })?;
     let mut de = serde_json::Deserializer::from_str(text);
     let pairs = de
         .deserialize_map(PairsVisitor)
@@ -122,7 +146,9 @@ fn classify(v: &JsonRaw) -> Result<RawValue<'_>, String> {
         b'"' => {
             let inner = &s[1..s.len() - 1];
             if inner.contains('\\') {
-                RawValue::Str(Cow::Owned(serde_json::from_str::<String>(s).map_err(|e| e.to_string())?))
+                RawValue::Str(Cow::Owned(
+                    serde_json::from_str::<String>(s).map_err(|e| e.to_string())?,
+                ))
             } else {
                 RawValue::Str(Cow::Borrowed(inner))
             }
@@ -193,7 +219,11 @@ mod tests {
         assert_eq!(r.fields[1].1, RawValue::Str("x\"y".into()));
         assert_eq!(r.fields[2].1, RawValue::Nested("{\"k\":[1,2]}".into()));
         assert_eq!(r.fields[3].1, RawValue::Null);
-        let reasons: Vec<_> = sink.bad.iter().map(|b| (b.reason, b.position.line)).collect();
+        let reasons: Vec<_> = sink
+            .bad
+            .iter()
+            .map(|b| (b.reason, b.position.line))
+            .collect();
         assert_eq!(
             reasons,
             vec![

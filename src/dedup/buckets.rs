@@ -87,7 +87,8 @@ impl Buckets {
                 .append(true)
                 .open(&path)
                 .map_err(|e| Error::io(path.display(), e))?;
-            f.write_all(&b.buf).map_err(|e| Error::io(path.display(), e))?;
+            f.write_all(&b.buf)
+                .map_err(|e| Error::io(path.display(), e))?;
             self.spilled_bytes += b.buf.len() as u64;
             b.buf = Vec::new();
         }

@@ -38,7 +38,11 @@ pub fn merge(lake: Vec<Rec>, new: Vec<Rec>, keep: Keep) -> (Vec<Rec>, MergeStats
         .map(|r| (r, false))
         .chain(new.into_iter().map(|r| (r, true)))
         .collect();
-    all.sort_unstable_by(|a, b| a.0.ts.cmp(&b.0.ts).then_with(|| a.0.arrival.cmp(&b.0.arrival)));
+    all.sort_unstable_by(|a, b| {
+        a.0.ts
+            .cmp(&b.0.ts)
+            .then_with(|| a.0.arrival.cmp(&b.0.arrival))
+    });
     let mut stats = MergeStats::default();
     let mut winners = Vec::with_capacity(all.len());
     let mut group: Vec<(Rec, bool)> = Vec::new();
@@ -91,10 +95,21 @@ mod tests {
     fn latest_wins_against_lake_and_counts() {
         let lake = vec![rec(1, 10, 0, 7), rec(2, 30, 0, 8)];
         // ts 1: a later correction; ts 2: an object delivered earlier than the lake's record.
-        let new = vec![rec(1, 20, 0, 9), rec(2, 20, 5, 8), rec(3, 20, 1, 1), rec(3, 20, 2, 1)];
+        let new = vec![
+            rec(1, 20, 0, 9),
+            rec(2, 20, 5, 8),
+            rec(3, 20, 1, 1),
+            rec(3, 20, 2, 1),
+        ];
         let (w, s) = merge(lake.clone(), new.clone(), Keep::Latest);
-        assert_eq!(w.iter().map(|r| (r.ts, r.hash)).collect::<Vec<_>>(), vec![(1, 9), (2, 8), (3, 1)]);
-        assert_eq!(w[1].arrival.delivery_ms, 30, "the lake's later arrival stays");
+        assert_eq!(
+            w.iter().map(|r| (r.ts, r.hash)).collect::<Vec<_>>(),
+            vec![(1, 9), (2, 8), (3, 1)]
+        );
+        assert_eq!(
+            w[1].arrival.delivery_ms, 30,
+            "the lake's later arrival stays"
+        );
         assert_eq!(
             s,
             MergeStats {
@@ -108,6 +123,9 @@ mod tests {
         let (w, s) = merge(lake, new, Keep::First);
         assert_eq!(w.iter().map(|r| r.hash).collect::<Vec<_>>(), vec![7, 8, 1]);
         assert_eq!(w[1].arrival.delivery_ms, 20);
-        assert_eq!((s.written, s.duplicates_conflicting, s.lake_replaced), (2, 1, 1));
+        assert_eq!(
+            (s.written, s.duplicates_conflicting, s.lake_replaced),
+            (2, 1, 1)
+        );
     }
 }

@@ -14,7 +14,8 @@ pub fn parse_event_time(v: &RawValue<'_>) -> Result<i64, String> {
         RawValue::Str(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s
             .parse::<i64>()
             .map_err(|_| format!("timestamp {s:?} is out of range"))?,
-        RawValue::Str(s) => rfc3339_ms(s).ok_or_else(|| format!("timestamp {s:?} is neither epoch ms nor RFC 3339"))?,
+        RawValue::Str(s) => rfc3339_ms(s)
+            .ok_or_else(|| format!("timestamp {s:?} is neither epoch ms nor RFC 3339"))?,
         other => return Err(format!("timestamp {other:?} is not a number or string")),
     };
     if !(0..=MAX_TS_MS).contains(&ms) {
@@ -24,7 +25,9 @@ pub fn parse_event_time(v: &RawValue<'_>) -> Result<i64, String> {
 }
 
 fn rfc3339_ms(s: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(s).ok().map(|d| d.timestamp_millis())
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|d| d.timestamp_millis())
 }
 
 /// Converts a non-null value to `ty`; `None` when it does not fit (a type mismatch).
@@ -36,7 +39,9 @@ pub fn convert(v: &RawValue<'_>, ty: FieldType) -> Option<TypedValue> {
             RawValue::Str(s) if s.eq_ignore_ascii_case("false") => Some(TypedValue::Bool(false)),
             _ => None,
         },
-        FieldType::Int => integer(v).filter(|i| i32::try_from(*i).is_ok()).map(TypedValue::Int),
+        FieldType::Int => integer(v)
+            .filter(|i| i32::try_from(*i).is_ok())
+            .map(TypedValue::Int),
         FieldType::Long => integer(v).map(TypedValue::Int),
         FieldType::Float => float(v)
             .filter(|f| (*f as f32).is_finite())
@@ -95,15 +100,30 @@ mod tests {
 
     #[test]
     fn conversions() {
-        assert_eq!(convert(&s("TRUE"), FieldType::Boolean), Some(TypedValue::Bool(true)));
+        assert_eq!(
+            convert(&s("TRUE"), FieldType::Boolean),
+            Some(TypedValue::Bool(true))
+        );
         assert_eq!(convert(&n("1"), FieldType::Boolean), None);
-        assert_eq!(convert(&s(" 42 "), FieldType::Long), Some(TypedValue::Int(42)));
-        assert_eq!(convert(&n("3.0"), FieldType::Long), Some(TypedValue::Int(3)));
+        assert_eq!(
+            convert(&s(" 42 "), FieldType::Long),
+            Some(TypedValue::Int(42))
+        );
+        assert_eq!(
+            convert(&n("3.0"), FieldType::Long),
+            Some(TypedValue::Int(3))
+        );
         assert_eq!(convert(&n("3.5"), FieldType::Long), None);
         assert_eq!(convert(&n("3000000000"), FieldType::Int), None);
         assert_eq!(convert(&s("NaN"), FieldType::Double), None);
-        assert_eq!(convert(&s("1e3"), FieldType::Double), Some(TypedValue::Float(1000.0)));
-        assert_eq!(convert(&n("12"), FieldType::String), Some(TypedValue::Str("12".into())));
+        assert_eq!(
+            convert(&s("1e3"), FieldType::Double),
+            Some(TypedValue::Float(1000.0))
+        );
+        assert_eq!(
+            convert(&n("12"), FieldType::String),
+            Some(TypedValue::Str("12".into()))
+        );
         assert_eq!(
             convert(&s("2026-01-01T00:00:01Z"), FieldType::Timestamp),
             Some(TypedValue::Int(1_767_225_601_000))
@@ -115,7 +135,10 @@ mod tests {
     fn event_times() {
         assert_eq!(parse_event_time(&n("1767225600000")), Ok(1_767_225_600_000));
         assert_eq!(parse_event_time(&s("1767225600000")), Ok(1_767_225_600_000));
-        assert_eq!(parse_event_time(&s("2026-01-01T01:00:00+01:00")), Ok(1_767_225_600_000));
+        assert_eq!(
+            parse_event_time(&s("2026-01-01T01:00:00+01:00")),
+            Ok(1_767_225_600_000)
+        );
         assert!(parse_event_time(&n("-5")).is_err());
         assert!(parse_event_time(&n("1.5e12")).is_err());
         assert!(parse_event_time(&s("yesterday")).is_err());

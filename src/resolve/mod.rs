@@ -48,19 +48,45 @@ pub fn resolve(rec: &RawRecord<'_>, catalog: &Catalog) -> Result<Resolved, BadRe
     let owner = || Some(tenant.to_string());
     let metric = match &rec.metric {
         RawValue::Str(m) if !m.is_empty() => m.as_ref(),
-        RawValue::Null | RawValue::Str(_) => return Err(bad(Reason::MissingField, "missing metric".into(), owner())),
-        _ => return Err(bad(Reason::MissingField, "metric is not a string".into(), owner())),
+        RawValue::Null | RawValue::Str(_) => {
+            return Err(bad(Reason::MissingField, "missing metric".into(), owner()))
+        }
+        _ => {
+            return Err(bad(
+                Reason::MissingField,
+                "metric is not a string".into(),
+                owner(),
+            ))
+        }
     };
     if let Some(p) = names::name_problem(metric) {
-        return Err(bad(Reason::NameTooLong, format!("metric name: {p}"), owner()));
+        return Err(bad(
+            Reason::NameTooLong,
+            format!("metric name: {p}"),
+            owner(),
+        ));
     }
     let ts = match &rec.timestamp {
-        RawValue::Null => return Err(bad(Reason::MissingField, "missing timestamp".into(), owner())),
+        RawValue::Null => {
+            return Err(bad(
+                Reason::MissingField,
+                "missing timestamp".into(),
+                owner(),
+            ))
+        }
         v => parse_event_time(v).map_err(|m| bad(Reason::BadTimestamp, m, owner()))?,
     };
-    if let Some((name, p)) = rec.fields.iter().find_map(|(n, _)| names::name_problem(n).map(|p| (n, p))) {
+    if let Some((name, p)) = rec
+        .fields
+        .iter()
+        .find_map(|(n, _)| names::name_problem(n).map(|p| (n, p)))
+    {
         let shown: String = name.chars().take(64).collect();
-        return Err(bad(Reason::NameTooLong, format!("field name {shown:?}: {p}"), owner()));
+        return Err(bad(
+            Reason::NameTooLong,
+            format!("field name {shown:?}: {p}"),
+            owner(),
+        ));
     }
     let spec = catalog.tenant(tenant).and_then(|t| t.metric(metric));
     let mut out = Resolved {
@@ -140,7 +166,11 @@ pub fn raw_text(rec: &RawRecord<'_>) -> String {
         }
     }
     let mut m = serde_json::Map::new();
-    for (k, v) in [("tenant", &rec.tenant), ("metric", &rec.metric), ("timestamp", &rec.timestamp)] {
+    for (k, v) in [
+        ("tenant", &rec.tenant),
+        ("metric", &rec.metric),
+        ("timestamp", &rec.timestamp),
+    ] {
         if !matches!(v, RawValue::Null) {
             m.insert(k.into(), json(v));
         }

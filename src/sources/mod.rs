@@ -39,7 +39,11 @@ fn from_meta(staged: &Location, m: &ObjectMeta) -> StagedObject {
 
 /// Sorts objects into arrival order.
 pub fn sort_arrival(objects: &mut [StagedObject]) {
-    objects.sort_by(|a, b| a.delivery_ms.cmp(&b.delivery_ms).then_with(|| a.key.cmp(&b.key)));
+    objects.sort_by(|a, b| {
+        a.delivery_ms
+            .cmp(&b.delivery_ms)
+            .then_with(|| a.key.cmp(&b.key))
+    });
 }
 
 /// The delivery time in a Firehose object name:
@@ -70,7 +74,8 @@ mod tests {
 
     #[test]
     fn firehose_keys() {
-        let k = "2026/01/01/00/my-stream-1-2026-01-01-00-05-12-0b9c7f9e-1111-2222-3333-444455556666.gz";
+        let k =
+            "2026/01/01/00/my-stream-1-2026-01-01-00-05-12-0b9c7f9e-1111-2222-3333-444455556666.gz";
         assert_eq!(firehose_time(k), Some(1_767_225_912_000));
         assert_eq!(firehose_time("other/name.json"), None);
         assert_eq!(firehose_time("s-1-2026-13-01-00-05-12-u"), None);

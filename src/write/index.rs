@@ -57,7 +57,10 @@ fn schema() -> Arc<Schema> {
 /// Encodes the index of a partition.
 pub fn encode(entries: &[Entry], manifest: &PartitionManifest) -> Result<Bytes> {
     let col = |f: &dyn Fn(&Entry) -> i64| Arc::new(entries.iter().map(f).collect::<Int64Array>());
-    let source: StringArray = entries.iter().map(|e| Some(e.arrival.source.as_ref())).collect();
+    let source: StringArray = entries
+        .iter()
+        .map(|e| Some(e.arrival.source.as_ref()))
+        .collect();
     let batch = RecordBatch::try_new(
         schema(),
         vec![
@@ -98,7 +101,13 @@ pub fn decode(path: &str, bytes: Bytes) -> Result<(Vec<Entry>, PartitionManifest
     let mut sources: std::collections::HashMap<String, Arc<str>> = Default::default();
     for batch in builder.build().map_err(|e| err(&e))? {
         let batch = batch.map_err(|e| err(&e))?;
-        let int = |i: usize| batch.column(i).as_any().downcast_ref::<Int64Array>().cloned();
+        let int = |i: usize| {
+            batch
+                .column(i)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .cloned()
+        };
         let (Some(ts), Some(dl), Some(pos), Some(hash)) = (int(0), int(1), int(3), int(4)) else {
             return Err(err(&"unexpected index schema"));
         };

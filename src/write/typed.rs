@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, BooleanArray, BooleanBuilder, Float32Array, Float32Builder, Float64Array,
-    Float64Builder, Int32Array, Int32Builder, Int64Array, Int64Builder, StringArray,
-    StringBuilder, TimestampMicrosecondArray, TimestampMicrosecondBuilder,
+    Float64Builder, Int32Array, Int32Builder, Int64Array, Int64Builder, StringArray, StringBuilder,
+    TimestampMicrosecondArray, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
@@ -29,7 +29,11 @@ impl Columns {
     /// The Arrow schema of the Parquet files (`timestamp` first, not null).
     pub fn arrow_schema(&self) -> SchemaRef {
         let mut fields = vec![Field::new("timestamp", ts_type(), false)];
-        fields.extend(self.0.iter().map(|(n, t)| Field::new(n.as_ref(), arrow_type(*t), true)));
+        fields.extend(
+            self.0
+                .iter()
+                .map(|(n, t)| Field::new(n.as_ref(), arrow_type(*t), true)),
+        );
         Arc::new(Schema::new(fields))
     }
 }
@@ -63,7 +67,10 @@ pub fn to_batch(cols: &Columns, rows: &[Rec]) -> Result<RecordBatch> {
 }
 
 fn value_of<'a>(r: &'a Rec, name: &str) -> Option<&'a TypedValue> {
-    r.typed.iter().find(|(n, _)| n.as_ref() == name).map(|(_, v)| v)
+    r.typed
+        .iter()
+        .find(|(n, _)| n.as_ref() == name)
+        .map(|(_, v)| v)
 }
 
 fn column<'a>(ty: FieldType, vals: impl Iterator<Item = Option<&'a TypedValue>>) -> ArrayRef {
@@ -109,8 +116,10 @@ pub fn to_parquet(batch: &RecordBatch) -> Result<Bytes> {
     let mut buf = Vec::with_capacity(batch.get_array_memory_size() / 2);
     let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props))
         .map_err(|e| Error::data_file("parquet writer", e))?;
-    w.write(batch).map_err(|e| Error::data_file("parquet writer", e))?;
-    w.close().map_err(|e| Error::data_file("parquet writer", e))?;
+    w.write(batch)
+        .map_err(|e| Error::data_file("parquet writer", e))?;
+    w.close()
+        .map_err(|e| Error::data_file("parquet writer", e))?;
     Ok(Bytes::from(buf))
 }
 

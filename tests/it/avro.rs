@@ -36,7 +36,10 @@ fn fastavro_codecs_schemas_truncation_and_gzip_members() {
     )
     .unwrap();
     let mut files = Vec::new();
-    for (i, codec) in ["null", "deflate", "snappy", "zstandard", "bzip2", "xz"].iter().enumerate() {
+    for (i, codec) in ["null", "deflate", "snappy", "zstandard", "bzip2", "xz"]
+        .iter()
+        .enumerate()
+    {
         let ts = T + i as i64 * 10_000;
         files.push(json!({
             "name": format!("2026/01/01/00/fineo-1-2026-01-01-00-0{i}-00-{codec}.avro"),
@@ -58,7 +61,9 @@ fn fastavro_codecs_schemas_truncation_and_gzip_members() {
                      "temperature": {"$branch": "double", "value": 42.0}, "unknown_fields": {"fw": "2.1"}}]
     }));
     // Many small blocks, then the tail cut off: every block before the damage is kept.
-    let many: Vec<Value> = (0..50).map(|k| staged_record(T + 200_000 + k, 1.0, "t")).collect();
+    let many: Vec<Value> = (0..50)
+        .map(|k| staged_record(T + 200_000 + k, 1.0, "t"))
+        .collect();
     files.push(json!({
         "name": "2026/01/01/02/fineo-1-2026-01-01-02-00-00-truncated.avro",
         "codec": "deflate", "schema": staged_schema(), "records": many,
@@ -72,36 +77,78 @@ fn fastavro_codecs_schemas_truncation_and_gzip_members() {
         .arg(&staged)
         .output()
         .unwrap();
-    assert!(out.status.success(), "write_avro.py: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "write_avro.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Two gzip members in one object, no extension hint.
     let mut gz = Vec::new();
     for k in 0..2 {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        writeln!(e, r#"{{"tenant":"t1","metric":"boiler","timestamp":{},"temperature":{k}.5}}"#, T + 300_000 + k).unwrap();
+        writeln!(
+            e,
+            r#"{{"tenant":"t1","metric":"boiler","timestamp":{},"temperature":{k}.5}}"#,
+            T + 300_000 + k
+        )
+        .unwrap();
         gz.extend(e.finish().unwrap());
     }
     std::fs::create_dir_all(staged.join("2026/01/01/03")).unwrap();
-    std::fs::write(staged.join("2026/01/01/03/fineo-1-2026-01-01-03-00-00-members"), gz).unwrap();
+    std::fs::write(
+        staged.join("2026/01/01/03/fineo-1-2026-01-01-03-00-00-members"),
+        gz,
+    )
+    .unwrap();
 
     let lake = tmp.path().join("lake");
     let report = compact(&staged, &lake, Some(&catalog), &[]);
     let rows = typed_rows(&lake_dump(&lake))["t1/boiler"].clone();
-    let by_ts = |ts: i64| rows.iter().find(|r| r["timestamp"] == ts).cloned().unwrap_or(Value::Null);
+    let by_ts = |ts: i64| {
+        rows.iter()
+            .find(|r| r["timestamp"] == ts)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
     for i in 0..6i64 {
         let ts = T + i * 10_000;
-        assert_eq!(by_ts(ts)["temperature"], json!(i as f64 + 0.5), "codec #{i}");
+        assert_eq!(
+            by_ts(ts)["temperature"],
+            json!(i as f64 + 0.5),
+            "codec #{i}"
+        );
         assert_eq!(by_ts(ts)["pressure"], json!(7));
         assert_eq!(by_ts(ts + 1)["temperature"], json!(-1.25));
     }
-    assert_eq!(by_ts(T + 100_000)["temperature"], json!(42.0), "micros are floored to ms");
+    assert_eq!(
+        by_ts(T + 100_000)["temperature"],
+        json!(42.0),
+        "micros are floored to ms"
+    );
     assert_eq!(by_ts(T + 300_000)["temperature"], json!(0.5));
-    assert_eq!(by_ts(T + 300_001)["temperature"], json!(1.5), "second gzip member");
-    let kept = rows.iter().filter(|r| r["timestamp"].as_i64().unwrap() >= T + 200_000 && r["timestamp"].as_i64().unwrap() < T + 300_000).count();
-    assert!(kept > 0 && kept < 50, "truncated Avro keeps the blocks before the damage, got {kept}");
+    assert_eq!(
+        by_ts(T + 300_001)["temperature"],
+        json!(1.5),
+        "second gzip member"
+    );
+    let kept = rows
+        .iter()
+        .filter(|r| {
+            r["timestamp"].as_i64().unwrap() >= T + 200_000
+                && r["timestamp"].as_i64().unwrap() < T + 300_000
+        })
+        .count();
+    assert!(
+        kept > 0 && kept < 50,
+        "truncated Avro keeps the blocks before the damage, got {kept}"
+    );
     let records = &report["records"];
     assert_eq!(records["errors_by_reason"]["truncated_object"], 1);
-    assert_eq!(records["written"].as_u64().unwrap(), 12 + 1 + kept as u64 + 2);
+    assert_eq!(
+        records["written"].as_u64().unwrap(),
+        12 + 1 + kept as u64 + 2
+    );
     let untyped = untyped_lines(&lake_dump(&lake));
     let day = &untyped["t1/boiler/2026-01-01"];
     let other = day.iter().find(|l| l["timestamp"] == T + 100_000).unwrap();

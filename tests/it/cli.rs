@@ -9,7 +9,11 @@ use crate::harness::*;
 
 #[test]
 fn help_and_usage_errors() {
-    for cmd in [&["--help"][..], &["compact", "--help"], &["generate", "--help"]] {
+    for cmd in [
+        &["--help"][..],
+        &["compact", "--help"],
+        &["generate", "--help"],
+    ] {
         let out = fineo(cmd);
         assert_eq!(out.status.code(), Some(0), "{cmd:?}");
         assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"));
@@ -55,12 +59,30 @@ fn job_file_settings_and_flag_override() {
     )
     .unwrap();
     let report_path = tmp.path().join("report.json");
-    fineo_ok(&["compact", "--job", s(&job), "--keep", "latest", "--report", s(&report_path)], 0);
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    fineo_ok(
+        &[
+            "compact",
+            "--job",
+            s(&job),
+            "--keep",
+            "latest",
+            "--report",
+            s(&report_path),
+        ],
+        0,
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
     assert_eq!(report["records"]["written"], 4);
     let rows = typed_rows(&lake_dump(&tmp.path().join("lake")))["t1/boiler"].clone();
-    assert_eq!(rows[0]["temperature"], 10.0, "--keep latest overrides the job file's first");
-    assert!(walk(&tmp.path().join("lake/_runs")).len() == 1, "report kept under _runs/");
+    assert_eq!(
+        rows[0]["temperature"], 10.0,
+        "--keep latest overrides the job file's first"
+    );
+    assert!(
+        walk(&tmp.path().join("lake/_runs")).len() == 1,
+        "report kept under _runs/"
+    );
 }
 
 /// Runs every `$ fineo-batch ...` line of README.md, in order, in one scratch directory.
@@ -70,7 +92,9 @@ fn readme_examples_run() {
     let tmp = tempfile::tempdir().unwrap();
     let mut ran = 0;
     for line in readme.lines() {
-        let Some(cmd) = line.trim().strip_prefix("$ fineo-batch ") else { continue };
+        let Some(cmd) = line.trim().strip_prefix("$ fineo-batch ") else {
+            continue;
+        };
         let out = Command::new(env!("CARGO_BIN_EXE_fineo-batch"))
             .args(shell_words(cmd))
             .current_dir(tmp.path())

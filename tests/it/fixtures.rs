@@ -16,13 +16,27 @@ fn check(lake: &Path, report: &Value, exp: &Value) {
     let dump = lake_dump(lake);
     let typed = typed_rows(&dump);
     let exp_typed = exp["typed"].as_object().unwrap();
-    assert_eq!(typed.len(), exp_typed.len(), "typed tables: {:?}", typed.keys());
+    assert_eq!(
+        typed.len(),
+        exp_typed.len(),
+        "typed tables: {:?}",
+        typed.keys()
+    );
     for (table, rows) in exp_typed {
-        assert_eq!(&Value::Array(typed[table].clone()), rows, "typed rows of {table}");
+        assert_eq!(
+            &Value::Array(typed[table].clone()),
+            rows,
+            "typed rows of {table}"
+        );
     }
     let untyped = untyped_lines(&dump);
     let exp_untyped = exp["untyped"].as_object().unwrap();
-    assert_eq!(untyped.len(), exp_untyped.len(), "untyped partitions: {:?}", untyped.keys());
+    assert_eq!(
+        untyped.len(),
+        exp_untyped.len(),
+        "untyped partitions: {:?}",
+        untyped.keys()
+    );
     for (part, lines) in exp_untyped {
         let mut got = untyped[part].clone();
         let mut want = lines.as_array().unwrap().clone();
@@ -34,18 +48,32 @@ fn check(lake: &Path, report: &Value, exp: &Value) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|l| (l["position"]["line"].as_i64().unwrap_or(-1), l["reason"].as_str().unwrap().to_string()))
+        .map(|l| {
+            (
+                l["position"]["line"].as_i64().unwrap_or(-1),
+                l["reason"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     errors.sort();
     let want: Vec<(i64, String)> = exp["errors"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["line"].as_i64().unwrap(), e["reason"].as_str().unwrap().to_string()))
+        .map(|e| {
+            (
+                e["line"].as_i64().unwrap(),
+                e["reason"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     assert_eq!(errors, want, "quarantined records");
     let total = dump["totals"]["typed_rows"].as_u64().unwrap();
-    assert_eq!(total, report["output"]["typed_rows"].as_u64().unwrap(), "typed rows: readers vs report");
+    assert_eq!(
+        total,
+        report["output"]["typed_rows"].as_u64().unwrap(),
+        "typed rows: readers vs report"
+    );
 }
 
 #[test]
@@ -54,7 +82,11 @@ fn resolution_rules_exact_rows() {
     let fx = testdata("fixtures/resolution");
     let lake = tmp.path().join("lake");
     let report = compact(&fx.join("staged"), &lake, Some(&fx.join("catalog")), &[]);
-    check(&lake, &report, &expected("fixtures/resolution/expected.json"));
+    check(
+        &lake,
+        &report,
+        &expected("fixtures/resolution/expected.json"),
+    );
     // Quarantine lines name the object, the position and keep the raw record.
     let dump = lake_dump(&lake);
     let bad_json = dump["errors"]["lines"]
@@ -78,19 +110,39 @@ fn fail_on_error_exits_3_but_keeps_the_good_records() {
     let fx = testdata("fixtures/resolution");
     let lake = tmp.path().join("lake");
     let (staged, catalog) = (fx.join("staged"), fx.join("catalog"));
-    let args = ["compact", "--staged", s(&staged), "--lake", s(&lake), "--catalog", s(&catalog), "--fail-on-error"];
+    let args = [
+        "compact",
+        "--staged",
+        s(&staged),
+        "--lake",
+        s(&lake),
+        "--catalog",
+        s(&catalog),
+        "--fail-on-error",
+    ];
     let stdout = fineo_ok(&args, 3);
-    assert!(stdout.contains("16 in = 9 written + 0 duplicates"), "{stdout}");
+    assert!(
+        stdout.contains("16 in = 9 written + 0 duplicates"),
+        "{stdout}"
+    );
     assert_eq!(lake_dump(&lake)["totals"]["typed_rows"], 6);
 }
 
 #[test]
 fn corrections_win_latest_and_keep_first() {
     let fx = testdata("fixtures/dedup");
-    for (keep, exp) in [("latest", "expected_latest.json"), ("first", "expected_first.json")] {
+    for (keep, exp) in [
+        ("latest", "expected_latest.json"),
+        ("first", "expected_first.json"),
+    ] {
         let tmp = tempfile::tempdir().unwrap();
         let lake = tmp.path().join("lake");
-        let report = compact(&fx.join("staged"), &lake, Some(&fx.join("catalog")), &["--keep", keep]);
+        let report = compact(
+            &fx.join("staged"),
+            &lake,
+            Some(&fx.join("catalog")),
+            &["--keep", keep],
+        );
         check(&lake, &report, &expected(&format!("fixtures/dedup/{exp}")));
     }
 }
@@ -116,8 +168,14 @@ fn late_object_with_earlier_key_loses_to_the_lake() {
     assert_eq!(r2["objects"]["read"], 1);
     assert_eq!(r2["records"]["records_in"], 2);
     assert_eq!(r2["records"]["written"], 1);
-    assert_eq!(r2["records"]["duplicates"]["conflicting"], 1, "C's record loses to B's already in the lake");
+    assert_eq!(
+        r2["records"]["duplicates"]["conflicting"], 1,
+        "C's record loses to B's already in the lake"
+    );
     let exp = expected("fixtures/dedup/expected_latest.json");
     let typed = typed_rows(&lake_dump(&lake));
-    assert_eq!(Value::Array(typed["t1/boiler"].clone()), exp["typed"]["t1/boiler"]);
+    assert_eq!(
+        Value::Array(typed["t1/boiler"].clone()),
+        exp["typed"]["t1/boiler"]
+    );
 }

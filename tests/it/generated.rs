@@ -10,7 +10,20 @@ use crate::harness::*;
 fn generate(dir: &std::path::Path, records: u64, format: &str, seed: u64) -> Value {
     let seed = seed.to_string();
     let records = records.to_string();
-    fineo_ok(&["generate", "--out", s(dir), "--records", &records, "--format", format, "--seed", &seed], 0);
+    fineo_ok(
+        &[
+            "generate",
+            "--out",
+            s(dir),
+            "--records",
+            &records,
+            "--format",
+            format,
+            "--seed",
+            &seed,
+        ],
+        0,
+    );
     serde_json::from_slice(&std::fs::read(dir.join("truth.json")).unwrap()).unwrap()
 }
 
@@ -19,42 +32,77 @@ fn check_against_truth(keep: &str, policy: &str) {
     let sample = tmp.path().join("sample");
     let lake = tmp.path().join("lake");
     let truth = generate(&sample, 20_000, "mixed", 3);
-    let report = compact(&sample.join("staged"), &lake, Some(&sample.join("catalog")), &["--keep", keep]);
+    let report = compact(
+        &sample.join("staged"),
+        &lake,
+        Some(&sample.join("catalog")),
+        &["--keep", keep],
+    );
     let rec = &report["records"];
     assert_eq!(rec["records_in"], truth["records"], "every record read");
     assert_eq!(rec["written"], truth["distinct_keys"]);
     assert_eq!(rec["duplicates"]["exact"], truth[policy]["exact"]);
-    assert_eq!(rec["duplicates"]["conflicting"], truth[policy]["conflicting"]);
-    let errors: BTreeMap<String, u64> = serde_json::from_value(rec["errors_by_reason"].clone()).unwrap();
+    assert_eq!(
+        rec["duplicates"]["conflicting"],
+        truth[policy]["conflicting"]
+    );
+    let errors: BTreeMap<String, u64> =
+        serde_json::from_value(rec["errors_by_reason"].clone()).unwrap();
     let want: BTreeMap<String, u64> = serde_json::from_value(truth["errors"].clone()).unwrap();
     assert_eq!(errors, want, "errors by reason");
     let n = |v: &Value| v.as_u64().unwrap();
     assert_eq!(
         n(&rec["records_in"]),
-        n(&rec["written"]) + n(&rec["duplicates"]["exact"]) + n(&rec["duplicates"]["conflicting"]) + n(&rec["errors"]),
+        n(&rec["written"])
+            + n(&rec["duplicates"]["exact"])
+            + n(&rec["duplicates"]["conflicting"])
+            + n(&rec["errors"]),
         "conservation"
     );
     assert_eq!(report["conservation_ok"], true);
     assert_eq!(report["output"]["typed_rows"], truth["typed_rows"]);
-    assert_eq!(report["output"]["untyped_lines"], truth[policy]["untyped_lines"]);
+    assert_eq!(
+        report["output"]["untyped_lines"],
+        truth[policy]["untyped_lines"]
+    );
 
     let dump = lake_dump(&lake);
-    assert_eq!(dump["totals"]["typed_rows"], truth["typed_rows"], "rows as deltalake/DuckDB read them");
-    assert_eq!(dump["totals"]["untyped_lines"], truth[policy]["untyped_lines"]);
+    assert_eq!(
+        dump["totals"]["typed_rows"], truth["typed_rows"],
+        "rows as deltalake/DuckDB read them"
+    );
+    assert_eq!(
+        dump["totals"]["untyped_lines"],
+        truth[policy]["untyped_lines"]
+    );
     assert_eq!(n(&dump["totals"]["error_lines"]), n(&rec["errors"]));
     let typed = typed_rows(&dump);
-    let by_table: BTreeMap<String, u64> = typed.iter().map(|(k, v)| (k.clone(), v.len() as u64)).collect();
-    let want: BTreeMap<String, u64> = serde_json::from_value(truth["typed_rows_by_table"].clone()).unwrap();
+    let by_table: BTreeMap<String, u64> = typed
+        .iter()
+        .map(|(k, v)| (k.clone(), v.len() as u64))
+        .collect();
+    let want: BTreeMap<String, u64> =
+        serde_json::from_value(truth["typed_rows_by_table"].clone()).unwrap();
     assert_eq!(by_table, want, "typed rows per table");
     for (table, rows) in &typed {
-        let keys: BTreeSet<i64> = rows.iter().map(|r| r["timestamp"].as_i64().unwrap()).collect();
+        let keys: BTreeSet<i64> = rows
+            .iter()
+            .map(|r| r["timestamp"].as_i64().unwrap())
+            .collect();
         assert_eq!(keys.len(), rows.len(), "a key appears twice in {table}");
     }
     // No record is both a typed row and in another partition's untyped file, and untyped
     // lines never repeat a key.
     for (part, lines) in untyped_lines(&dump) {
-        let keys: BTreeSet<i64> = lines.iter().map(|l| l["timestamp"].as_i64().unwrap()).collect();
-        assert_eq!(keys.len(), lines.len(), "a key appears twice in untyped {part}");
+        let keys: BTreeSet<i64> = lines
+            .iter()
+            .map(|l| l["timestamp"].as_i64().unwrap())
+            .collect();
+        assert_eq!(
+            keys.len(),
+            lines.len(),
+            "a key appears twice in untyped {part}"
+        );
     }
 }
 
@@ -76,9 +124,17 @@ fn tiny_memory_budget_spills_and_gives_the_same_lake() {
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     let cat = sample.join("catalog");
     let ra = compact(&sample.join("staged"), &a, Some(&cat), &[]);
-    let rb = compact(&sample.join("staged"), &b, Some(&cat), &["--memory-budget-mb", "0", "--fetch-concurrency", "1"]);
+    let rb = compact(
+        &sample.join("staged"),
+        &b,
+        Some(&cat),
+        &["--memory-budget-mb", "0", "--fetch-concurrency", "1"],
+    );
     assert_eq!(ra["spilled_bytes"], 0);
-    assert!(rb["spilled_bytes"].as_u64().unwrap() > 0, "budget 0 must spill");
+    assert!(
+        rb["spilled_bytes"].as_u64().unwrap() > 0,
+        "budget 0 must spill"
+    );
     assert_eq!(ra["records"], rb["records"]);
     assert_eq!(lake_content(&a), lake_content(&b));
 }

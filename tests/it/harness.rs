@@ -22,7 +22,11 @@ pub fn python() -> PathBuf {
     let p = std::env::var_os("FINEO_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join(".venv/bin/python"));
-    assert!(p.exists(), "{} is missing: run `scripts/pyenv.sh` (make test does)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `scripts/pyenv.sh` (make test does)",
+        p.display()
+    );
     p
 }
 
@@ -50,7 +54,14 @@ pub fn fineo_ok(args: &[&str], code: i32) -> String {
 
 /// `compact --json`: returns the report.
 pub fn compact(staged: &Path, lake: &Path, catalog: Option<&Path>, extra: &[&str]) -> Value {
-    let mut args = vec!["compact", "--json", "--staged", s(staged), "--lake", s(lake)];
+    let mut args = vec![
+        "compact",
+        "--json",
+        "--staged",
+        s(staged),
+        "--lake",
+        s(lake),
+    ];
     if let Some(c) = catalog {
         args.extend(["--catalog", s(c)]);
     }
@@ -78,7 +89,9 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd {
             let p = e.expect("dir entry").path();
             if p.is_dir() {
@@ -114,7 +127,11 @@ pub fn typed_rows(dump: &Value) -> BTreeMap<String, Vec<Value>> {
         .expect("typed")
         .iter()
         .map(|t| {
-            let key = format!("{}/{}", t["tenant"].as_str().unwrap(), t["metric"].as_str().unwrap());
+            let key = format!(
+                "{}/{}",
+                t["tenant"].as_str().unwrap(),
+                t["metric"].as_str().unwrap()
+            );
             (key, t["rows"].as_array().unwrap().clone())
         })
         .collect()

@@ -7,8 +7,22 @@ use crate::harness::*;
 fn three_batches_equal_one_run_and_rerun_is_a_noop() {
     let tmp = tempfile::tempdir().unwrap();
     let sample = tmp.path().join("sample");
-    fineo_ok(&["generate", "--out", s(&sample), "--records", "6000", "--format", "mixed", "--seed", "5"], 0);
-    let truth: serde_json::Value = serde_json::from_slice(&std::fs::read(sample.join("truth.json")).unwrap()).unwrap();
+    fineo_ok(
+        &[
+            "generate",
+            "--out",
+            s(&sample),
+            "--records",
+            "6000",
+            "--format",
+            "mixed",
+            "--seed",
+            "5",
+        ],
+        0,
+    );
+    let truth: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(sample.join("truth.json")).unwrap()).unwrap();
     let catalog = sample.join("catalog");
 
     let one = tmp.path().join("one");
@@ -35,15 +49,25 @@ fn three_batches_equal_one_run_and_rerun_is_a_noop() {
     }
     assert_eq!(written - replaced, truth["distinct_keys"].as_u64().unwrap());
     let expected = lake_content(&one);
-    assert_eq!(lake_content(&inc), expected, "three incremental runs differ from one run");
+    assert_eq!(
+        lake_content(&inc),
+        expected,
+        "three incremental runs differ from one run"
+    );
 
-    let before: Vec<_> = walk(&inc).into_iter().filter(|p| !p.to_str().unwrap().contains("/_runs/")).collect();
+    let before: Vec<_> = walk(&inc)
+        .into_iter()
+        .filter(|p| !p.to_str().unwrap().contains("/_runs/"))
+        .collect();
     let again = compact(&staged, &inc, Some(&catalog), &[]);
     assert_eq!(again["noop"], true);
     assert_eq!(again["committed_version"], serde_json::Value::Null);
     assert_eq!(again["objects"]["already_processed"], deliveries.len());
     assert!(again["message"].as_str().unwrap().contains("nothing new"));
-    let after: Vec<_> = walk(&inc).into_iter().filter(|p| !p.to_str().unwrap().contains("/_runs/")).collect();
+    let after: Vec<_> = walk(&inc)
+        .into_iter()
+        .filter(|p| !p.to_str().unwrap().contains("/_runs/"))
+        .collect();
     assert_eq!(before, after, "a no-op run wrote lake files");
     assert_eq!(lake_content(&inc), expected);
 }
@@ -63,6 +87,9 @@ fn changed_object_is_reported_not_silently_skipped() {
     let r = compact(&staged, &lake, Some(&fx.join("catalog")), &[]);
     let changed = r["objects"]["changed"].as_array().unwrap();
     assert_eq!(changed.len(), 1);
-    assert!(victim.to_str().unwrap().ends_with(changed[0].as_str().unwrap()));
+    assert!(victim
+        .to_str()
+        .unwrap()
+        .ends_with(changed[0].as_str().unwrap()));
     assert_eq!(r["noop"], true);
 }

@@ -150,6 +150,16 @@ impl Compact {
     }
 
     async fn attempt(&self, catalog: &Arc<Catalog>, report: &mut CompactReport) -> Result<Attempt> {
+        // Counts describe the attempt that committed; time and recovery accumulate.
+        *report = CompactReport {
+            command: std::mem::take(&mut report.command),
+            tool_version: std::mem::take(&mut report.tool_version),
+            started_at: std::mem::take(&mut report.started_at),
+            attempts: report.attempts,
+            phases: std::mem::take(&mut report.phases),
+            recovered_versions: std::mem::take(&mut report.recovered_versions),
+            ..Default::default()
+        };
         let mut phase = PhaseClock::new(report);
         let log = LakeLog::new(&self.lake);
         let base = log.latest().await?;
@@ -167,7 +177,8 @@ impl Compact {
         phase.lap("plan");
         if new.is_empty() {
             phase.report.noop = true;
-            phase.report.run_id = format!("noop-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f"));
+            phase.report.run_id =
+                format!("noop-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f"));
             phase.report.message = "nothing new to compact: the lake is unchanged".into();
             phase.report.conservation_ok = true;
             return Ok(Attempt::Done);
@@ -182,7 +193,14 @@ impl Compact {
             fetch_concurrency: self.fetch_concurrency,
             memory_budget: self.memory_budget,
         };
-        let mut read = read::read_objects(&self.staged, &new, catalog.clone(), &settings, self.progress.as_ref()).await?;
+        let mut read = read::read_objects(
+            &self.staged,
+            &new,
+            catalog.clone(),
+            &settings,
+            self.progress.as_ref(),
+        )
+        .await?;
         self.progress.finish();
         phase.lap("read");
         let r = &mut phase.report;
@@ -193,14 +211,21 @@ impl Compact {
         r.records.type_mismatches = std::mem::take(&mut read.mismatches);
         r.records.errors = read.bad.len() as u64;
         for (_, b) in &read.bad {
-            *r.records.errors_by_reason.entry(b.reason.code().to_string()).or_default() += 1;
+            *r.records
+                .errors_by_reason
+                .entry(b.reason.code().to_string())
+                .or_default() += 1;
         }
 
         let keys = read.buckets.keys();
         let columns = self.table_columns(&keys, &read, catalog).await?;
         let ctx = partition::PartitionCtx {
             lake: self.lake.clone(),
-            objects: Arc::new(new.iter().map(|o| (Arc::from(o.key.as_str()), o.delivery_ms)).collect()),
+            objects: Arc::new(
+                new.iter()
+                    .map(|o| (Arc::from(o.key.as_str()), o.delivery_ms))
+                    .collect(),
+            ),
             keep: self.keep,
             tag: tag.clone(),
             version,
@@ -210,7 +235,13 @@ impl Compact {
         let mut jobs = Vec::with_capacity(keys.len());
         for key in keys {
             let bucket = buckets.take(&key)?;
-            let cols = if bucket.known { columns.get(&(key.tenant.clone(), key.metric.clone())).cloned() } else { None };
+            let cols = if bucket.known {
+                columns
+                    .get(&(key.tenant.clone(), key.metric.clone()))
+                    .cloned()
+            } else {
+                None
+            };
             jobs.push((key, bucket, cols));
         }
         phase.report.spilled_bytes = buckets.spilled_bytes;
@@ -256,7 +287,11 @@ impl Compact {
             errors,
         };
         if !log.create(&record).await? {
-            let other = log.read(version).await.map(|r| r.run_id).unwrap_or_default();
+            let other = log
+                .read(version)
+                .await
+                .map(|r| r.run_id)
+                .unwrap_or_default();
             if other != tag {
                 self.discard(&record).await;
             }
@@ -269,25 +304,41 @@ impl Compact {
         phase.lap("publish");
         let r = &mut phase.report;
         r.committed_version = Some(version);
-        r.output.files_added = stats.files_added + record.partitions.iter().filter(|p| p.untyped_staged.is_some()).count() as u64;
+        r.output.files_added = stats.files_added
+            + record
+                .partitions
+                .iter()
+                .filter(|p| p.untyped_staged.is_some())
+                .count() as u64;
         r.output.files_removed = stats.files_removed;
         r.message = format!("committed lake version {version}");
         Ok(Attempt::Done)
     }
 
     /// Columns of every touched typed table: what the table has, then new catalog fields.
-    async fn table_columns(&self, keys: &[PartitionKey], read: &read::ReadOutput, catalog: &Catalog) -> Result<HashMap<(String, String), Columns>> {
+    async fn table_columns(
+        &self,
+        keys: &[PartitionKey],
+        read: &read::ReadOutput,
+        catalog: &Catalog,
+    ) -> Result<HashMap<(String, String), Columns>> {
         let mut out = HashMap::new();
         for key in keys {
             let id = (key.tenant.clone(), key.metric.clone());
             if out.contains_key(&id) {
                 continue;
             }
-            let Some(spec) = catalog.tenant(&key.tenant).and_then(|t| t.metric(&key.metric)) else {
+            let Some(spec) = catalog
+                .tenant(&key.tenant)
+                .and_then(|t| t.metric(&key.metric))
+            else {
                 continue;
             };
             let _ = read;
-            let loc = self.lake.child(&format!("typed/{}", names::table_dir(&key.tenant, &key.metric)));
+            let loc = self.lake.child(&format!(
+                "typed/{}",
+                names::table_dir(&key.tenant, &key.metric)
+            ));
             let table = Table::open(loc).await?;
             let mut cols: Vec<(Arc<str>, FieldType)> = table.typed_columns()?.unwrap_or_default();
             for f in &spec.fields {
@@ -310,11 +361,19 @@ impl Compact {
         Ok(out)
     }
 
-    async fn stage_errors(&self, tag: &str, bad: &[(String, crate::quarantine::BadRecord)]) -> Result<Vec<StagedCopy>> {
+    async fn stage_errors(
+        &self,
+        tag: &str,
+        bad: &[(String, crate::quarantine::BadRecord)],
+    ) -> Result<Vec<StagedCopy>> {
         let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
         let mut by_tenant: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         for (object, b) in bad {
-            let tenant = b.tenant.clone().filter(|t| names::valid_tenant(t)).unwrap_or_else(|| "_unknown".into());
+            let tenant = b
+                .tenant
+                .clone()
+                .filter(|t| names::valid_tenant(t))
+                .unwrap_or_else(|| "_unknown".into());
             let buf = by_tenant.entry(tenant).or_default();
             serde_json::to_writer(&mut *buf, &b.line(tag, object)).expect("quarantine json");
             buf.push(b'\n');
@@ -333,11 +392,19 @@ impl Compact {
     async fn discard(&self, record: &CommitRecord) {
         for p in &record.partitions {
             for f in &p.typed_add {
-                let path = format!("typed/{}/{}", names::table_dir(&p.tenant, &p.metric), f.file.path);
+                let path = format!(
+                    "typed/{}/{}",
+                    names::table_dir(&p.tenant, &p.metric),
+                    f.file.path
+                );
                 let _ = self.lake.delete(&path).await;
             }
         }
-        if let Ok(staged) = self.lake.list(&format!("_fineo/staging/{}", record.tag)).await {
+        if let Ok(staged) = self
+            .lake
+            .list(&format!("_fineo/staging/{}", record.tag))
+            .await
+        {
             for m in staged {
                 let _ = self.lake.delete_path(&m.location).await;
             }
@@ -346,7 +413,9 @@ impl Compact {
 
     async fn write_report(&self, report: &CompactReport) -> Result<()> {
         let json = Bytes::from(serde_json::to_vec_pretty(report).expect("report json"));
-        self.lake.put(&format!("_runs/{}.json", report.run_id), json.clone()).await?;
+        self.lake
+            .put(&format!("_runs/{}.json", report.run_id), json.clone())
+            .await?;
         if let Some(dest) = &self.report {
             write_to_url(dest, json).await?;
         }
@@ -362,7 +431,9 @@ enum Attempt {
 /// Writes bytes to a file given as URL or local path.
 pub async fn write_to_url(dest: &str, bytes: Bytes) -> Result<()> {
     let (dir, name) = match dest.rsplit_once('/') {
-        Some((d, n)) if !d.is_empty() && !d.ends_with(':') && !d.ends_with("//") => (d.to_string(), n.to_string()),
+        Some((d, n)) if !d.is_empty() && !d.ends_with(':') && !d.ends_with("//") => {
+            (d.to_string(), n.to_string())
+        }
         Some((d, n)) if d.is_empty() => ("/".to_string(), n.to_string()),
         _ => (".".to_string(), dest.to_string()),
     };
@@ -376,7 +447,10 @@ fn plan(listed: &[StagedObject], ledger: &Ledger, report: &mut CompactReport) ->
     for o in listed {
         match ledger.entries.get(&o.key) {
             None => new.push(o.clone()),
-            Some(e) if e.size != o.size || (e.etag.is_some() && o.etag.is_some() && e.etag != o.etag) => {
+            Some(e)
+                if e.size != o.size
+                    || (e.etag.is_some() && o.etag.is_some() && e.etag != o.etag) =>
+            {
                 report.objects.changed.push(o.key.clone())
             }
             Some(_) => report.objects.already_processed += 1,
@@ -431,7 +505,10 @@ struct PhaseClock<'a> {
 
 impl<'a> PhaseClock<'a> {
     fn new(report: &'a mut CompactReport) -> Self {
-        PhaseClock { report, at: Instant::now() }
+        PhaseClock {
+            report,
+            at: Instant::now(),
+        }
     }
 
     fn lap(&mut self, name: &str) {

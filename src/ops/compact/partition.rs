@@ -59,14 +59,24 @@ impl PartitionPaths {
 }
 
 /// Reads, merges and writes one partition.
-pub async fn build(ctx: &PartitionCtx, key: PartitionKey, bucket: Bucket, columns: Option<Columns>) -> Result<PartitionResult> {
+pub async fn build(
+    ctx: &PartitionCtx,
+    key: PartitionKey,
+    bucket: Bucket,
+    columns: Option<Columns>,
+) -> Result<PartitionResult> {
     let paths = PartitionPaths::of(&key);
     let (lake_recs, manifest) = read_lake_partition(&ctx.lake, &paths).await?;
     let objects = ctx.objects.clone();
     let keep = ctx.keep;
     let (winners, stats) = on_rayon(move || {
         let mut new = Vec::with_capacity(bucket.count as usize);
-        codec::decode_all(&bucket.buf, &objects, &mut codec::Interner::default(), &mut new);
+        codec::decode_all(
+            &bucket.buf,
+            &objects,
+            &mut codec::Interner::default(),
+            &mut new,
+        );
         merge(lake_recs, new, keep)
     })
     .await?;
@@ -78,8 +88,10 @@ pub async fn build(ctx: &PartitionCtx, key: PartitionKey, bucket: Bucket, column
         let columns = columns.clone();
         let manifest_typed_path = format!("{}/part-{}-00000.parquet", paths.typed_rel, ctx.tag);
         let version = ctx.version;
-        on_rayon(move || encode_partition(&winners, columns.as_ref(), &manifest_typed_path, version))
-            .await??
+        on_rayon(move || {
+            encode_partition(&winners, columns.as_ref(), &manifest_typed_path, version)
+        })
+        .await??
     };
     let mut bytes_written = 0u64;
     let mut typed_add = Vec::new();
@@ -94,7 +106,9 @@ pub async fn build(ctx: &PartitionCtx, key: PartitionKey, bucket: Bucket, column
             },
             stats: stats_json,
         });
-        ctx.lake.put(&format!("{}/{}", paths.table, path), bytes).await?;
+        ctx.lake
+            .put(&format!("{}/{}", paths.table, path), bytes)
+            .await?;
     }
     let untyped_staged = if untyped_count > 0 {
         let p = format!("{staging}/untyped/{rel_name}/date={date}.jsonl");
@@ -131,12 +145,20 @@ pub async fn build(ctx: &PartitionCtx, key: PartitionKey, bucket: Bucket, column
 type Encoded = (Option<Bytes>, Option<String>, Vec<u8>, Bytes, u64, u64);
 
 /// CPU part of writing: Parquet + stats, JSON lines, index.
-fn encode_partition(winners: &[Rec], columns: Option<&Columns>, typed_path: &str, version: u64) -> Result<Encoded> {
+fn encode_partition(
+    winners: &[Rec],
+    columns: Option<&Columns>,
+    typed_path: &str,
+    version: u64,
+) -> Result<Encoded> {
     let known = columns.is_some();
     let (typed_bytes, stats) = match columns {
         Some(cols) if !winners.is_empty() => {
             let batch = typed::to_batch(cols, winners)?;
-            (Some(typed::to_parquet(&batch)?), Some(typed::delta_stats(&batch)))
+            (
+                Some(typed::to_parquet(&batch)?),
+                Some(typed::delta_stats(&batch)),
+            )
         }
         _ => (None, None),
     };
@@ -175,11 +197,21 @@ fn encode_partition(winners: &[Rec], columns: Option<&Columns>, typed_path: &str
         ..manifest
     };
     let index_bytes = index::encode(&entries, &manifest)?;
-    Ok((typed_bytes, stats, lines, index_bytes, winners.len() as u64, count))
+    Ok((
+        typed_bytes,
+        stats,
+        lines,
+        index_bytes,
+        winners.len() as u64,
+        count,
+    ))
 }
 
 /// The lake's current records of a partition (from its index, typed files and untyped file).
-async fn read_lake_partition(lake: &Location, paths: &PartitionPaths) -> Result<(Vec<Rec>, PartitionManifest)> {
+async fn read_lake_partition(
+    lake: &Location,
+    paths: &PartitionPaths,
+) -> Result<(Vec<Rec>, PartitionManifest)> {
     let Some(bytes) = lake.get_opt(&paths.index).await? else {
         return Ok((Vec::new(), PartitionManifest::default()));
     };
@@ -187,10 +219,12 @@ async fn read_lake_partition(lake: &Location, paths: &PartitionPaths) -> Result<
     let mut typed_rows = std::collections::HashMap::new();
     for f in &manifest.typed {
         let p = format!("{}/{}", paths.table, f.path);
-        let b = lake
-            .get_opt(&p)
-            .await?
-            .ok_or_else(|| crate::error::Error::data_file(&p, "typed file listed in the partition index is missing"))?;
+        let b = lake.get_opt(&p).await?.ok_or_else(|| {
+            crate::error::Error::data_file(
+                &p,
+                "typed file listed in the partition index is missing",
+            )
+        })?;
         typed_rows.extend(typed::read_parquet(&p, b)?);
     }
     let mut untyped_rows = match &manifest.untyped {

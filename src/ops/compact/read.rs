@@ -91,7 +91,8 @@ pub async fn read_objects(
         out.buckets.absorb(o.buckets)?;
     }
     for (i, bad) in bad_by_object.into_iter().enumerate() {
-        out.bad.extend(bad.into_iter().map(|b| (objects[i].key.clone(), b)));
+        out.bad
+            .extend(bad.into_iter().map(|b| (objects[i].key.clone(), b)));
     }
     Ok(out)
 }
@@ -102,7 +103,8 @@ pub async fn on_rayon<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static)
     rayon::spawn(move || {
         let _ = tx.send(f());
     });
-    rx.await.map_err(|_| Error::Task("rayon worker dropped its result".into()))
+    rx.await
+        .map_err(|_| Error::Task("rayon worker dropped its result".into()))
 }
 
 fn decode_one(index: usize, bytes: &[u8], catalog: &Catalog, limits: &Limits) -> ObjectOutput {

@@ -78,7 +78,10 @@ pub fn encode(records: &[GenRecord], format: ObjectFormat) -> Vec<u8> {
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::with_capacity(data.len() / 4), flate2::Compression::fast());
+    let mut e = flate2::write::GzEncoder::new(
+        Vec::with_capacity(data.len() / 4),
+        flate2::Compression::fast(),
+    );
     e.write_all(data).expect("gzip to vec");
     e.finish().expect("gzip to vec")
 }
@@ -89,7 +92,13 @@ fn jsonl(records: &[GenRecord]) -> Vec<u8> {
         match r {
             GenRecord::BadJson(json) => out.extend_from_slice(json.as_bytes()),
             GenRecord::BadAvro(..) => unreachable!("Avro bad records go to Avro objects"),
-            GenRecord::Good { tenant, metric, ts, ts_form, fields } => {
+            GenRecord::Good {
+                tenant,
+                metric,
+                ts,
+                ts_form,
+                fields,
+            } => {
                 let mut m = serde_json::Map::new();
                 m.insert("tenant".into(), tenant.clone().into());
                 m.insert("metric".into(), metric.clone().into());
@@ -128,11 +137,20 @@ fn avro(records: &[GenRecord], codec: Codec) -> Vec<u8> {
     let mut w = Writer::with_codec(&schema, Vec::new(), codec);
     for r in records {
         let (tenant, metric, ts, fields) = match r {
-            GenRecord::Good { tenant, metric, ts, fields, .. } => (tenant.clone(), metric.clone(), *ts, fields.as_slice()),
+            GenRecord::Good {
+                tenant,
+                metric,
+                ts,
+                fields,
+                ..
+            } => (tenant.clone(), metric.clone(), *ts, fields.as_slice()),
             GenRecord::BadAvro(t, m, ts) => (t.clone(), m.clone(), *ts, &[][..]),
             GenRecord::BadJson(_) => unreachable!("JSON bad records go to JSON objects"),
         };
-        let map = fields.iter().map(|(k, v)| (k.clone(), avro_value(v))).collect();
+        let map = fields
+            .iter()
+            .map(|(k, v)| (k.clone(), avro_value(v)))
+            .collect();
         let rec = Value::Record(vec![
             ("tenant".into(), Value::String(tenant)),
             ("metric".into(), Value::String(metric)),

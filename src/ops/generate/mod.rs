@@ -121,7 +121,9 @@ impl Generate {
             if let Some(known) = known {
                 let doc = model::catalog_doc(tenant, known);
                 let bytes = serde_json::to_vec_pretty(&doc).expect("catalog json");
-                self.out.put(&format!("catalog/{tenant}.json"), Bytes::from(bytes)).await?;
+                self.out
+                    .put(&format!("catalog/{tenant}.json"), Bytes::from(bytes))
+                    .await?;
             }
         }
         let hours = (self.days * 24) as i64;
@@ -144,7 +146,10 @@ impl Generate {
             // Objects of hours before this event's hour can get no more records.
             let ready: Vec<(i64, u64)> = pending.range(..(hour, 0)).map(|(k, _)| *k).collect();
             if ready.len() >= 2 * opp as usize {
-                let batch: Vec<_> = ready.iter().map(|k| (*k, pending.remove(k).expect("key"))).collect();
+                let batch: Vec<_> = ready
+                    .iter()
+                    .map(|k| (*k, pending.remove(k).expect("key")))
+                    .collect();
                 keys.extend(self.write_objects(batch, opp, &mut truth).await?);
             }
         }
@@ -174,7 +179,12 @@ impl Generate {
             metric.name.to_string()
         };
         let hour = ts.div_euclid(HOUR_MS);
-        let mut at = hour + if rng.chance(0.03) { 1 + rng.below(3) as i64 } else { 0 };
+        let mut at = hour
+            + if rng.chance(0.03) {
+                1 + rng.below(3) as i64
+            } else {
+                0
+            };
         let original = self.content(e, 0, metric, rng);
         let mut copies = vec![(at, original.clone(), 0u8)];
         if rng.chance(0.05) {
@@ -222,11 +232,21 @@ impl Generate {
     }
 
     /// Field values of content version `v` of event `e`.
-    fn content(&self, e: u64, v: u64, metric: &model::SampleMetric, rng: &mut Rng) -> Vec<(String, GenValue)> {
+    fn content(
+        &self,
+        e: u64,
+        v: u64,
+        metric: &model::SampleMetric,
+        rng: &mut Rng,
+    ) -> Vec<(String, GenValue)> {
         let mut r = Rng::new(self.seed.wrapping_mul(1_000_003) ^ (e << 2) ^ v);
         let mut fields = Vec::new();
         for f in metric.fields {
-            let name = if !f.aliases.is_empty() && r.chance(0.3) { r.pick(f.aliases) } else { f.name };
+            let name = if !f.aliases.is_empty() && r.chance(0.3) {
+                r.pick(f.aliases)
+            } else {
+                f.name
+            };
             let value = if r.chance(0.05) {
                 GenValue::Null
             } else if f.ty != "string" && r.chance(0.01) {
@@ -237,7 +257,10 @@ impl Generate {
             fields.push((name.to_string(), value));
         }
         if r.chance(0.15) {
-            fields.push(("fw".into(), GenValue::Str(format!("1.{}.{}", r.below(4), r.below(10)))));
+            fields.push((
+                "fw".into(),
+                GenValue::Str(format!("1.{}.{}", r.below(4), r.below(10))),
+            ));
         }
         if r.chance(0.1) {
             fields.push(("rssi".into(), GenValue::Int(-(40 + r.below(50) as i64))));
@@ -246,19 +269,33 @@ impl Generate {
         fields
     }
 
-    fn tally(&self, truth: &mut Truth, tenant: &str, metric: &str, sent: &str, known: bool, copies: &[(i64, Vec<(String, GenValue)>, u8)]) {
+    fn tally(
+        &self,
+        truth: &mut Truth,
+        tenant: &str,
+        metric: &str,
+        sent: &str,
+        known: bool,
+        copies: &[(i64, Vec<(String, GenValue)>, u8)],
+    ) {
         truth.good_records += copies.len() as u64;
         truth.records += copies.len() as u64;
         truth.distinct_keys += 1;
         if known {
             truth.typed_rows += 1;
-            *truth.typed_rows_by_table.entry(format!("{tenant}/{metric}")).or_default() += 1;
+            *truth
+                .typed_rows_by_table
+                .entry(format!("{tenant}/{metric}"))
+                .or_default() += 1;
         }
         let metric_spec = METRICS.iter().find(|m| m.name == metric).expect("metric");
         let has_untyped = |fields: &[(String, GenValue)]| -> bool {
             !known
                 || fields.iter().any(|(n, v)| {
-                    let declared = metric_spec.fields.iter().find(|f| f.name == n || f.aliases.contains(&n.as_str()));
+                    let declared = metric_spec
+                        .fields
+                        .iter()
+                        .find(|f| f.name == n || f.aliases.contains(&n.as_str()));
                     match declared {
                         None => !matches!(v, GenValue::Null),
                         Some(f) => f.ty != "string" && matches!(v, GenValue::Str(_)),
@@ -285,11 +322,19 @@ impl Generate {
     }
 
     /// Encodes and writes the objects of `batch`; returns their keys.
-    async fn write_objects(&self, batch: Vec<((i64, u64), Vec<Pending>)>, opp: u64, truth: &mut Truth) -> Result<Vec<String>> {
+    async fn write_objects(
+        &self,
+        batch: Vec<((i64, u64), Vec<Pending>)>,
+        opp: u64,
+        truth: &mut Truth,
+    ) -> Result<Vec<String>> {
         let mut prepared = Vec::with_capacity(batch.len());
         for ((hour, slot), recs) in batch {
             let format = self.object_format(hour, slot);
-            let avro = matches!(format, ObjectFormat::AvroDeflate | ObjectFormat::AvroSnappy | ObjectFormat::AvroZstd);
+            let avro = matches!(
+                format,
+                ObjectFormat::AvroDeflate | ObjectFormat::AvroSnappy | ObjectFormat::AvroZstd
+            );
             let records: Vec<GenRecord> = recs
                 .into_iter()
                 .map(|p| match p {
@@ -307,7 +352,9 @@ impl Generate {
         let keys: Vec<String> = encoded.iter().map(|(k, _)| k.clone()).collect();
         let out = &self.out;
         futures::stream::iter(encoded)
-            .map(|(key, bytes)| async move { out.put(&format!("staged/{key}"), Bytes::from(bytes)).await })
+            .map(|(key, bytes)| async move {
+                out.put(&format!("staged/{key}"), Bytes::from(bytes)).await
+            })
             .buffer_unordered(8)
             .collect::<Vec<Result<()>>>()
             .await
@@ -359,10 +406,18 @@ fn bad_record(seed: u64, avro: bool, truth: &mut Truth) -> GenRecord {
         ("bad_tenant", true) => GenRecord::BadAvro("../x".into(), "boiler".into(), ts),
         ("missing_field", true) => GenRecord::BadAvro("t01".into(), "".into(), ts),
         (_, true) => GenRecord::BadAvro("t01".into(), "boiler".into(), -5),
-        ("bad_tenant", false) => GenRecord::BadJson(format!(r#"{{"tenant":"../x","metric":"boiler","timestamp":{ts}}}"#)),
-        ("missing_field", false) => GenRecord::BadJson(format!(r#"{{"tenant":"t01","timestamp":{ts},"temp":1}}"#)),
-        ("bad_timestamp", false) => GenRecord::BadJson(r#"{"tenant":"t01","metric":"boiler","timestamp":"yesterday"}"#.into()),
-        _ => GenRecord::BadJson(format!(r#"{{"tenant":"t01","metric":"boiler","timestamp":{ts},"temp":"#)),
+        ("bad_tenant", false) => GenRecord::BadJson(format!(
+            r#"{{"tenant":"../x","metric":"boiler","timestamp":{ts}}}"#
+        )),
+        ("missing_field", false) => {
+            GenRecord::BadJson(format!(r#"{{"tenant":"t01","timestamp":{ts},"temp":1}}"#))
+        }
+        ("bad_timestamp", false) => GenRecord::BadJson(
+            r#"{"tenant":"t01","metric":"boiler","timestamp":"yesterday"}"#.into(),
+        ),
+        _ => GenRecord::BadJson(format!(
+            r#"{{"tenant":"t01","metric":"boiler","timestamp":{ts},"temp":"#
+        )),
     }
 }
 

@@ -69,35 +69,79 @@ pub const METRICS: &[SampleMetric] = &[
         name: "boiler",
         aliases: &["machine1", "machine1b"],
         fields: &[
-            SampleField { name: "temperature", ty: "double", aliases: &["temp", "tmp"] },
-            SampleField { name: "pressure", ty: "long", aliases: &["psi"] },
-            SampleField { name: "running", ty: "boolean", aliases: &[] },
-            SampleField { name: "site", ty: "string", aliases: &[] },
+            SampleField {
+                name: "temperature",
+                ty: "double",
+                aliases: &["temp", "tmp"],
+            },
+            SampleField {
+                name: "pressure",
+                ty: "long",
+                aliases: &["psi"],
+            },
+            SampleField {
+                name: "running",
+                ty: "boolean",
+                aliases: &[],
+            },
+            SampleField {
+                name: "site",
+                ty: "string",
+                aliases: &[],
+            },
         ],
     },
     SampleMetric {
         name: "meter",
         aliases: &["power_meter"],
         fields: &[
-            SampleField { name: "kwh", ty: "double", aliases: &["energy"] },
-            SampleField { name: "voltage", ty: "int", aliases: &["volts"] },
-            SampleField { name: "read_at", ty: "timestamp", aliases: &[] },
+            SampleField {
+                name: "kwh",
+                ty: "double",
+                aliases: &["energy"],
+            },
+            SampleField {
+                name: "voltage",
+                ty: "int",
+                aliases: &["volts"],
+            },
+            SampleField {
+                name: "read_at",
+                ty: "timestamp",
+                aliases: &[],
+            },
         ],
     },
     SampleMetric {
         name: "door",
         aliases: &["entry"],
         fields: &[
-            SampleField { name: "open", ty: "boolean", aliases: &["is_open"] },
-            SampleField { name: "count", ty: "long", aliases: &[] },
+            SampleField {
+                name: "open",
+                ty: "boolean",
+                aliases: &["is_open"],
+            },
+            SampleField {
+                name: "count",
+                ty: "long",
+                aliases: &[],
+            },
         ],
     },
     SampleMetric {
         name: "probe",
         aliases: &[],
         fields: &[
-            SampleField { name: "level", ty: "double", aliases: &[] },
-            SampleField { name: "note", ty: "string", aliases: &[] },
+            SampleField {
+                name: "level",
+                ty: "double",
+                aliases: &[],
+            },
+            SampleField {
+                name: "note",
+                ty: "string",
+                aliases: &[],
+            },
         ],
     },
 ];
@@ -119,7 +163,10 @@ pub fn catalog_doc(tenant: &str, known: &[usize]) -> TenantDoc {
         for f in sm.fields {
             fields.insert(f.name.into(), json!({"type": f.ty, "aliases": f.aliases}));
         }
-        metrics.insert(sm.name.into(), json!({"aliases": sm.aliases, "fields": fields, "hidden": []}));
+        metrics.insert(
+            sm.name.into(),
+            json!({"aliases": sm.aliases, "fields": fields, "hidden": []}),
+        );
     }
     serde_json::from_value(json!({"tenant": tenant, "metrics": metrics})).expect("sample catalog")
 }
