@@ -116,6 +116,12 @@ impl TenantCatalog {
         let mut by_name = HashMap::new();
         let mut metrics = Vec::new();
         for (mname, m) in &doc.metrics {
+            if !valid_table_name(mname) {
+                return Err(err(format!(
+                    "canonical metric name {mname:?} names a Delta table directory: use [A-Za-z0-9_.-] \
+                     (starting with a letter, digit or _), and list the name devices send as an alias"
+                )));
+            }
             for source in std::iter::once(mname).chain(&m.aliases) {
                 if let Some(p) = names::name_problem(source) {
                     return Err(err(format!("metric name {source:?}: {p}")));
@@ -137,6 +143,17 @@ impl TenantCatalog {
     pub fn metric(&self, name: &str) -> Option<&MetricSpec> {
         self.by_name.get(name).map(|&i| &self.metrics[i])
     }
+}
+
+/// Canonical metric names become Delta table directories, which Delta readers cannot open
+/// when they hold percent-escapes: keep them to plain characters (aliases may be anything).
+fn valid_table_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 /// Characters Delta Lake forbids in column names without column mapping.
@@ -291,6 +308,11 @@ mod tests {
         assert!(serde_json::from_str::<TenantDoc>(ty).is_err());
         let metric_twice = r#"{"tenant":"t","metrics":{"m":{"aliases":["n"]},"n":{}}}"#;
         assert!(doc(metric_twice).is_err());
+        let table = r#"{"tenant":"t","metrics":{"boiler room":{}}}"#;
+        assert!(doc(table)
+            .unwrap_err()
+            .to_string()
+            .contains("Delta table directory"));
         let reserved = r#"{"tenant":"t","metrics":{"m":{"fields":{"timestamp":{"type":"long"}}}}}"#;
         assert!(doc(reserved).is_err());
     }

@@ -44,11 +44,6 @@ impl Reason {
             Reason::TruncatedObject => "truncated_object",
         }
     }
-
-    /// Whether this is an object-level problem (it stands for no record of its own).
-    pub fn is_object_level(self) -> bool {
-        matches!(self, Reason::CorruptObject | Reason::TruncatedObject)
-    }
 }
 
 /// The raw bytes of a bad record, kept for the quarantine line.
@@ -78,6 +73,9 @@ pub struct BadRecord {
     pub position: Position,
     pub tenant: Option<String>,
     pub raw: Raw,
+    /// Damage to the object itself (it stands for no record: it is reported, and not counted
+    /// in `records_in`).
+    pub object_level: bool,
 }
 
 /// One line of `<lake>/errors/.../<run-id>.jsonl`.

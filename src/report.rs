@@ -18,6 +18,9 @@ pub struct ObjectCounts {
     pub bytes_read: u64,
     /// Objects per detected encoding.
     pub by_format: BTreeMap<String, u64>,
+    /// Damage to objects themselves (corrupt or truncated), by reason; each also has a
+    /// quarantine line. Not records, so not part of `records_in`.
+    pub damaged: BTreeMap<String, u64>,
 }
 
 /// Duplicate counts (SPEC 6).
@@ -134,6 +137,11 @@ impl CompactReport {
         }
         for (field, n) in &r.type_mismatches {
             s.push_str(&format!("  type mismatches[{field}]: {n}\n"));
+        }
+        for (reason, n) in &self.objects.damaged {
+            s.push_str(&format!(
+                "  damaged objects[{reason}]: {n} (records before the damage kept)\n"
+            ));
         }
         for key in &self.objects.changed {
             s.push_str(&format!("  changed since processed (not re-read): {key}\n"));

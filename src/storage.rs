@@ -76,8 +76,10 @@ impl Location {
         {
             let mut segs = url.path_segments_mut().expect("base url");
             segs.pop_if_empty();
-            for part in rel.split('/').filter(|p| !p.is_empty()) {
-                segs.push(part);
+            // The URL carries each raw part percent-encoded once (`%` -> `%25`), so anything
+            // that decodes the URL (delta-rs does) lands on the same key as `path`.
+            for part in prefix.parts().skip(self.prefix.parts().count()) {
+                segs.push(part.as_ref());
             }
         }
         Location {
@@ -87,19 +89,23 @@ impl Location {
         }
     }
 
-    /// The full store path of `rel` below this location.
+    /// The full store path of `rel` below this location. `rel` is taken as already encoded
+    /// (our names are escaped by [`crate::names::escape`], listed keys come back encoded), so
+    /// it maps to the same key on every store; a part that is not a valid encoded segment is
+    /// encoded by object_store instead.
     pub fn path(&self, rel: &str) -> Path {
-        let mut parts: Vec<object_store::path::PathPart<'static>> = self
-            .prefix
-            .parts()
-            .map(|p| p.as_ref().to_string().into())
-            .collect();
-        parts.extend(
-            rel.split('/')
-                .filter(|p| !p.is_empty())
-                .map(|p| object_store::path::PathPart::from(p.to_string())),
-        );
-        Path::from_iter(parts)
+        let rel: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
+        let prefix = self.prefix.as_ref();
+        let raw = match prefix.is_empty() {
+            true => rel.join("/"),
+            false => format!("{prefix}/{}", rel.join("/")),
+        };
+        Path::parse(&raw).unwrap_or_else(|_| {
+            // Characters Path::parse refuses (control characters) are encoded by PathPart.
+            rel.iter().fold(self.prefix.clone(), |path, part| {
+                path.join(part.to_string())
+            })
+        })
     }
 
     /// The path of `full` relative to this location's prefix.

@@ -153,6 +153,11 @@ impl<'a> LakeLog<'a> {
         Ok(created == Created::Yes)
     }
 
+    /// Whether version `v` was committed.
+    pub async fn exists(&self, v: u64) -> Result<bool> {
+        self.lake.exists(&version_path(v)).await
+    }
+
     /// Whether version `v` was fully published.
     pub async fn is_published(&self, v: u64) -> Result<bool> {
         Ok(v == 0 || self.lake.exists(&published_path(v)).await?)

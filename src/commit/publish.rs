@@ -56,6 +56,11 @@ pub async fn publish(lake: &Location, record: &CommitRecord) -> Result<PublishSt
     }
     let log = LakeLog::new(lake);
     for p in &record.partitions {
+        // A later version exists only after this one was published (by a run that rolled it
+        // forward): a slow publisher must not put older files over newer ones.
+        if log.exists(record.version + 1).await? {
+            return Ok(stats);
+        }
         move_staged(
             lake,
             p.untyped_staged.as_deref(),

@@ -45,7 +45,8 @@ pub fn decode(bytes: &[u8], limits: &Limits, sink: &mut dyn RecordSink) {
                         message,
                         position,
                         tenant: None,
-                        raw: Raw::Text(raw),
+                        raw: Raw::from_bytes(raw.as_bytes(), limits.max_raw_bytes),
+                        object_level: false,
                     }),
                 }
             }
@@ -88,6 +89,7 @@ fn object_damage(
         } else {
             Raw::from_bytes(raw, limits.max_raw_bytes)
         },
+        object_level: true,
     }
 }
 
@@ -116,6 +118,16 @@ fn record(value: Value, position: Position) -> Result<RawRecord<'static>, Bad> {
             "timestamp" => rec.timestamp = timestamp(v),
             "fields" | "unknown_fields" if is_map(&v) => expand_map(v, &mut rec.fields),
             _ => rec.fields.push((Cow::Owned(name), scalar(v))),
+        }
+    }
+    // A map key may repeat a top-level field or name a reserved one: ambiguous, like a JSON
+    // object with a key twice.
+    let mut seen = std::collections::HashSet::with_capacity(rec.fields.len());
+    for (name, _) in &rec.fields {
+        let reserved = matches!(name.as_ref(), "tenant" | "metric" | "timestamp");
+        if reserved || !seen.insert(name.as_ref()) {
+            let msg = format!("field {name:?} appears twice (or repeats a reserved name)");
+            return Err((Reason::DuplicateKey, msg, crate::resolve::raw_text(&rec)));
         }
     }
     Ok(rec)

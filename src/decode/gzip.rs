@@ -24,7 +24,7 @@ pub fn is_gzip(bytes: &[u8]) -> bool {
 /// and resynchronises at the next member header.
 pub fn gunzip(bytes: &[u8], max_out: usize) -> Gunzipped {
     let mut out = Gunzipped {
-        data: Vec::with_capacity(bytes.len() * 4),
+        data: Vec::with_capacity(bytes.len().saturating_mul(4).min(max_out)),
         damage: Vec::new(),
         damaged_ranges: Vec::new(),
     };
@@ -85,6 +85,7 @@ fn damage(reason: Reason, message: String, offset: usize) -> BadRecord {
         },
         tenant: None,
         raw: Raw::None,
+        object_level: true,
     }
 }
 

@@ -95,6 +95,7 @@ fn bad(
         position,
         tenant: None,
         raw: Raw::from_bytes(line, limits.max_raw_bytes),
+        object_level: false,
     }
 }
 
@@ -118,11 +119,8 @@ pub fn parse_line(line: &[u8], position: Position) -> Result<RawRecord<'_>, (Rea
         fields: Vec::with_capacity(pairs.len()),
         position,
     };
-    for (i, (k, v)) in pairs.iter().enumerate() {
-        if pairs[..i].iter().any(|(p, _)| p == k) {
-            return Err((Reason::DuplicateKey, format!("key {k:?} appears twice")));
-        }
-        let _ = v;
+    if let Some(k) = duplicate_key(&pairs) {
+        return Err((Reason::DuplicateKey, format!("key {k:?} appears twice")));
     }
     for (k, v) in pairs {
         let value = classify(v).map_err(|e| (Reason::BadJson, e))?;
@@ -134,6 +132,22 @@ pub fn parse_line(line: &[u8], position: Position) -> Result<RawRecord<'_>, (Rea
         }
     }
     Ok(rec)
+}
+
+/// The first key that appears twice, if any.
+fn duplicate_key<'a>(pairs: &'a Pairs<'_>) -> Option<&'a str> {
+    if pairs.len() <= 16 {
+        return pairs
+            .iter()
+            .enumerate()
+            .find(|(i, (k, _))| pairs[..*i].iter().any(|(p, _)| p == k))
+            .map(|(_, (k, _))| k.as_ref());
+    }
+    let mut seen = std::collections::HashSet::with_capacity(pairs.len());
+    pairs
+        .iter()
+        .map(|(k, _)| k.as_ref())
+        .find(|k| !seen.insert(*k))
 }
 
 /// Turns a raw JSON value into a field value: scalars as text, nested values as compact JSON.

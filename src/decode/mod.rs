@@ -87,6 +87,7 @@ pub fn decode_object(bytes: &[u8], limits: &Limits, sink: &mut dyn RecordSink) -
             },
             tenant: None,
             raw: Raw::from_bytes(bytes, limits.max_raw_bytes),
+            object_level: true,
         });
         return Format::Empty;
     }

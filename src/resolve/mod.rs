@@ -35,7 +35,11 @@ pub fn resolve(rec: &RawRecord<'_>, catalog: &Catalog) -> Result<Resolved, BadRe
         message,
         position: rec.position,
         tenant,
-        raw: Raw::Text(raw_text(rec)),
+        raw: Raw::from_bytes(
+            raw_text(rec).as_bytes(),
+            crate::decode::Limits::default().max_raw_bytes,
+        ),
+        object_level: false,
     };
     let tenant = match &rec.tenant {
         RawValue::Str(t) if names::valid_tenant(t) => t.as_ref(),

@@ -12,6 +12,8 @@ use crate::storage::Location;
 pub struct StagedObject {
     /// Key relative to the staged prefix.
     pub key: String,
+    /// The object's full path in its store, exactly as listed.
+    pub path: object_store::path::Path,
     pub size: u64,
     pub etag: Option<String>,
     /// Delivery time: from the Firehose key, else the object's last-modified time.
@@ -31,6 +33,7 @@ fn from_meta(staged: &Location, m: &ObjectMeta) -> StagedObject {
     let delivery_ms = firehose_time(&key).unwrap_or_else(|| m.last_modified.timestamp_millis());
     StagedObject {
         key,
+        path: m.location.clone(),
         size: m.size,
         etag: m.e_tag.clone(),
         delivery_ms,

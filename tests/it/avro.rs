@@ -144,7 +144,14 @@ fn fastavro_codecs_schemas_truncation_and_gzip_members() {
         "truncated Avro keeps the blocks before the damage, got {kept}"
     );
     let records = &report["records"];
-    assert_eq!(records["errors_by_reason"]["truncated_object"], 1);
+    assert_eq!(
+        report["objects"]["damaged"]["truncated_object"], 1,
+        "damage is reported per object"
+    );
+    assert_eq!(
+        records["errors"], 0,
+        "damage to an object is not a bad record"
+    );
     assert_eq!(
         records["written"].as_u64().unwrap(),
         12 + 1 + kept as u64 + 2

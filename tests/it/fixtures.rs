@@ -179,3 +179,58 @@ fn late_object_with_earlier_key_loses_to_the_lake() {
         exp["typed"]["t1/boiler"]
     );
 }
+
+#[test]
+fn odd_names_and_keys_stay_inside_their_tenant() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (staged, catalog, lake) = (
+        tmp.path().join("staged"),
+        tmp.path().join("catalog"),
+        tmp.path().join("lake"),
+    );
+    std::fs::create_dir_all(&catalog).unwrap();
+    std::fs::write(
+        catalog.join("t1.json"),
+        r#"{"tenant":"t1","metrics":{"boiler_room":{"aliases":["boiler room/2"],"fields":{"temp":{"type":"double"}}}}}"#,
+    )
+    .unwrap();
+    std::fs::create_dir_all(staged.join("odd dir")).unwrap();
+    let lines = [
+        r#"{"tenant":"t1","metric":"boiler room/2","timestamp":1767225600000,"temp":1.5}"#,
+        r#"{"tenant":"t1","metric":"../../escape","timestamp":1767225600000,"x":"1"}"#,
+        r#"{"tenant":"t1","metric":"a/b=c%d","timestamp":1767225600000,"y":"2"}"#,
+    ];
+    // Object keys with characters object stores treat specially.
+    std::fs::write(staged.join("odd dir/exp~1 [x]%41.json"), lines.join("\n")).unwrap();
+    let report = compact(&staged, &lake, Some(&catalog), &[]);
+    assert_eq!(report["records"]["written"], 3);
+    for f in walk(tmp.path()) {
+        let rel = f.strip_prefix(tmp.path()).unwrap().to_str().unwrap();
+        assert!(
+            rel.starts_with("staged/")
+                || rel.starts_with("catalog/")
+                || !rel.contains("escape")
+                || rel.contains("tenant=t1/"),
+            "{rel} left its tenant's prefix"
+        );
+    }
+    assert!(lake
+        .join("typed/tenant=t1/metric=boiler_room/_delta_log")
+        .is_dir());
+    assert!(
+        lake.join("untyped/tenant=t1/metric=..%2F..%2Fescape")
+            .is_dir()
+            == false
+    );
+    assert!(lake
+        .join("untyped/tenant=t1/metric=%2E.%2F..%2Fescape")
+        .is_dir());
+    let dump = lake_dump(&lake);
+    let typed = typed_rows(&dump);
+    assert_eq!(typed["t1/boiler_room"][0]["temp"], 1.5);
+    let untyped = untyped_lines(&dump);
+    assert_eq!(untyped["t1/a/b=c%d/2026-01-01"][0]["y"], "2");
+    assert_eq!(untyped["t1/../../escape/2026-01-01"][0]["x"], "1");
+    // A second run finds the odd key in the ledger.
+    assert_eq!(compact(&staged, &lake, Some(&catalog), &[])["noop"], true);
+}

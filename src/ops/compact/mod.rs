@@ -184,7 +184,7 @@ impl Compact {
             return Ok(Attempt::Done);
         }
         let version = base + 1;
-        let tag = run_tag(base, &new);
+        let tag = run_tag(base, &new, &self.settings_fingerprint(catalog));
         phase.report.run_id = tag.clone();
 
         self.progress.start("read", Some(new.len() as u64));
@@ -209,16 +209,18 @@ impl Compact {
         r.objects.by_format = std::mem::take(&mut read.by_format);
         r.records.records_in = read.records_in;
         r.records.type_mismatches = std::mem::take(&mut read.mismatches);
-        r.records.errors = read.bad.len() as u64;
         for (_, b) in &read.bad {
-            *r.records
-                .errors_by_reason
-                .entry(b.reason.code().to_string())
-                .or_default() += 1;
+            let code = b.reason.code().to_string();
+            if b.object_level {
+                *r.objects.damaged.entry(code).or_default() += 1;
+            } else {
+                r.records.errors += 1;
+                *r.records.errors_by_reason.entry(code).or_default() += 1;
+            }
         }
 
         let keys = read.buckets.keys();
-        let columns = self.table_columns(&keys, &read, catalog).await?;
+        let columns = self.table_columns(&keys, catalog).await?;
         let ctx = partition::PartitionCtx {
             lake: self.lake.clone(),
             objects: Arc::new(
@@ -231,23 +233,26 @@ impl Compact {
             version,
         };
         self.progress.start("merge", Some(keys.len() as u64));
-        let mut buckets = read.buckets;
-        let mut jobs = Vec::with_capacity(keys.len());
-        for key in keys {
-            let bucket = buckets.take(&key)?;
-            let cols = if bucket.known {
-                columns
-                    .get(&(key.tenant.clone(), key.metric.clone()))
-                    .cloned()
-            } else {
-                None
-            };
-            jobs.push((key, bucket, cols));
-        }
-        phase.report.spilled_bytes = buckets.spilled_bytes;
-        drop(buckets);
-        let mut results = futures::stream::iter(jobs)
-            .map(|(key, bucket, cols)| partition::build(&ctx, key, bucket, cols))
+        phase.report.spilled_bytes = read.buckets.spilled_bytes;
+        // Buckets are taken (and spilled ones read back) only as partitions are merged, so
+        // memory holds `partition_concurrency` partitions, not the whole input.
+        let buckets = std::sync::Mutex::new(read.buckets);
+        let take = |key: PartitionKey| -> Result<_> {
+            let bucket = buckets.lock().expect("buckets lock").take(&key)?;
+            let cols = columns
+                .get(&(key.tenant.clone(), key.metric.clone()))
+                .cloned();
+            Ok((key, bucket, cols))
+        };
+        let mut results = futures::stream::iter(keys)
+            .map(|key| {
+                let job = take(key);
+                let ctx = &ctx;
+                async move {
+                    let (key, bucket, cols) = job?;
+                    partition::build(ctx, key, bucket, cols).await
+                }
+            })
             .buffered(self.partition_concurrency);
         let mut changes = Vec::new();
         let mut good_accounted = 0u64;
@@ -287,11 +292,8 @@ impl Compact {
             errors,
         };
         if !log.create(&record).await? {
-            let other = log
-                .read(version)
-                .await
-                .map(|r| r.run_id)
-                .unwrap_or_default();
+            // Discard only what is surely ours: a read error is returned, never guessed at.
+            let other = log.read(version).await?.run_id;
             if other != tag {
                 self.discard(&record).await;
             }
@@ -319,7 +321,6 @@ impl Compact {
     async fn table_columns(
         &self,
         keys: &[PartitionKey],
-        read: &read::ReadOutput,
         catalog: &Catalog,
     ) -> Result<HashMap<(String, String), Columns>> {
         let mut out = HashMap::new();
@@ -328,20 +329,22 @@ impl Compact {
             if out.contains_key(&id) {
                 continue;
             }
-            let Some(spec) = catalog
+            let spec = catalog
                 .tenant(&key.tenant)
-                .and_then(|t| t.metric(&key.metric))
-            else {
-                continue;
-            };
-            let _ = read;
+                .and_then(|t| t.metric(&key.metric));
             let loc = self.lake.child(&format!(
                 "typed/{}",
                 names::table_dir(&key.tenant, &key.metric)
             ));
             let table = Table::open(loc).await?;
-            let mut cols: Vec<(Arc<str>, FieldType)> = table.typed_columns()?.unwrap_or_default();
-            for f in &spec.fields {
+            let existing = table.typed_columns()?;
+            if spec.is_none() && existing.is_none() {
+                continue;
+            }
+            // A metric dropped from the catalog keeps its table: new records get typed rows
+            // with nulls (their fields stay untyped), so no stored value is lost.
+            let mut cols: Vec<(Arc<str>, FieldType)> = existing.unwrap_or_default();
+            for f in spec.map(|s| s.fields.as_slice()).unwrap_or_default() {
                 match cols.iter().find(|(n, _)| *n == f.name) {
                     Some((_, t)) if *t != f.ty => {
                         return Err(Error::Catalog {
@@ -359,6 +362,17 @@ impl Compact {
             out.insert(id, Columns(cols));
         }
         Ok(out)
+    }
+
+    /// What, besides the input, decides the output: the catalog and the keep policy. Runs that
+    /// differ in them never share file names.
+    fn settings_fingerprint(&self, catalog: &Catalog) -> String {
+        let mut docs: Vec<String> = catalog
+            .tenants()
+            .map(|t| serde_json::to_string(&t.doc).expect("catalog json"))
+            .collect();
+        docs.sort();
+        format!("{:?}\n{}", self.keep, docs.join("\n"))
     }
 
     async fn stage_errors(
@@ -470,9 +484,10 @@ fn ledger_entry(o: &StagedObject) -> LedgerEntry {
 
 /// A run's deterministic tag: the same base version and new objects give the same file names,
 /// so a rerun after a crash overwrites its own leftovers instead of orphaning them.
-fn run_tag(base: u64, new: &[StagedObject]) -> String {
+fn run_tag(base: u64, new: &[StagedObject], settings: &str) -> String {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     h.update(&base.to_le_bytes());
+    h.update(settings.as_bytes());
     for o in new {
         h.update(o.key.as_bytes());
         h.update(&o.size.to_le_bytes());

@@ -70,7 +70,7 @@ pub async fn read_objects(
     let mut stream = futures::stream::iter(objects.iter().enumerate())
         .map(|(index, obj)| {
             let catalog = catalog.clone();
-            let path = staged.path(&obj.key);
+            let path = obj.path.clone();
             async move {
                 let bytes = staged.get_path(&path).await?;
                 on_rayon(move || decode_one(index, &bytes, &catalog, &limits)).await
@@ -150,7 +150,10 @@ impl RecordSink for Sink<'_> {
                     let key = format!("{}/{}/{}", r.key.tenant, r.key.metric, f);
                     *self.mismatches.entry(key).or_default() += 1;
                 }
-                let b: &mut Bucket = self.buckets.entry(r.key.clone()).or_default();
+                if !self.buckets.contains_key(&r.key) {
+                    self.buckets.insert(r.key.clone(), Bucket::default());
+                }
+                let b: &mut Bucket = self.buckets.get_mut(&r.key).expect("inserted above");
                 b.known = r.known;
                 b.count += 1;
                 codec::encode(&mut b.buf, &r, self.object, rec.position.record);
@@ -160,7 +163,9 @@ impl RecordSink for Sink<'_> {
     }
 
     fn bad(&mut self, bad: BadRecord) {
-        self.records_in += 1;
+        if !bad.object_level {
+            self.records_in += 1;
+        }
         self.bad.push(bad);
     }
 }

@@ -185,7 +185,7 @@ impl Generate {
             } else {
                 0
             };
-        let original = self.content(e, 0, metric, rng);
+        let original = self.content(e, 0, metric);
         let mut copies = vec![(at, original.clone(), 0u8)];
         if rng.chance(0.05) {
             at += 1 + rng.below(2) as i64;
@@ -193,13 +193,13 @@ impl Generate {
         }
         if rng.chance(0.02) {
             at += 1 + rng.below(3) as i64;
-            let mut fixed = self.content(e, 1, metric, rng);
+            let mut fixed = self.content(e, 1, metric);
             if fixed == original {
                 fixed.push(("corrected".into(), GenValue::Bool(true)));
             }
             copies.push((at, fixed, 1));
         }
-        self.tally(truth, tenant, metric.name, &sent_metric, known, &copies);
+        self.tally(truth, tenant, metric.name, known, &copies);
         let mut out: Vec<Placed> = copies
             .into_iter()
             .map(|(h, fields, _)| {
@@ -232,13 +232,7 @@ impl Generate {
     }
 
     /// Field values of content version `v` of event `e`.
-    fn content(
-        &self,
-        e: u64,
-        v: u64,
-        metric: &model::SampleMetric,
-        rng: &mut Rng,
-    ) -> Vec<(String, GenValue)> {
+    fn content(&self, e: u64, v: u64, metric: &model::SampleMetric) -> Vec<(String, GenValue)> {
         let mut r = Rng::new(self.seed.wrapping_mul(1_000_003) ^ (e << 2) ^ v);
         let mut fields = Vec::new();
         for f in metric.fields {
@@ -265,7 +259,6 @@ impl Generate {
         if r.chance(0.1) {
             fields.push(("rssi".into(), GenValue::Int(-(40 + r.below(50) as i64))));
         }
-        let _ = rng;
         fields
     }
 
@@ -274,7 +267,6 @@ impl Generate {
         truth: &mut Truth,
         tenant: &str,
         metric: &str,
-        sent: &str,
         known: bool,
         copies: &[(i64, Vec<(String, GenValue)>, u8)],
     ) {
@@ -302,7 +294,6 @@ impl Generate {
                     }
                 })
         };
-        let _ = sent;
         for (policy, win) in [(&mut truth.latest, copies.len() - 1), (&mut truth.first, 0)] {
             let winner = &copies[win];
             if has_untyped(&winner.1) {
