@@ -86,6 +86,19 @@ pub struct RawRecord<'a> {
     pub position: Position,
 }
 
+impl RawRecord<'_> {
+    /// A record with no tenant, metric, timestamp or fields yet.
+    pub fn empty(fields: usize, position: Position) -> Self {
+        RawRecord {
+            tenant: RawValue::Null,
+            metric: RawValue::Null,
+            timestamp: RawValue::Null,
+            fields: Vec::with_capacity(fields),
+            position,
+        }
+    }
+}
+
 /// A typed value after conversion to the declared type.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TypedValue {

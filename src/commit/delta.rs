@@ -94,15 +94,18 @@ impl Table {
         })
     }
 
+    fn snapshot(&self) -> Result<&deltalake::table::state::DeltaTableState> {
+        self.table
+            .snapshot()
+            .map_err(|e| Error::delta(self.loc.url(), e))
+    }
+
     /// The table's columns after `timestamp` (excluding `date`) with their types, if it exists.
     pub fn typed_columns(&self) -> Result<Option<Vec<(Arc<str>, FieldType)>>> {
         if !self.exists {
             return Ok(None);
         }
-        let snap = self
-            .table
-            .snapshot()
-            .map_err(|e| Error::delta(self.loc.url(), e))?;
+        let snap = self.snapshot()?;
         let mut out = Vec::new();
         for f in snap.schema().fields() {
             if f.name() == "timestamp" || f.name() == "date" {
@@ -180,10 +183,7 @@ impl Table {
         if !self.exists {
             return Ok(None);
         }
-        let snap = self
-            .table
-            .snapshot()
-            .map_err(|e| Error::delta(self.loc.url(), e))?;
+        let snap = self.snapshot()?;
         snap.transaction_version(self.log_store.as_ref(), APP_ID)
             .await
             .map_err(|e| Error::delta(self.loc.url(), e))
@@ -204,10 +204,7 @@ impl Table {
             let props = CommitProperties::default()
                 .with_application_transaction(Transaction::new(APP_ID, version as i64))
                 .with_create_checkpoint(true);
-            let snap = self
-                .table
-                .snapshot()
-                .map_err(|e| Error::delta(self.loc.url(), e))?;
+            let snap = self.snapshot()?;
             let res = CommitBuilder::from(props)
                 .with_actions(actions)
                 .build(

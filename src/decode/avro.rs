@@ -104,13 +104,7 @@ fn record(value: Value, position: Position) -> Result<RawRecord<'static>, Bad> {
             raw,
         ));
     };
-    let mut rec = RawRecord {
-        tenant: RawValue::Null,
-        metric: RawValue::Null,
-        timestamp: RawValue::Null,
-        fields: Vec::with_capacity(pairs.len()),
-        position,
-    };
+    let mut rec = RawRecord::empty(pairs.len(), position);
     for (name, v) in pairs {
         match name.as_str() {
             "tenant" => rec.tenant = scalar(v),

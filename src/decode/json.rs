@@ -112,13 +112,7 @@ pub fn parse_line(line: &[u8], position: Position) -> Result<RawRecord<'_>, (Rea
         .deserialize_map(PairsVisitor)
         .and_then(|p| de.end().map(|_| p))
         .map_err(|e| (Reason::BadJson, e.to_string()))?;
-    let mut rec = RawRecord {
-        tenant: RawValue::Null,
-        metric: RawValue::Null,
-        timestamp: RawValue::Null,
-        fields: Vec::with_capacity(pairs.len()),
-        position,
-    };
+    let mut rec = RawRecord::empty(pairs.len(), position);
     if let Some(k) = duplicate_key(&pairs) {
         return Err((Reason::DuplicateKey, format!("key {k:?} appears twice")));
     }

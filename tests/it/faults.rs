@@ -180,22 +180,7 @@ fn snapshot(lake: &Path) -> BTreeMap<String, String> {
 async fn a_failure_at_every_write_then_rerun_gives_the_uninterrupted_lake() {
     let tmp = tempfile::tempdir().unwrap();
     let sample = tmp.path().join("sample");
-    fineo_ok(
-        &[
-            "generate",
-            "--out",
-            s(&sample),
-            "--records",
-            "600",
-            "--format",
-            "mixed",
-            "--seed",
-            "9",
-            "--days",
-            "1",
-        ],
-        0,
-    );
+    generate(&sample, 600, "mixed", 9, 1);
     let reference = tmp.path().join("reference");
     let (loc, counter) = failing_lake(&reference, u64::MAX);
     run(&sample, loc).await.unwrap();
@@ -243,20 +228,7 @@ async fn a_failure_at_every_write_then_rerun_gives_the_uninterrupted_lake() {
 fn kill_9_at_random_moments_then_rerun() {
     let tmp = tempfile::tempdir().unwrap();
     let sample = tmp.path().join("sample");
-    fineo_ok(
-        &[
-            "generate",
-            "--out",
-            s(&sample),
-            "--records",
-            "40000",
-            "--format",
-            "mixed",
-            "--seed",
-            "13",
-        ],
-        0,
-    );
+    generate(&sample, 40000, "mixed", 13, 3);
     let (staged, catalog) = (sample.join("staged"), sample.join("catalog"));
     let reference = tmp.path().join("reference");
     compact(&staged, &reference, Some(&catalog), &[]);
@@ -320,20 +292,7 @@ fn check_racer(out: std::process::Output) -> bool {
 fn concurrent_runs_same_input_equal_a_single_run() {
     let tmp = tempfile::tempdir().unwrap();
     let sample = tmp.path().join("sample");
-    fineo_ok(
-        &[
-            "generate",
-            "--out",
-            s(&sample),
-            "--records",
-            "8000",
-            "--format",
-            "mixed",
-            "--seed",
-            "21",
-        ],
-        0,
-    );
+    generate(&sample, 8000, "mixed", 21, 3);
     let (staged, catalog) = (sample.join("staged"), sample.join("catalog"));
     let reference = tmp.path().join("reference");
     compact(&staged, &reference, Some(&catalog), &[]);
@@ -354,30 +313,12 @@ fn concurrent_runs_same_input_equal_a_single_run() {
 fn concurrent_runs_disjoint_inputs_lose_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let sample = tmp.path().join("sample");
-    fineo_ok(
-        &[
-            "generate",
-            "--out",
-            s(&sample),
-            "--records",
-            "8000",
-            "--format",
-            "mixed",
-            "--seed",
-            "22",
-        ],
-        0,
-    );
-    let truth: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(sample.join("truth.json")).unwrap()).unwrap();
-    let deliveries: Vec<String> = serde_json::from_value(truth["deliveries"].clone()).unwrap();
+    let truth = generate(&sample, 8000, "mixed", 22, 3);
+    let keys = deliveries(&truth);
     let catalog = sample.join("catalog");
     let halves = [tmp.path().join("a"), tmp.path().join("b")];
-    for (i, key) in deliveries.iter().enumerate() {
-        let dest = halves[i % 2].join(key);
-        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-        std::fs::copy(sample.join("staged").join(key), dest).unwrap();
-    }
+    copy_objects(&sample, keys.iter().step_by(2), &halves[0]);
+    copy_objects(&sample, keys.iter().skip(1).step_by(2), &halves[1]);
     let sequential = tmp.path().join("sequential");
     compact(&halves[0], &sequential, Some(&catalog), &[]);
     compact(&halves[1], &sequential, Some(&catalog), &[]);

@@ -7,31 +7,11 @@ use serde_json::Value;
 
 use crate::harness::*;
 
-fn generate(dir: &std::path::Path, records: u64, format: &str, seed: u64) -> Value {
-    let seed = seed.to_string();
-    let records = records.to_string();
-    fineo_ok(
-        &[
-            "generate",
-            "--out",
-            s(dir),
-            "--records",
-            &records,
-            "--format",
-            format,
-            "--seed",
-            &seed,
-        ],
-        0,
-    );
-    serde_json::from_slice(&std::fs::read(dir.join("truth.json")).unwrap()).unwrap()
-}
-
 fn check_against_truth(keep: &str, policy: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let sample = tmp.path().join("sample");
     let lake = tmp.path().join("lake");
-    let truth = generate(&sample, 20_000, "mixed", 3);
+    let truth = generate(&sample, 20_000, "mixed", 3, 3);
     let report = compact(
         &sample.join("staged"),
         &lake,
@@ -120,7 +100,7 @@ fn generated_archive_keep_first_matches_ground_truth() {
 fn tiny_memory_budget_spills_and_gives_the_same_lake() {
     let tmp = tempfile::tempdir().unwrap();
     let sample = tmp.path().join("sample");
-    generate(&sample, 5_000, "jsonl-gz", 11);
+    generate(&sample, 5_000, "jsonl-gz", 11, 3);
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     let cat = sample.join("catalog");
     let ra = compact(&sample.join("staged"), &a, Some(&cat), &[]);

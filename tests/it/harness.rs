@@ -204,3 +204,37 @@ pub fn assert_subset(actual: &Value, expected: &Value, path: &str) {
         _ => assert_eq!(actual, expected, "at {path}"),
     }
 }
+
+/// `generate --out dir`: a sample archive; returns its ground truth.
+pub fn generate(dir: &Path, records: u64, format: &str, seed: u64, days: u64) -> Value {
+    let (records, seed, days) = (records.to_string(), seed.to_string(), days.to_string());
+    let args = [
+        "generate",
+        "--out",
+        s(dir),
+        "--records",
+        &records,
+        "--format",
+        format,
+        "--seed",
+        &seed,
+        "--days",
+        &days,
+    ];
+    fineo_ok(&args, 0);
+    serde_json::from_slice(&std::fs::read(dir.join("truth.json")).unwrap()).unwrap()
+}
+
+/// Copies the staged objects `keys` of a sample into `dest` (a staged prefix).
+pub fn copy_objects<'a>(sample: &Path, keys: impl IntoIterator<Item = &'a String>, dest: &Path) {
+    for key in keys {
+        let to = dest.join(key);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(sample.join("staged").join(key), to).unwrap();
+    }
+}
+
+/// The truth's object keys in physical delivery order.
+pub fn deliveries(truth: &Value) -> Vec<String> {
+    serde_json::from_value(truth["deliveries"].clone()).unwrap()
+}

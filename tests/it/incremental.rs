@@ -7,40 +7,21 @@ use crate::harness::*;
 fn three_batches_equal_one_run_and_rerun_is_a_noop() {
     let tmp = tempfile::tempdir().unwrap();
     let sample = tmp.path().join("sample");
-    fineo_ok(
-        &[
-            "generate",
-            "--out",
-            s(&sample),
-            "--records",
-            "6000",
-            "--format",
-            "mixed",
-            "--seed",
-            "5",
-        ],
-        0,
-    );
-    let truth: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(sample.join("truth.json")).unwrap()).unwrap();
+    let truth = generate(&sample, 6000, "mixed", 5, 3);
     let catalog = sample.join("catalog");
 
     let one = tmp.path().join("one");
     compact(&sample.join("staged"), &one, Some(&catalog), &[]);
 
     // Objects arrive in physical order, which is not key order: some land late.
-    let deliveries: Vec<String> = serde_json::from_value(truth["deliveries"].clone()).unwrap();
+    let deliveries = deliveries(&truth);
     let staged = tmp.path().join("staged");
     let inc = tmp.path().join("inc");
     let third = deliveries.len() / 3;
     let mut written = 0;
     let mut replaced = 0;
     for (i, batch) in deliveries.chunks(third + 1).enumerate() {
-        for key in batch {
-            let dest = staged.join(key);
-            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-            std::fs::copy(sample.join("staged").join(key), dest).unwrap();
-        }
+        copy_objects(&sample, batch, &staged);
         let r = compact(&staged, &inc, Some(&catalog), &[]);
         assert_eq!(r["committed_version"], i as u64 + 1);
         assert_eq!(r["objects"]["read"], batch.len());

@@ -230,7 +230,12 @@ async fn read_lake_partition(
     let mut untyped_rows = match &manifest.untyped {
         Some(_) => match lake.get_opt(&paths.untyped).await? {
             Some(b) => untyped::read_lines(&paths.untyped, &b)?,
-            None => Default::default(),
+            None => {
+                return Err(crate::error::Error::data_file(
+                    &paths.untyped,
+                    "untyped file listed in the partition index is missing",
+                ))
+            }
         },
         None => Default::default(),
     };
