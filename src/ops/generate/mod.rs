@@ -193,10 +193,10 @@ impl Generate {
         }
         if rng.chance(0.02) {
             at += 1 + rng.below(3) as i64;
+            // New values, and a revision field so the correction always differs from the
+            // original once resolved (values alone may coincide, or differ only in an alias).
             let mut fixed = self.content(e, 1, metric);
-            if fixed == original {
-                fixed.push(("corrected".into(), GenValue::Bool(true)));
-            }
+            fixed.push(("rev".into(), GenValue::Int(1)));
             copies.push((at, fixed, 1));
         }
         self.tally(truth, tenant, metric.name, known, &copies);
