@@ -99,6 +99,12 @@ impl RawRecord<'_> {
     }
 }
 
+/// Non-null typed values of a record, by column name.
+pub type TypedValues = Vec<(Arc<str>, TypedValue)>;
+
+/// Typed columns of a table, by name.
+pub type ColumnTypes = Vec<(Arc<str>, FieldType)>;
+
 /// A typed value after conversion to the declared type.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TypedValue {

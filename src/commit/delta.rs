@@ -12,7 +12,7 @@ use deltalake::{DeltaTable, DeltaTableError};
 
 use super::log::TypedFile;
 use crate::error::{Error, Result};
-use crate::model::FieldType;
+use crate::model::{ColumnTypes, FieldType};
 use crate::storage::Location;
 use crate::write::index::DataFile;
 use crate::write::typed::Columns;
@@ -101,7 +101,7 @@ impl Table {
     }
 
     /// The table's columns after `timestamp` (excluding `date`) with their types, if it exists.
-    pub fn typed_columns(&self) -> Result<Option<Vec<(Arc<str>, FieldType)>>> {
+    pub fn typed_columns(&self) -> Result<Option<ColumnTypes>> {
         if !self.exists {
             return Ok(None);
         }

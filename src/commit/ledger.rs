@@ -62,7 +62,7 @@ impl Ledger {
 
     /// Writes the full ledger as the checkpoint of version `v` (when `v` is a checkpoint).
     pub async fn checkpoint(&self, lake: &Location, v: u64) -> Result<()> {
-        if v % CHECKPOINT_EVERY != 0 {
+        if !v.is_multiple_of(CHECKPOINT_EVERY) {
             return Ok(());
         }
         let mut keys: Vec<&String> = self.entries.keys().collect();

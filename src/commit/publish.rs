@@ -81,7 +81,10 @@ pub async fn publish(lake: &Location, record: &CommitRecord) -> Result<PublishSt
     for e in &record.errors {
         move_staged(lake, Some(&e.staged), &e.path, &log, record.version).await?;
     }
-    if record.version % super::ledger::CHECKPOINT_EVERY == 0 {
+    if record
+        .version
+        .is_multiple_of(super::ledger::CHECKPOINT_EVERY)
+    {
         let mut ledger = Ledger::load(lake, &log, record.version - 1).await?;
         for e in &record.ledger {
             ledger.entries.insert(e.key.clone(), e.clone());

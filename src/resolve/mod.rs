@@ -29,17 +29,19 @@ pub struct Resolved {
 }
 
 /// Resolves one raw record, or says why it is bad.
-pub fn resolve(rec: &RawRecord<'_>, catalog: &Catalog) -> Result<Resolved, BadRecord> {
-    let bad = |reason: Reason, message: String, tenant: Option<String>| BadRecord {
-        reason,
-        message,
-        position: rec.position,
-        tenant,
-        raw: Raw::from_bytes(
-            raw_text(rec).as_bytes(),
-            crate::decode::Limits::default().max_raw_bytes,
-        ),
-        object_level: false,
+pub fn resolve(rec: &RawRecord<'_>, catalog: &Catalog) -> Result<Resolved, Box<BadRecord>> {
+    let bad = |reason: Reason, message: String, tenant: Option<String>| {
+        Box::new(BadRecord {
+            reason,
+            message,
+            position: rec.position,
+            tenant,
+            raw: Raw::from_bytes(
+                raw_text(rec).as_bytes(),
+                crate::decode::Limits::default().max_raw_bytes,
+            ),
+            object_level: false,
+        })
     };
     let tenant = match &rec.tenant {
         RawValue::Str(t) if names::valid_tenant(t) => t.as_ref(),

@@ -19,7 +19,7 @@ use parquet::file::properties::WriterProperties;
 use serde_json::{json, Map, Value};
 
 use crate::error::{Error, Result};
-use crate::model::{FieldType, Rec, TypedValue};
+use crate::model::{FieldType, Rec, TypedValue, TypedValues};
 
 /// The columns of a typed table after `timestamp`, in order.
 #[derive(Clone, Debug, PartialEq)]
@@ -173,7 +173,7 @@ fn ts_json(us: i64) -> Value {
 }
 
 /// Reads typed rows of a Parquet file: timestamp (ms) -> non-null values by column name.
-pub fn read_parquet(path: &str, bytes: Bytes) -> Result<HashMap<i64, Vec<(Arc<str>, TypedValue)>>> {
+pub fn read_parquet(path: &str, bytes: Bytes) -> Result<HashMap<i64, TypedValues>> {
     let err = |e: &dyn std::fmt::Display| Error::data_file(path, e);
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .map_err(|e| err(&e))?

@@ -217,11 +217,9 @@ fn odd_names_and_keys_stay_inside_their_tenant() {
     assert!(lake
         .join("typed/tenant=t1/metric=boiler_room/_delta_log")
         .is_dir());
-    assert!(
-        lake.join("untyped/tenant=t1/metric=..%2F..%2Fescape")
-            .is_dir()
-            == false
-    );
+    assert!(!lake
+        .join("untyped/tenant=t1/metric=..%2F..%2Fescape")
+        .is_dir());
     assert!(lake
         .join("untyped/tenant=t1/metric=%2E.%2F..%2Fescape")
         .is_dir());

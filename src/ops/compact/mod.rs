@@ -448,7 +448,7 @@ pub async fn write_to_url(dest: &str, bytes: Bytes) -> Result<()> {
         Some((d, n)) if !d.is_empty() && !d.ends_with(':') && !d.ends_with("//") => {
             (d.to_string(), n.to_string())
         }
-        Some((d, n)) if d.is_empty() => ("/".to_string(), n.to_string()),
+        Some(("", n)) => ("/".to_string(), n.to_string()),
         _ => (".".to_string(), dest.to_string()),
     };
     let loc = Location::parse(&dir)?;

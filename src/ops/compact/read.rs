@@ -158,7 +158,7 @@ impl RecordSink for Sink<'_> {
                 b.count += 1;
                 codec::encode(&mut b.buf, &r, self.object, rec.position.record);
             }
-            Err(bad) => self.bad.push(bad),
+            Err(bad) => self.bad.push(*bad),
         }
     }
 

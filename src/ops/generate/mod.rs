@@ -67,6 +67,9 @@ const HOUR_MS: i64 = 3_600_000;
 /// 2026-01-01T00:00:00Z.
 const START_MS: i64 = 1_767_225_600_000;
 
+/// One delivery of an event: hour, field values, content version.
+type Copy = (i64, Vec<(String, GenValue)>, u8);
+
 /// One record copy waiting for its object.
 struct Placed {
     hour: i64,
@@ -262,14 +265,7 @@ impl Generate {
         fields
     }
 
-    fn tally(
-        &self,
-        truth: &mut Truth,
-        tenant: &str,
-        metric: &str,
-        known: bool,
-        copies: &[(i64, Vec<(String, GenValue)>, u8)],
-    ) {
+    fn tally(&self, truth: &mut Truth, tenant: &str, metric: &str, known: bool, copies: &[Copy]) {
         truth.good_records += copies.len() as u64;
         truth.records += copies.len() as u64;
         truth.distinct_keys += 1;
