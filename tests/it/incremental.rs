@@ -35,6 +35,18 @@ fn three_batches_equal_one_run_and_rerun_is_a_noop() {
         expected,
         "three incremental runs differ from one run"
     );
+    // Small files do not pile up: after three runs each partition is still one Delta file.
+    for table in lake_dump(&inc)["typed"].as_array().unwrap() {
+        let rows = table["rows"].as_array().unwrap();
+        let dates: std::collections::BTreeSet<&str> =
+            rows.iter().map(|r| r["date"].as_str().unwrap()).collect();
+        assert_eq!(
+            table["files"].as_u64().unwrap() as usize,
+            dates.len(),
+            "{}",
+            table["metric"]
+        );
+    }
 
     let before: Vec<_> = walk(&inc)
         .into_iter()
