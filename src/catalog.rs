@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::FieldType;
+use crate::model::{FastMap, FastSet, FieldType};
 use crate::names;
 use crate::storage::Location;
 
@@ -90,9 +90,9 @@ pub struct MetricSpec {
     pub name: String,
     pub fields: Vec<FieldSpec>,
     /// Source name -> (field index, priority rank).
-    pub by_source: HashMap<String, (usize, usize)>,
+    pub by_source: FastMap<String, (usize, usize)>,
     /// Source names of hidden fields: dropped from new output.
-    pub hidden_sources: HashSet<String>,
+    pub hidden_sources: FastSet<String>,
 }
 
 /// A validated tenant catalog with lookup tables.
@@ -100,7 +100,7 @@ pub struct MetricSpec {
 pub struct TenantCatalog {
     pub doc: TenantDoc,
     metrics: Vec<MetricSpec>,
-    by_name: HashMap<String, usize>,
+    by_name: FastMap<String, usize>,
 }
 
 impl TenantCatalog {
@@ -113,7 +113,7 @@ impl TenantCatalog {
         if !names::valid_tenant(&doc.tenant) {
             return Err(err("invalid tenant id".into()));
         }
-        let mut by_name = HashMap::new();
+        let mut by_name = FastMap::default();
         let mut metrics = Vec::new();
         for (mname, m) in &doc.metrics {
             if !valid_table_name(mname) {
@@ -162,8 +162,8 @@ const FORBIDDEN_COLUMN_CHARS: &[char] = &[' ', ',', ';', '{', '}', '(', ')', '\n
 fn metric_spec(name: &str, m: &MetricDoc) -> std::result::Result<MetricSpec, String> {
     let hidden: HashSet<&str> = m.hidden.iter().map(String::as_str).collect();
     let mut fields = Vec::new();
-    let mut by_source = HashMap::new();
-    let mut hidden_sources = HashSet::new();
+    let mut by_source = FastMap::default();
+    let mut hidden_sources = FastSet::default();
     let mut canon = HashSet::new();
     for (fname, _) in &m.fields.0 {
         canon.insert(fname.as_str());

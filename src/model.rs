@@ -99,6 +99,12 @@ impl RawRecord<'_> {
     }
 }
 
+/// In-memory maps on hot paths (never persisted: the hasher is seeded per process).
+pub type FastMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
+
+/// In-memory sets on hot paths.
+pub type FastSet<K> = std::collections::HashSet<K, ahash::RandomState>;
+
 /// Non-null typed values of a record, by column name.
 pub type TypedValues = Vec<(Arc<str>, TypedValue)>;
 

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use futures::{StreamExt, TryStreamExt};
+
 use super::delta::Table;
 use super::ledger::Ledger;
 use super::log::{CommitRecord, LakeLog, PartitionChange, TypedFile};
@@ -20,67 +22,53 @@ pub struct PublishStats {
     pub files_removed: u64,
 }
 
+/// Requests in flight at once while publishing.
+const CONCURRENCY: usize = 8;
+
 /// Publishes `record` (already committed to the lake log).
 pub async fn publish(lake: &Location, record: &CommitRecord) -> Result<PublishStats> {
-    let mut stats = PublishStats::default();
     let mut tables: BTreeMap<(String, String), Vec<&PartitionChange>> = BTreeMap::new();
-    for p in &record.partitions {
-        if p.columns.is_some() {
-            tables
-                .entry((p.tenant.clone(), p.metric.clone()))
-                .or_default()
-                .push(p);
-        }
+    for p in record.partitions.iter().filter(|p| p.columns.is_some()) {
+        tables
+            .entry((p.tenant.clone(), p.metric.clone()))
+            .or_default()
+            .push(p);
     }
-    for ((tenant, metric), parts) in &tables {
-        let loc = lake.child(&format!("typed/{}", names::table_dir(tenant, metric)));
-        let mut table = Table::open(loc).await?;
-        let cols = parts[0]
-            .table_columns()
-            .expect("typed partition has columns");
-        table
-            .ensure_schema(&cols, &format!("{tenant}.{metric}"))
-            .await?;
-        let adds: Vec<(String, TypedFile)> = parts
-            .iter()
-            .flat_map(|p| p.typed_add.iter().map(|f| (p.date.clone(), f.clone())))
-            .collect();
-        let removes: Vec<(String, DataFile)> = parts
-            .iter()
-            .flat_map(|p| p.typed_remove.iter().map(|f| (p.date.clone(), f.clone())))
-            .collect();
-        stats.files_added += adds.len() as u64;
-        stats.files_removed += removes.len() as u64;
-        table.commit(record.version, &adds, &removes).await?;
-        stats.tables += 1;
-    }
+    let per_table: Vec<PublishStats> = futures::stream::iter(&tables)
+        .map(|((tenant, metric), parts)| publish_table(lake, record.version, tenant, metric, parts))
+        .buffer_unordered(CONCURRENCY / 2)
+        .try_collect()
+        .await?;
+    let stats = per_table
+        .iter()
+        .fold(PublishStats::default(), |a, t| PublishStats {
+            tables: a.tables + t.tables,
+            files_added: a.files_added + t.files_added,
+            files_removed: a.files_removed + t.files_removed,
+        });
     let log = LakeLog::new(lake);
-    for p in &record.partitions {
-        // A later version exists only after this one was published (by a run that rolled it
-        // forward): a slow publisher must not put older files over newer ones.
-        if log.exists(record.version + 1).await? {
-            return Ok(stats);
-        }
-        move_staged(
-            lake,
-            p.untyped_staged.as_deref(),
-            &p.untyped_path,
-            &log,
-            record.version,
-        )
-        .await?;
-        move_staged(
-            lake,
-            Some(&p.index_staged),
-            &p.index_path,
-            &log,
-            record.version,
-        )
-        .await?;
+    // A later version exists only after this one was published (by a run that rolled it
+    // forward): a slow publisher must not put older files over newer ones.
+    if log.exists(record.version + 1).await? {
+        return Ok(stats);
     }
-    for e in &record.errors {
-        move_staged(lake, Some(&e.staged), &e.path, &log, record.version).await?;
-    }
+    let moves = record.partitions.iter().flat_map(|p| {
+        [
+            (p.untyped_staged.as_deref(), p.untyped_path.as_str()),
+            (Some(p.index_staged.as_str()), p.index_path.as_str()),
+        ]
+    });
+    let moves = moves.chain(
+        record
+            .errors
+            .iter()
+            .map(|e| (Some(e.staged.as_str()), e.path.as_str())),
+    );
+    futures::stream::iter(moves)
+        .map(|(staged, path)| move_staged(lake, staged, path, &log, record.version))
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await?;
     if record
         .version
         .is_multiple_of(super::ledger::CHECKPOINT_EVERY)
@@ -92,10 +80,45 @@ pub async fn publish(lake: &Location, record: &CommitRecord) -> Result<PublishSt
         ledger.checkpoint(lake, record.version).await?;
     }
     log.mark_published(record.version).await?;
-    for meta in lake.list(&format!("_fineo/staging/{}", record.tag)).await? {
-        lake.delete_path(&meta.location).await?;
-    }
+    let staged = lake.list(&format!("_fineo/staging/{}", record.tag)).await?;
+    futures::stream::iter(staged)
+        .map(|meta| async move { lake.delete_path(&meta.location).await })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await?;
     Ok(stats)
+}
+
+/// Commits one table's adds and removes (creating the table or adding columns first).
+async fn publish_table(
+    lake: &Location,
+    version: u64,
+    tenant: &str,
+    metric: &str,
+    parts: &[&PartitionChange],
+) -> Result<PublishStats> {
+    let loc = lake.child(&format!("typed/{}", names::table_dir(tenant, metric)));
+    let mut table = Table::open(loc).await?;
+    let cols = parts[0]
+        .table_columns()
+        .expect("typed partition has columns");
+    table
+        .ensure_schema(&cols, &format!("{tenant}.{metric}"))
+        .await?;
+    let adds: Vec<(String, TypedFile)> = parts
+        .iter()
+        .flat_map(|p| p.typed_add.iter().map(|f| (p.date.clone(), f.clone())))
+        .collect();
+    let removes: Vec<(String, DataFile)> = parts
+        .iter()
+        .flat_map(|p| p.typed_remove.iter().map(|f| (p.date.clone(), f.clone())))
+        .collect();
+    table.commit(version, &adds, &removes).await?;
+    Ok(PublishStats {
+        tables: 1,
+        files_added: adds.len() as u64,
+        files_removed: removes.len() as u64,
+    })
 }
 
 /// Copies a staged file to its place (or deletes the place when nothing is staged). A staged

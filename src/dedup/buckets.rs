@@ -1,12 +1,11 @@
 //! Per-partition buffers of encoded records, spilled to local disk past a memory budget so a
 //! run's memory is bounded by settings, not by its input.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
-use crate::model::PartitionKey;
+use crate::model::{FastMap, PartitionKey};
 
 /// Records of one partition from one object or from the whole run.
 #[derive(Debug, Default)]
@@ -19,11 +18,11 @@ pub struct Bucket {
 }
 
 /// The buckets of one object, built without locks by a decode worker.
-pub type LocalBuckets = HashMap<PartitionKey, Bucket>;
+pub type LocalBuckets = FastMap<PartitionKey, Bucket>;
 
 /// All buckets of a run.
 pub struct Buckets {
-    parts: HashMap<PartitionKey, Bucket>,
+    parts: FastMap<PartitionKey, Bucket>,
     in_memory: usize,
     budget: usize,
     dir: Option<tempfile::TempDir>,
@@ -36,7 +35,7 @@ impl Buckets {
     /// Empty buckets that spill past `budget` bytes.
     pub fn new(budget: usize) -> Self {
         Buckets {
-            parts: HashMap::new(),
+            parts: FastMap::default(),
             in_memory: 0,
             budget,
             dir: None,

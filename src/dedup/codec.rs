@@ -1,10 +1,9 @@
 //! Compact binary form of resolved records while they wait (in memory or spilled) for their
 //! partition to be merged.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::model::{Arrival, Rec, TypedValue};
+use crate::model::{Arrival, FastMap, Rec, TypedValue};
 use crate::resolve::Resolved;
 
 /// Appends one record: ts, object index, position, hash, typed values, untyped pairs.
@@ -104,7 +103,7 @@ pub fn decode_all(buf: &[u8], objects: &ObjectTable, names: &mut Interner, out: 
 
 /// Shares one `Arc<str>` per distinct column name.
 #[derive(Default)]
-pub struct Interner(HashMap<String, Arc<str>>);
+pub struct Interner(FastMap<String, Arc<str>>);
 
 impl Interner {
     /// The shared name.

@@ -55,7 +55,7 @@ impl Compact {
             report: None,
             limits: Limits::default(),
             fetch_concurrency: 8,
-            partition_concurrency: 2,
+            partition_concurrency: 4,
             memory_budget: 256 << 20,
             max_attempts: 5,
             progress: Arc::new(NoProgress),

@@ -111,7 +111,7 @@ fn decode_one(index: usize, bytes: &[u8], catalog: &Catalog, limits: &Limits) ->
     let mut sink = Sink {
         catalog,
         object: index as u32,
-        buckets: HashMap::new(),
+        buckets: Default::default(),
         bad: Vec::new(),
         records_in: 0,
         good: 0,
