@@ -135,8 +135,16 @@ impl CompactReport {
         for (reason, n) in &r.errors_by_reason {
             s.push_str(&format!("  errors[{reason}]: {n}\n"));
         }
-        for (field, n) in &r.type_mismatches {
+        let mut mismatches: Vec<_> = r.type_mismatches.iter().collect();
+        mismatches.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        for (field, n) in mismatches.iter().take(8) {
             s.push_str(&format!("  type mismatches[{field}]: {n}\n"));
+        }
+        if mismatches.len() > 8 {
+            let rest = mismatches.len() - 8;
+            s.push_str(&format!(
+                "  ... {rest} more fields with type mismatches (see the JSON report)\n"
+            ));
         }
         for (reason, n) in &self.objects.damaged {
             s.push_str(&format!(
