@@ -49,6 +49,25 @@ impl Location {
         Ok(Location { store, prefix, url })
     }
 
+    /// Like [`Location::parse`] for inputs: a local directory must already exist (a typo in
+    /// `--staged` or `--catalog` is an error, not an empty input).
+    pub fn parse_existing(location: &str) -> Result<Self> {
+        let local = match location.strip_prefix("file://") {
+            Some(path) => Some(path),
+            None if !location.contains("://") => Some(location),
+            None => None,
+        };
+        if let Some(path) = local {
+            if !std::path::Path::new(path).is_dir() {
+                return Err(Error::InvalidLocation {
+                    location: location.to_string(),
+                    reason: "no such directory".into(),
+                });
+            }
+        }
+        Self::parse(location)
+    }
+
     /// A location over an explicit store (tests wrap stores to inject faults).
     pub fn with_store(store: Arc<dyn ObjectStore>, prefix: Path, url: Url) -> Self {
         Location { store, prefix, url }

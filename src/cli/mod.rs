@@ -175,9 +175,9 @@ async fn compact(a: CompactArgs) -> Result<i32> {
         None => job.keep.unwrap_or_default(),
     };
     let fail_on_error = a.fail_on_error || job.fail_on_error.unwrap_or(false);
-    let catalog = catalog.map(|c| Location::parse(&c)).transpose()?;
+    let catalog = catalog.map(|c| Location::parse_existing(&c)).transpose()?;
     let progress: Arc<dyn fineo_batch::progress::Progress> = Arc::from(progress::for_stderr());
-    let mut op = Compact::new(Location::parse(&staged)?, Location::parse(&lake)?)
+    let mut op = Compact::new(Location::parse_existing(&staged)?, Location::parse(&lake)?)
         .with_catalog(catalog)
         .with_keep(keep)
         .with_report(a.report.or(job.report))

@@ -20,6 +20,19 @@ fn help_and_usage_errors() {
     }
     assert_eq!(fineo(&["compact", "--no-such-flag"]).status.code(), Some(2));
     assert_eq!(fineo(&["frobnicate"]).status.code(), Some(2));
+    let out = fineo(&[
+        "compact",
+        "--staged",
+        "/nonexistent/staged",
+        "--lake",
+        "/tmp/x",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/nonexistent/staged") && err.contains("no such directory"),
+        "{err}"
+    );
     let out = fineo(&["compact", "--lake", "/tmp/x"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--staged is required"));
@@ -114,4 +127,38 @@ fn readme_examples_run() {
 
 fn shell_words(cmd: &str) -> Vec<String> {
     cmd.split_whitespace().map(str::to_string).collect()
+}
+
+#[test]
+fn container_logs_are_json_lines_and_summary_is_plain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = testdata("fixtures/dedup");
+    let out = Command::new(env!("CARGO_BIN_EXE_fineo-batch"))
+        .args([
+            "--log-format",
+            "json",
+            "compact",
+            "--staged",
+            s(&fx.join("staged")),
+            "--lake",
+        ])
+        .arg(tmp.path().join("lake"))
+        .args(["--catalog", s(&fx.join("catalog"))])
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        lines.len() >= 4,
+        "progress is logged when stderr is not a terminal: {stderr}"
+    );
+    for line in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("7 in = 4 written + 3 duplicates (1 exact, 2 conflicting) + 0 errors  [conservation ok]"), "{stdout}");
 }
