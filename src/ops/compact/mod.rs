@@ -2,6 +2,7 @@
 //! new objects, merges each touched partition, commits one lake version, publishes it.
 
 mod partition;
+mod plan;
 mod read;
 
 use std::collections::{BTreeMap, HashMap};
@@ -16,7 +17,7 @@ pub use read::on_rayon;
 
 use crate::catalog::Catalog;
 use crate::commit::delta::Table;
-use crate::commit::log::{CommitRecord, LedgerEntry, StagedCopy};
+use crate::commit::log::{CommitRecord, StagedCopy};
 use crate::commit::{publish, LakeLog, Ledger};
 use crate::decode::Limits;
 use crate::dedup::Keep;
@@ -25,9 +26,10 @@ use crate::model::{FieldType, PartitionKey};
 use crate::names;
 use crate::progress::{peak_rss_bytes, NoProgress, Progress};
 use crate::report::CompactReport;
-use crate::sources::{list_staged, StagedObject};
+use crate::sources::list_staged;
 use crate::storage::Location;
 use crate::write::typed::Columns;
+use plan::{ledger_entry, plan, run_tag};
 
 /// The `compact` operation, configured with `with_*` and run with [`Compact::execute`].
 pub struct Compact {
@@ -453,48 +455,6 @@ pub async fn write_to_url(dest: &str, bytes: Bytes) -> Result<()> {
     };
     let loc = Location::parse(&dir)?;
     loc.put(&name, bytes).await
-}
-
-fn plan(listed: &[StagedObject], ledger: &Ledger, report: &mut CompactReport) -> Vec<StagedObject> {
-    report.objects.listed = listed.len() as u64;
-    let mut new = Vec::new();
-    for o in listed {
-        match ledger.entries.get(&o.key) {
-            None => new.push(o.clone()),
-            Some(e)
-                if e.size != o.size
-                    || (e.etag.is_some() && o.etag.is_some() && e.etag != o.etag) =>
-            {
-                report.objects.changed.push(o.key.clone())
-            }
-            Some(_) => report.objects.already_processed += 1,
-        }
-    }
-    new
-}
-
-fn ledger_entry(o: &StagedObject) -> LedgerEntry {
-    LedgerEntry {
-        key: o.key.clone(),
-        size: o.size,
-        etag: o.etag.clone(),
-        delivery_ms: o.delivery_ms,
-    }
-}
-
-/// A run's deterministic tag: the same base version and new objects give the same file names,
-/// so a rerun after a crash overwrites its own leftovers instead of orphaning them.
-fn run_tag(base: u64, new: &[StagedObject], settings: &str) -> String {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    h.update(&base.to_le_bytes());
-    h.update(settings.as_bytes());
-    for o in new {
-        h.update(o.key.as_bytes());
-        h.update(&o.size.to_le_bytes());
-        h.update(o.etag.as_deref().unwrap_or("").as_bytes());
-        h.update(b"\n");
-    }
-    format!("v{:06}-{:016x}", base + 1, h.digest())
 }
 
 fn check_conservation(report: &mut CompactReport, good: u64, accounted: u64) -> Result<()> {
