@@ -5,7 +5,7 @@ mod partition;
 mod plan;
 mod read;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -25,11 +25,13 @@ use crate::error::{Error, Result};
 use crate::model::{FieldType, PartitionKey};
 use crate::names;
 use crate::progress::{peak_rss_bytes, NoProgress, Progress};
+use crate::quarantine::QuarantineBuffer;
 use crate::report::CompactReport;
 use crate::sources::list_staged;
 use crate::storage::Location;
 use crate::write::typed::Columns;
 use plan::{ledger_entry, plan, run_tag};
+use tokio::io::AsyncWriteExt;
 
 /// The `compact` operation, configured with `with_*` and run with [`Compact::execute`].
 pub struct Compact {
@@ -200,6 +202,7 @@ impl Compact {
             &new,
             catalog.clone(),
             &settings,
+            &tag,
             self.progress.as_ref(),
         )
         .await?;
@@ -211,15 +214,9 @@ impl Compact {
         r.objects.by_format = std::mem::take(&mut read.by_format);
         r.records.records_in = read.records_in;
         r.records.type_mismatches = std::mem::take(&mut read.mismatches);
-        for (_, b) in &read.bad {
-            let code = b.reason.code().to_string();
-            if b.object_level {
-                *r.objects.damaged.entry(code).or_default() += 1;
-            } else {
-                r.records.errors += 1;
-                *r.records.errors_by_reason.entry(code).or_default() += 1;
-            }
-        }
+        r.records.errors = read.quarantine.errors();
+        r.records.errors_by_reason = read.quarantine.errors_by_reason.clone();
+        r.objects.damaged = read.quarantine.damaged.clone();
 
         let keys = read.buckets.keys();
         let columns = self.table_columns(&keys, catalog).await?;
@@ -283,7 +280,7 @@ impl Compact {
         phase.lap("merge_write");
         check_conservation(phase.report, read.good_records, good_accounted)?;
 
-        let errors = self.stage_errors(&tag, &read.bad).await?;
+        let errors = self.stage_errors(&tag, &read.quarantine).await?;
         let record = CommitRecord {
             version,
             run_id: tag.clone(),
@@ -377,28 +374,24 @@ impl Compact {
         format!("{:?}\n{}", self.keep, docs.join("\n"))
     }
 
+    /// Writes the quarantine lines of each tenant to staging (streamed, multipart when big).
     async fn stage_errors(
         &self,
         tag: &str,
-        bad: &[(String, crate::quarantine::BadRecord)],
+        quarantine: &QuarantineBuffer,
     ) -> Result<Vec<StagedCopy>> {
         let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
-        let mut by_tenant: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-        for (object, b) in bad {
-            let tenant = b
-                .tenant
-                .clone()
-                .filter(|t| names::valid_tenant(t))
-                .unwrap_or_else(|| "_unknown".into());
-            let buf = by_tenant.entry(tenant).or_default();
-            serde_json::to_writer(&mut *buf, &b.line(tag, object)).expect("quarantine json");
-            buf.push(b'\n');
-        }
         let mut out = Vec::new();
-        for (tenant, bytes) in by_tenant {
+        for tenant in quarantine.tenants() {
             let rel = format!("errors/tenant={tenant}/date={day}/{tag}.jsonl");
             let staged = format!("_fineo/staging/{tag}/{rel}");
-            self.lake.put(&staged, Bytes::from(bytes)).await?;
+            let path = self.lake.path(&staged);
+            let mut w =
+                object_store::buffered::BufWriter::new(self.lake.store().clone(), path.clone());
+            for line in quarantine.lines(&tenant) {
+                w.write_all(&line?).await.map_err(|e| Error::io(&path, e))?;
+            }
+            w.shutdown().await.map_err(|e| Error::io(&path, e))?;
             out.push(StagedCopy { staged, path: rel });
         }
         Ok(out)

@@ -12,7 +12,7 @@ use crate::dedup::{codec, Bucket, Buckets, LocalBuckets};
 use crate::error::{Error, Result};
 use crate::model::RawRecord;
 use crate::progress::Progress;
-use crate::quarantine::BadRecord;
+use crate::quarantine::{BadRecord, QuarantineBuffer};
 use crate::resolve::resolve;
 use crate::sources::StagedObject;
 use crate::storage::Location;
@@ -21,7 +21,8 @@ use crate::storage::Location;
 pub struct ReadOutput {
     pub buckets: Buckets,
     /// Bad records with the key of their object, in arrival order.
-    pub bad: Vec<(String, BadRecord)>,
+    /// Quarantine lines, by object.
+    pub quarantine: QuarantineBuffer,
     pub records_in: u64,
     pub good_records: u64,
     pub bytes_read: u64,
@@ -54,18 +55,18 @@ pub async fn read_objects(
     objects: &[StagedObject],
     catalog: Arc<Catalog>,
     settings: &ReadSettings,
+    run_id: &str,
     progress: &dyn Progress,
 ) -> Result<ReadOutput> {
     let mut out = ReadOutput {
         buckets: Buckets::new(settings.memory_budget),
-        bad: Vec::new(),
+        quarantine: QuarantineBuffer::new(run_id, objects.len(), settings.memory_budget),
         records_in: 0,
         good_records: 0,
         bytes_read: 0,
         by_format: BTreeMap::new(),
         mismatches: BTreeMap::new(),
     };
-    let mut bad_by_object: Vec<Vec<BadRecord>> = vec![Vec::new(); objects.len()];
     let limits = settings.limits;
     let mut stream = futures::stream::iter(objects.iter().enumerate())
         .map(|(index, obj)| {
@@ -87,12 +88,8 @@ pub async fn read_objects(
         for (k, n) in o.mismatches {
             *out.mismatches.entry(k).or_default() += n;
         }
-        bad_by_object[o.index] = o.bad;
+        out.quarantine.add(o.index, &objects[o.index].key, o.bad)?;
         out.buckets.absorb(o.buckets)?;
-    }
-    for (i, bad) in bad_by_object.into_iter().enumerate() {
-        out.bad
-            .extend(bad.into_iter().map(|b| (objects[i].key.clone(), b)));
     }
     Ok(out)
 }

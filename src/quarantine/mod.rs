@@ -114,3 +114,7 @@ impl BadRecord {
         }
     }
 }
+
+mod buffer;
+
+pub use buffer::QuarantineBuffer;
