@@ -158,3 +158,52 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(self.take(n)).expect("utf-8 written by encode")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{content_hash, PartitionKey};
+
+    #[test]
+    fn encode_decode_round_trip() {
+        let typed = vec![
+            (Arc::<str>::from("a"), TypedValue::Int(-7)),
+            (Arc::<str>::from("b"), TypedValue::Float(1.5)),
+            (Arc::<str>::from("c"), TypedValue::Str("x\u{e9}".into())),
+            (Arc::<str>::from("d"), TypedValue::Bool(true)),
+        ];
+        let untyped = vec![("k".to_string(), "v".repeat(300))];
+        let r = Resolved {
+            key: PartitionKey {
+                tenant: "t".into(),
+                metric: "m".into(),
+                day: 1,
+            },
+            known: true,
+            ts: 86_400_123,
+            hash: content_hash(&typed, &untyped),
+            typed: typed.clone(),
+            untyped: untyped.clone(),
+            mismatches: vec![],
+        };
+        let mut buf = Vec::new();
+        encode(&mut buf, &r, 1, 42);
+        encode(&mut buf, &r, 0, 7);
+        let objects: Vec<(Arc<str>, i64)> = vec![("o0".into(), 5), ("o1".into(), 9)];
+        let mut out = Vec::new();
+        decode_all(&buf, &objects, &mut Interner::default(), &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!((out[0].ts, out[0].hash), (r.ts, r.hash));
+        assert_eq!(out[0].typed, typed);
+        assert_eq!(out[0].untyped, untyped);
+        assert_eq!(
+            out[0].arrival,
+            Arrival {
+                delivery_ms: 9,
+                source: "o1".into(),
+                position: 42
+            }
+        );
+        assert_eq!(out[1].arrival.source.as_ref(), "o0");
+    }
+}

@@ -125,3 +125,66 @@ impl QuarantineBuffer {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Position;
+    use crate::quarantine::{Raw, Reason};
+
+    fn bad(tenant: Option<&str>, line: u64, object_level: bool) -> BadRecord {
+        BadRecord {
+            reason: if object_level {
+                Reason::TruncatedObject
+            } else {
+                Reason::BadJson
+            },
+            message: "m".into(),
+            position: Position {
+                record: line,
+                line: Some(line),
+                ..Default::default()
+            },
+            tenant: tenant.map(str::to_string),
+            raw: Raw::Text(format!("raw {line}")),
+            object_level,
+        }
+    }
+
+    fn text(q: &QuarantineBuffer, tenant: &str) -> Vec<String> {
+        q.lines(tenant)
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_slice(&l.unwrap()).unwrap();
+                format!(
+                    "{}:{}",
+                    v["object"].as_str().unwrap(),
+                    v["position"]["line"]
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn arrival_order_and_spill_give_the_same_lines() {
+        for budget in [usize::MAX, 0] {
+            let mut q = QuarantineBuffer::new("run", 3, budget);
+            // Objects finish out of order; lines come back in object order.
+            q.add(2, "c", vec![bad(Some("t1"), 1, false)]).unwrap();
+            q.add(
+                0,
+                "a",
+                vec![bad(Some("t1"), 4, false), bad(Some("../x"), 5, false)],
+            )
+            .unwrap();
+            q.add(1, "b", vec![bad(None, 9, true)]).unwrap();
+            assert_eq!(text(&q, "t1"), ["a:4", "c:1"], "budget {budget}");
+            assert_eq!(text(&q, "_unknown"), ["a:5", "b:9"]);
+            assert_eq!(q.errors(), 3);
+            assert_eq!(q.damaged["truncated_object"], 1);
+            assert_eq!(
+                q.tenants().into_iter().collect::<Vec<_>>(),
+                ["_unknown", "t1"]
+            );
+        }
+    }
+}
