@@ -16,34 +16,36 @@ pub fn for_stderr() -> Box<dyn Progress> {
     }
 }
 
-struct Bars(Mutex<Option<ProgressBar>>);
+/// The current bar and the bytes it has read.
+struct Bars(Mutex<Option<(ProgressBar, u64)>>);
 
 impl Progress for Bars {
     fn start(&self, phase: &str, total: Option<u64>) {
         let bar = match total {
             Some(n) => ProgressBar::new(n).with_style(
-                ProgressStyle::with_template(
-                    "{prefix:>8} [{bar:40}] {pos}/{len} {binary_bytes} {elapsed}",
-                )
-                .expect("template")
-                .progress_chars("=> "),
+                ProgressStyle::with_template("{prefix:>8} [{bar:40}] {pos}/{len} {msg} {elapsed}")
+                    .expect("template")
+                    .progress_chars("=> "),
             ),
             None => ProgressBar::new_spinner(),
         };
         bar.set_prefix(phase.to_string());
-        *self.0.lock().expect("progress lock") = Some(bar);
+        *self.0.lock().expect("progress lock") = Some((bar, 0));
     }
 
     fn advance(&self, units: u64, bytes: u64) {
-        if let Some(b) = self.0.lock().expect("progress lock").as_ref() {
-            b.inc(units);
-            let _ = bytes;
+        if let Some((bar, read)) = self.0.lock().expect("progress lock").as_mut() {
+            bar.inc(units);
+            if bytes > 0 {
+                *read += bytes;
+                bar.set_message(indicatif::HumanBytes(*read).to_string());
+            }
         }
     }
 
     fn finish(&self) {
-        if let Some(b) = self.0.lock().expect("progress lock").take() {
-            b.finish_and_clear();
+        if let Some((bar, _)) = self.0.lock().expect("progress lock").take() {
+            bar.finish_and_clear();
         }
     }
 }

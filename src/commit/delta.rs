@@ -196,7 +196,9 @@ impl Table {
         adds: &[(String, TypedFile)],
         removes: &[(String, DataFile)],
     ) -> Result<()> {
-        for attempt in 0..5 {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
             if self.committed_version().await? >= Some(version as i64) {
                 return Ok(());
             }
@@ -219,7 +221,7 @@ impl Table {
                 .await;
             match res {
                 Ok(_) => return Ok(()),
-                Err(e) if attempt < 4 => {
+                Err(e) if attempt < 5 => {
                     tracing::warn!(table = %self.loc.url(), error = %e, "delta commit retry");
                     self.table
                         .load()
@@ -229,7 +231,6 @@ impl Table {
                 Err(e) => return Err(Error::delta(self.loc.url(), e)),
             }
         }
-        unreachable!("loop returns")
     }
 }
 

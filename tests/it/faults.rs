@@ -233,20 +233,7 @@ fn kill_9_at_random_moments_then_rerun() {
     let expected = snapshot(&reference);
     for (i, delay_ms) in [15u64, 60, 120, 200, 300, 450].into_iter().enumerate() {
         let lake = tmp.path().join(format!("lake-{i}"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fineo-batch"))
-            .args([
-                "compact",
-                "--staged",
-                s(&staged),
-                "--lake",
-                s(&lake),
-                "--catalog",
-                s(&catalog),
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_compact(&staged, &lake, &catalog);
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
@@ -257,16 +244,7 @@ fn kill_9_at_random_moments_then_rerun() {
 
 fn spawn_compact(staged: &Path, lake: &Path, catalog: &Path) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_fineo-batch"))
-        .args([
-            "compact",
-            "--json",
-            "--staged",
-            s(staged),
-            "--lake",
-            s(lake),
-            "--catalog",
-            s(catalog),
-        ])
+        .args(compact_args(staged, lake, Some(catalog)))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -110,16 +110,9 @@ fn fail_on_error_exits_3_but_keeps_the_good_records() {
     let fx = testdata("fixtures/resolution");
     let lake = tmp.path().join("lake");
     let (staged, catalog) = (fx.join("staged"), fx.join("catalog"));
-    let args = [
-        "compact",
-        "--staged",
-        s(&staged),
-        "--lake",
-        s(&lake),
-        "--catalog",
-        s(&catalog),
-        "--fail-on-error",
-    ];
+    let mut args = compact_args(&staged, &lake, Some(&catalog));
+    args.retain(|a| *a != "--json");
+    args.push("--fail-on-error");
     let stdout = fineo_ok(&args, 3);
     assert!(
         stdout.contains("16 in = 9 written + 0 duplicates"),

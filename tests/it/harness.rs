@@ -52,8 +52,12 @@ pub fn fineo_ok(args: &[&str], code: i32) -> String {
     String::from_utf8(out.stdout).expect("utf-8 stdout")
 }
 
-/// `compact --json`: returns the report.
-pub fn compact(staged: &Path, lake: &Path, catalog: Option<&Path>, extra: &[&str]) -> Value {
+/// Arguments of `compact --json` over these locations.
+pub fn compact_args<'a>(
+    staged: &'a Path,
+    lake: &'a Path,
+    catalog: Option<&'a Path>,
+) -> Vec<&'a str> {
     let mut args = vec![
         "compact",
         "--json",
@@ -65,6 +69,12 @@ pub fn compact(staged: &Path, lake: &Path, catalog: Option<&Path>, extra: &[&str
     if let Some(c) = catalog {
         args.extend(["--catalog", s(c)]);
     }
+    args
+}
+
+/// `compact --json`: returns the report.
+pub fn compact(staged: &Path, lake: &Path, catalog: Option<&Path>, extra: &[&str]) -> Value {
+    let mut args = compact_args(staged, lake, catalog);
     args.extend(extra);
     serde_json::from_str(&fineo_ok(&args, 0)).expect("report json")
 }

@@ -84,20 +84,19 @@ pub async fn build(
     let rel_name = names::table_dir(&key.tenant, &key.metric);
     let date = key.date();
     let known = columns.is_some();
+    let typed_path = format!("{}/part-{}-00000.parquet", paths.typed_rel, ctx.tag);
     let (typed_bytes, stats_json, lines, index_bytes, winners_len, untyped_count) = {
         let columns = columns.clone();
-        let manifest_typed_path = format!("{}/part-{}-00000.parquet", paths.typed_rel, ctx.tag);
+        let typed_path = typed_path.clone();
         let version = ctx.version;
-        on_rayon(move || {
-            encode_partition(&winners, columns.as_ref(), &manifest_typed_path, version)
-        })
-        .await??
+        on_rayon(move || encode_partition(&winners, columns.as_ref(), &typed_path, version))
+            .await??
     };
     let mut bytes_written = 0u64;
     let mut typed_add = Vec::new();
     if let (Some(bytes), Some(stats_json)) = (typed_bytes, stats_json) {
-        let path = format!("{}/part-{}-00000.parquet", paths.typed_rel, ctx.tag);
         bytes_written += bytes.len() as u64;
+        let path = typed_path;
         typed_add.push(TypedFile {
             file: DataFile {
                 path: path.clone(),
