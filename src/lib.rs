@@ -28,6 +28,7 @@ pub mod progress;
 pub mod quarantine;
 pub mod report;
 pub mod resolve;
+pub mod schema;
 pub mod sources;
 pub mod storage;
 pub mod write;

@@ -1,0 +1,1 @@
+//! Edits to a tenant catalog document, each validated before it becomes a version.
