@@ -272,6 +272,52 @@ impl Catalog {
     pub fn tenants(&self) -> impl Iterator<Item = &TenantCatalog> {
         self.tenants.values()
     }
+
+    /// The metric spec a name sent by a device resolves to, if declared.
+    pub fn metric(&self, tenant: &str, sent: &str) -> Option<&MetricSpec> {
+        self.tenant(tenant).and_then(|t| t.metric(sent))
+    }
+
+    /// The partition metric of a name as sent: its canonical name, or itself when unknown.
+    pub fn partition_metric<'a>(&'a self, tenant: &str, sent: &'a str) -> &'a str {
+        self.metric(tenant, sent).map_or(sent, |m| m.name.as_str())
+    }
+
+    /// A hash of how this catalog resolves the given sent metric and field names: two catalogs
+    /// with equal fingerprints turn records that use only these names into the same output.
+    pub fn resolution_fingerprint(&self, tenant: &str, metrics: &[String], fields: &[String]) -> u64 {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        let mut put = |s: &str| {
+            h.update(s.as_bytes());
+            h.update(&[0xff]);
+        };
+        for m in metrics {
+            put(m);
+            let Some(spec) = self.metric(tenant, m) else {
+                put("?");
+                continue;
+            };
+            put(&spec.name);
+            for f in fields {
+                match spec.by_source.get(f.as_str()) {
+                    Some(&(i, rank)) => {
+                        let fs = &spec.fields[i];
+                        put(&format!("{f}={}:{}:{rank}", fs.name, fs.ty.name()));
+                    }
+                    None if spec.hidden_sources.contains(f.as_str()) => put(&format!("{f}=hidden")),
+                    None => put(&format!("{f}=?")),
+                }
+            }
+        }
+        h.digest()
+    }
+}
+
+impl MetricSpec {
+    /// The typed table columns of the metric: its visible fields, in catalog order.
+    pub fn columns(&self) -> crate::model::ColumnTypes {
+        self.fields.iter().map(|f| (f.name.clone(), f.ty)).collect()
+    }
 }
 
 #[cfg(test)]

@@ -146,12 +146,17 @@ impl PartialOrd for Arrival {
     }
 }
 
-/// A resolved record inside one partition (tenant, canonical metric, date).
+/// A record inside one partition (tenant, canonical metric, date): as sent (metric name and
+/// encoded fields, see [`crate::resolve::raw`]) and, once resolved, its typed and untyped parts.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rec {
     /// Event time, ms since the epoch.
     pub ts: i64,
     pub arrival: Arrival,
+    /// The metric name as the device sent it.
+    pub metric_sent: Arc<str>,
+    /// The fields as sent, encoded by [`crate::resolve::raw::encode`].
+    pub raw: Box<[u8]>,
     /// Typed values by column name (only non-null ones), for known metrics.
     pub typed: Vec<(Arc<str>, TypedValue)>,
     /// Untyped fields: name as sent, value as text.

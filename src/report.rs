@@ -57,6 +57,17 @@ pub struct OutputCounts {
     pub bytes_written: u64,
 }
 
+/// Stored records rebuilt because the catalog changed (SPEC 10).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RetypeCounts {
+    /// Tenants whose catalog changed since the lake was last built.
+    pub tenants: Vec<String>,
+    /// Partitions rebuilt from their stored records.
+    pub partitions: u64,
+    /// Stored records resolved again under the new catalog.
+    pub records: u64,
+}
+
 /// The report of one `compact` run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CompactReport {
@@ -73,6 +84,7 @@ pub struct CompactReport {
     pub objects: ObjectCounts,
     pub records: RecordCounts,
     pub output: OutputCounts,
+    pub retype: RetypeCounts,
     /// Seconds spent per phase.
     pub phases: BTreeMap<String, f64>,
     pub elapsed_seconds: f64,

@@ -1,11 +1,13 @@
-//! Delta Lake side of a publish: create a tenant/metric table, evolve its schema, and commit
-//! the run's file changes once (an app transaction makes the commit idempotent).
+//! Delta Lake side of a publish: create a tenant/metric table, evolve or replace its schema,
+//! and commit the run's file changes once (an app transaction makes the commit idempotent).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, Add, DataType, PrimitiveType, Remove, StructField, Transaction};
+use deltalake::kernel::{
+    Action, Add, DataType, MetadataExt, PrimitiveType, Remove, StructField, StructType, Transaction,
+};
 use deltalake::logstore::{default_logstore, LogStoreRef, StorageConfig};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableError};
@@ -125,57 +127,65 @@ impl Table {
         Ok(Some(out))
     }
 
-    fn column_names(&self) -> Result<Vec<String>> {
-        Ok(self
-            .typed_columns()?
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(n, _)| n.to_string())
-            .collect())
-    }
-
-    /// Creates the table (if missing) and adds columns it lacks.
-    pub async fn ensure_schema(&mut self, cols: &Columns, name: &str) -> Result<()> {
+    /// Creates the table (if missing) and brings its columns to `cols`: new columns at the end
+    /// are added at once; any other change (a column renamed, hidden, re-typed or reordered)
+    /// returns the metadata action that replaces the schema, to commit with the rewritten files.
+    pub async fn ensure_schema(&mut self, cols: &Columns, name: &str) -> Result<Option<Action>> {
         if !self.exists {
-            let created = deltalake::operations::create::CreateBuilder::new()
-                .with_log_store(self.log_store.clone())
-                .with_table_name(name)
-                .with_columns(delta_fields(cols))
-                .with_partition_columns(["date"])
-                .with_save_mode(SaveMode::Ignore)
-                .await;
-            match created {
-                Ok(t) => self.table = t,
-                Err(e) => {
-                    // A concurrent creator may have won: the table must now load.
-                    self.table
-                        .load()
-                        .await
-                        .map_err(|_| Error::delta(self.loc.url(), e))?;
-                }
-            }
-            self.exists = true;
-            self.table
-                .load()
-                .await
-                .map_err(|e| Error::delta(self.loc.url(), e))?;
+            self.create(cols, name).await?;
         }
-        let have = self.column_names()?;
-        let missing: Vec<StructField> = cols
-            .0
-            .iter()
-            .filter(|(n, _)| !have.iter().any(|h| h == n.as_ref()))
-            .map(|(n, t)| StructField::new(n.as_ref(), delta_type(*t), true))
-            .collect();
-        if !missing.is_empty() {
+        let have = self.typed_columns()?.unwrap_or_default();
+        if have == cols.0 {
+            return Ok(None);
+        }
+        let appended = have.len() < cols.0.len() && cols.0[..have.len()] == have[..];
+        if appended {
+            let missing: Vec<StructField> = cols.0[have.len()..]
+                .iter()
+                .map(|(n, t)| StructField::new(n.as_ref(), delta_type(*t), true))
+                .collect();
             let t = std::mem::replace(&mut self.table, DeltaTable::new(self.log_store.clone()));
             self.table = t
                 .add_columns()
                 .with_fields(missing)
                 .await
                 .map_err(|e| Error::delta(self.loc.url(), e))?;
+            return Ok(None);
         }
-        Ok(())
+        let err = |e: DeltaTableError| Error::delta(self.loc.url(), e);
+        let schema = StructType::try_new(delta_fields(cols)).map_err(|e| err(e.into()))?;
+        let md = self.snapshot()?.metadata().clone().with_schema(&schema).map_err(err)?;
+        Ok(Some(Action::Metadata(md)))
+    }
+
+    async fn create(&mut self, cols: &Columns, name: &str) -> Result<()> {
+        let created = deltalake::operations::create::CreateBuilder::new()
+            .with_log_store(self.log_store.clone())
+            .with_table_name(name)
+            .with_columns(delta_fields(cols))
+            .with_partition_columns(["date"])
+            .with_save_mode(SaveMode::Ignore)
+            .await;
+        match created {
+            Ok(t) => self.table = t,
+            Err(e) => {
+                // A concurrent creator may have won: the table must now load.
+                self.table
+                    .load()
+                    .await
+                    .map_err(|_| Error::delta(self.loc.url(), e))?;
+            }
+        }
+        self.exists = true;
+        self.table
+            .load()
+            .await
+            .map_err(|e| Error::delta(self.loc.url(), e))
+    }
+
+    /// Whether the table exists.
+    pub fn exists(&self) -> bool {
+        self.exists
     }
 
     /// The last lake version committed to this table.
@@ -195,6 +205,7 @@ impl Table {
         version: u64,
         adds: &[(String, TypedFile)],
         removes: &[(String, DataFile)],
+        schema: Option<&Action>,
     ) -> Result<()> {
         let mut attempt = 0;
         loop {
@@ -202,7 +213,8 @@ impl Table {
             if self.committed_version().await? >= Some(version as i64) {
                 return Ok(());
             }
-            let actions = actions(adds, removes);
+            let mut actions = actions(adds, removes);
+            actions.extend(schema.cloned());
             let props = CommitProperties::default()
                 .with_application_transaction(Transaction::new(APP_ID, version as i64))
                 .with_create_checkpoint(true);

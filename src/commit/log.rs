@@ -44,8 +44,8 @@ pub struct PartitionChange {
     pub untyped_staged: Option<String>,
     /// The partition's untyped file (fixed name, replaced on publish).
     pub untyped_path: String,
-    /// Staged new partition index, and where it goes.
-    pub index_staged: String,
+    /// Staged new partition index (`None`: the partition is now empty), and where it goes.
+    pub index_staged: Option<String>,
     pub index_path: String,
 }
 
@@ -80,6 +80,20 @@ pub struct CommitRecord {
     pub ledger: Vec<LedgerEntry>,
     pub partitions: Vec<PartitionChange>,
     pub errors: Vec<StagedCopy>,
+    /// Other staged files: schema proposals, the applied catalog.
+    #[serde(default)]
+    pub files: Vec<StagedCopy>,
+    /// Tables whose columns change with the catalog even where no partition is rewritten.
+    #[serde(default)]
+    pub schemas: Vec<TableSchema>,
+}
+
+/// The columns a typed table must have after a version (applied only to existing tables).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TableSchema {
+    pub tenant: String,
+    pub metric: String,
+    pub columns: Vec<(String, crate::model::FieldType)>,
 }
 
 /// Path of a log version.

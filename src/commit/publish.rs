@@ -13,6 +13,7 @@ use crate::error::Result;
 use crate::names;
 use crate::storage::Location;
 use crate::write::index::DataFile;
+use crate::write::typed::Columns;
 
 /// What publishing did.
 #[derive(Debug, Default, Clone, Copy)]
@@ -27,15 +28,26 @@ const CONCURRENCY: usize = 8;
 
 /// Publishes `record` (already committed to the lake log).
 pub async fn publish(lake: &Location, record: &CommitRecord) -> Result<PublishStats> {
-    let mut tables: BTreeMap<(String, String), Vec<&PartitionChange>> = BTreeMap::new();
-    for p in record.partitions.iter().filter(|p| p.columns.is_some()) {
-        tables
-            .entry((p.tenant.clone(), p.metric.clone()))
-            .or_default()
-            .push(p);
+    let mut tables: BTreeMap<(String, String), TableChange> = BTreeMap::new();
+    let typed = record
+        .partitions
+        .iter()
+        .filter(|p| p.columns.is_some() || !p.typed_remove.is_empty());
+    for p in typed {
+        let t = tables.entry((p.tenant.clone(), p.metric.clone())).or_default();
+        t.parts.push(p);
+        t.columns = t.columns.take().or_else(|| p.table_columns());
+    }
+    for s in &record.schemas {
+        let t = tables.entry((s.tenant.clone(), s.metric.clone())).or_default();
+        t.columns = Some(Columns(
+            s.columns.iter().map(|(n, ty)| (n.as_str().into(), *ty)).collect(),
+        ));
     }
     let per_table: Vec<PublishStats> = futures::stream::iter(&tables)
-        .map(|((tenant, metric), parts)| publish_table(lake, record.version, tenant, metric, parts))
+        .map(|((tenant, metric), change)| {
+            publish_table(lake, record.version, tenant, metric, change)
+        })
         .buffer_unordered(CONCURRENCY / 2)
         .try_collect()
         .await?;
@@ -55,13 +67,14 @@ pub async fn publish(lake: &Location, record: &CommitRecord) -> Result<PublishSt
     let moves = record.partitions.iter().flat_map(|p| {
         [
             (p.untyped_staged.as_deref(), p.untyped_path.as_str()),
-            (Some(p.index_staged.as_str()), p.index_path.as_str()),
+            (p.index_staged.as_deref(), p.index_path.as_str()),
         ]
     });
     let moves = moves.chain(
         record
             .errors
             .iter()
+            .chain(&record.files)
             .map(|e| (Some(e.staged.as_str()), e.path.as_str())),
     );
     futures::stream::iter(moves)
@@ -89,31 +102,52 @@ pub async fn publish(lake: &Location, record: &CommitRecord) -> Result<PublishSt
     Ok(stats)
 }
 
-/// Commits one table's adds and removes (creating the table or adding columns first).
+/// What a version changes in one table.
+#[derive(Default)]
+struct TableChange<'a> {
+    parts: Vec<&'a PartitionChange>,
+    /// The table's columns after the version; `None` when the metric is no longer declared.
+    columns: Option<Columns>,
+}
+
+/// Commits one table's adds and removes (creating the table or changing its columns first).
+/// A schema-only change applies to existing tables: a metric without rows gets no table.
 async fn publish_table(
     lake: &Location,
     version: u64,
     tenant: &str,
     metric: &str,
-    parts: &[&PartitionChange],
+    change: &TableChange<'_>,
 ) -> Result<PublishStats> {
     let loc = lake.child(&format!("typed/{}", names::table_dir(tenant, metric)));
     let mut table = Table::open(loc).await?;
-    let cols = parts[0]
-        .table_columns()
-        .expect("typed partition has columns");
-    table
-        .ensure_schema(&cols, &format!("{tenant}.{metric}"))
-        .await?;
-    let adds: Vec<(String, TypedFile)> = parts
+    let adds: Vec<(String, TypedFile)> = change
+        .parts
         .iter()
         .flat_map(|p| p.typed_add.iter().map(|f| (p.date.clone(), f.clone())))
         .collect();
-    let removes: Vec<(String, DataFile)> = parts
+    let removes: Vec<(String, DataFile)> = change
+        .parts
         .iter()
         .flat_map(|p| p.typed_remove.iter().map(|f| (p.date.clone(), f.clone())))
         .collect();
-    table.commit(version, &adds, &removes).await?;
+    if !table.exists() && adds.is_empty() {
+        return Ok(PublishStats::default());
+    }
+    if table.committed_version().await? >= Some(version as i64) {
+        return Ok(PublishStats::default());
+    }
+    let schema = match &change.columns {
+        Some(cols) => {
+            table
+                .ensure_schema(cols, &format!("{tenant}.{metric}"))
+                .await?
+        }
+        None => None,
+    };
+    table
+        .commit(version, &adds, &removes, schema.as_ref())
+        .await?;
     Ok(PublishStats {
         tables: 1,
         files_added: adds.len() as u64,

@@ -1,91 +1,43 @@
-//! Compact binary form of resolved records while they wait (in memory or spilled) for their
-//! partition to be merged.
+//! Compact binary form of admitted records while they wait (in memory or spilled) for their
+//! partition to be merged: key time, provenance, metric as sent and the fields as sent.
 
 use std::sync::Arc;
 
-use crate::model::{Arrival, FastMap, Rec, TypedValue};
-use crate::resolve::Resolved;
+use crate::model::{Arrival, FastMap, Rec};
+use crate::resolve::raw::{self, put_len, put_str, RawFields};
 
-/// Appends one record: ts, object index, position, hash, typed values, untyped pairs.
-pub fn encode(out: &mut Vec<u8>, r: &Resolved, object: u32, position: u64) {
-    out.extend_from_slice(&r.ts.to_le_bytes());
+/// Appends one record: ts, object index, position, metric as sent, encoded fields.
+pub fn encode(
+    out: &mut Vec<u8>,
+    ts: i64,
+    object: u32,
+    position: u64,
+    metric_sent: &str,
+    fields: &RawFields<'_>,
+) {
+    out.extend_from_slice(&ts.to_le_bytes());
     out.extend_from_slice(&object.to_le_bytes());
     out.extend_from_slice(&position.to_le_bytes());
-    out.extend_from_slice(&r.hash.to_le_bytes());
-    put_len(out, r.typed.len());
-    for (name, v) in &r.typed {
-        put_str(out, name);
-        match v {
-            TypedValue::Null => out.push(0),
-            TypedValue::Bool(b) => out.extend_from_slice(&[1, *b as u8]),
-            TypedValue::Int(i) => {
-                out.push(2);
-                out.extend_from_slice(&i.to_le_bytes());
-            }
-            TypedValue::Float(f) => {
-                out.push(3);
-                out.extend_from_slice(&f.to_le_bytes());
-            }
-            TypedValue::Str(s) => {
-                out.push(4);
-                put_str(out, s);
-            }
-        }
-    }
-    put_len(out, r.untyped.len());
-    for (k, v) in &r.untyped {
-        put_str(out, k);
-        put_str(out, v);
-    }
-}
-
-fn put_len(out: &mut Vec<u8>, mut n: usize) {
-    loop {
-        let b = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_len(out, s.len());
-    out.extend_from_slice(s.as_bytes());
+    put_str(out, metric_sent);
+    let mut body = Vec::with_capacity(64);
+    raw::encode(&mut body, fields);
+    put_len(out, body.len());
+    out.extend_from_slice(&body);
 }
 
 /// Where each object index came from: key and delivery time.
 pub type ObjectTable = [(Arc<str>, i64)];
 
-/// Decodes every record in `buf` (written by [`encode`]).
+/// Decodes every record in `buf` (written by [`encode`]), not yet resolved.
 pub fn decode_all(buf: &[u8], objects: &ObjectTable, names: &mut Interner, out: &mut Vec<Rec>) {
     let mut r = Reader { buf, pos: 0 };
     while r.pos < buf.len() {
         let ts = r.i64();
         let object = r.u32() as usize;
         let position = r.u64();
-        let hash = r.u64();
+        let metric_sent = names.get(r.str());
         let n = r.len();
-        let mut typed = Vec::with_capacity(n);
-        for _ in 0..n {
-            let name = names.get(r.str());
-            let v = match r.byte() {
-                0 => TypedValue::Null,
-                1 => TypedValue::Bool(r.byte() != 0),
-                2 => TypedValue::Int(r.i64()),
-                3 => TypedValue::Float(f64::from_bits(r.u64())),
-                _ => TypedValue::Str(r.str().to_string()),
-            };
-            typed.push((name, v));
-        }
-        let n = r.len();
-        let mut untyped = Vec::with_capacity(n);
-        for _ in 0..n {
-            let k = r.str().to_string();
-            untyped.push((k, r.str().to_string()));
-        }
+        let raw: Box<[u8]> = r.take(n).into();
         let (source, delivery_ms) = &objects[object];
         out.push(Rec {
             ts,
@@ -94,14 +46,16 @@ pub fn decode_all(buf: &[u8], objects: &ObjectTable, names: &mut Interner, out: 
                 source: source.clone(),
                 position,
             },
-            typed,
-            untyped,
-            hash,
+            metric_sent,
+            raw,
+            typed: Vec::new(),
+            untyped: Vec::new(),
+            hash: 0,
         });
     }
 }
 
-/// Shares one `Arc<str>` per distinct column name.
+/// Shares one `Arc<str>` per distinct name.
 #[derive(Default)]
 pub struct Interner(FastMap<String, Arc<str>>);
 
@@ -117,6 +71,7 @@ impl Interner {
     }
 }
 
+/// Reads what [`encode`] wrote to an in-process buffer (never external input).
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -127,9 +82,6 @@ impl<'a> Reader<'a> {
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
         s
-    }
-    fn byte(&mut self) -> u8 {
-        self.take(1)[0]
     }
     fn i64(&mut self) -> i64 {
         i64::from_le_bytes(self.take(8).try_into().expect("8 bytes"))
@@ -144,7 +96,7 @@ impl<'a> Reader<'a> {
         let mut n = 0usize;
         let mut shift = 0;
         loop {
-            let b = self.byte();
+            let b = self.take(1)[0];
             n |= ((b & 0x7f) as usize) << shift;
             if b & 0x80 == 0 {
                 return n;
@@ -162,40 +114,25 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{content_hash, PartitionKey};
+    use crate::model::RawValue;
 
     #[test]
     fn encode_decode_round_trip() {
-        let typed = vec![
-            (Arc::<str>::from("a"), TypedValue::Int(-7)),
-            (Arc::<str>::from("b"), TypedValue::Float(1.5)),
-            (Arc::<str>::from("c"), TypedValue::Str("x\u{e9}".into())),
-            (Arc::<str>::from("d"), TypedValue::Bool(true)),
+        let fields: RawFields<'_> = vec![
+            ("a".into(), RawValue::Number("-7".into())),
+            ("c".into(), RawValue::Str("x\u{e9}".repeat(100).into())),
+            ("n".into(), RawValue::Null),
         ];
-        let untyped = vec![("k".to_string(), "v".repeat(300))];
-        let r = Resolved {
-            key: PartitionKey {
-                tenant: "t".into(),
-                metric: "m".into(),
-                day: 1,
-            },
-            known: true,
-            ts: 86_400_123,
-            hash: content_hash(&typed, &untyped),
-            typed: typed.clone(),
-            untyped: untyped.clone(),
-            mismatches: vec![],
-        };
         let mut buf = Vec::new();
-        encode(&mut buf, &r, 1, 42);
-        encode(&mut buf, &r, 0, 7);
+        encode(&mut buf, 86_400_123, 1, 42, "machine1", &fields);
+        encode(&mut buf, 5, 0, 7, "boiler", &[]);
         let objects: Vec<(Arc<str>, i64)> = vec![("o0".into(), 5), ("o1".into(), 9)];
         let mut out = Vec::new();
         decode_all(&buf, &objects, &mut Interner::default(), &mut out);
         assert_eq!(out.len(), 2);
-        assert_eq!((out[0].ts, out[0].hash), (r.ts, r.hash));
-        assert_eq!(out[0].typed, typed);
-        assert_eq!(out[0].untyped, untyped);
+        assert_eq!(out[0].ts, 86_400_123);
+        assert_eq!(out[0].metric_sent.as_ref(), "machine1");
+        assert_eq!(raw::decode(&out[0].raw).unwrap(), fields);
         assert_eq!(
             out[0].arrival,
             Arrival {
@@ -205,5 +142,6 @@ mod tests {
             }
         );
         assert_eq!(out[1].arrival.source.as_ref(), "o0");
+        assert_eq!(raw::decode(&out[1].raw).unwrap(), vec![]);
     }
 }

@@ -2,34 +2,44 @@
 //! mismatched and unknown values kept untyped under the name they were sent with.
 
 mod convert;
+pub mod raw;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 pub use convert::{convert, parse_event_time};
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, MetricSpec};
 use crate::model::{content_hash, day_of, PartitionKey, RawRecord, RawValue, TypedValue};
 use crate::names;
 use crate::quarantine::{BadRecord, Raw, Reason};
 
-/// A record resolved against its tenant's catalog.
+/// A record that passed validation: where it goes (partition) and when it happened.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Resolved {
+pub struct Admitted {
     pub key: PartitionKey,
     /// Whether the metric is declared (the record gets a typed row).
     pub known: bool,
     pub ts: i64,
+}
+
+/// A record's fields resolved against its metric's catalog entry.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Values {
     /// Non-null typed values, in catalog field order.
     pub typed: Vec<(Arc<str>, TypedValue)>,
     /// Untyped fields, in the order sent.
     pub untyped: Vec<(String, String)>,
     /// Canonical names of fields whose value did not convert to the declared type.
     pub mismatches: Vec<Arc<str>>,
+    /// Content hash of the typed and untyped parts.
     pub hash: u64,
 }
 
-/// Resolves one raw record, or says why it is bad.
-pub fn resolve(rec: &RawRecord<'_>, catalog: &Catalog) -> Result<Resolved, Box<BadRecord>> {
+/// Checks a raw record (tenant, metric, timestamp, names) and finds its partition, or says why
+/// it is bad. Field values are resolved later, by [`resolve_fields`], when the partition is
+/// merged: that is also how stored records are re-resolved after a catalog change.
+pub fn admit(rec: &RawRecord<'_>, catalog: &Catalog) -> Result<Admitted, Box<BadRecord>> {
     let bad = |reason: Reason, message: String, tenant: Option<String>| {
         Box::new(BadRecord {
             reason,
@@ -52,19 +62,7 @@ pub fn resolve(rec: &RawRecord<'_>, catalog: &Catalog) -> Result<Resolved, Box<B
         }
     };
     let owner = || Some(tenant.to_string());
-    let metric = match &rec.metric {
-        RawValue::Str(m) if !m.is_empty() => m.as_ref(),
-        RawValue::Null | RawValue::Str(_) => {
-            return Err(bad(Reason::MissingField, "missing metric".into(), owner()))
-        }
-        _ => {
-            return Err(bad(
-                Reason::MissingField,
-                "metric is not a string".into(),
-                owner(),
-            ))
-        }
-    };
+    let metric = metric_sent(rec).map_err(|m| bad(Reason::MissingField, m.into(), owner()))?;
     if let Some(p) = names::name_problem(metric) {
         return Err(bad(
             Reason::NameTooLong,
@@ -95,7 +93,7 @@ pub fn resolve(rec: &RawRecord<'_>, catalog: &Catalog) -> Result<Resolved, Box<B
         ));
     }
     let spec = catalog.tenant(tenant).and_then(|t| t.metric(metric));
-    let mut out = Resolved {
+    Ok(Admitted {
         key: PartitionKey {
             tenant: tenant.to_string(),
             metric: spec.map_or(metric, |m| m.name.as_str()).to_string(),
@@ -103,29 +101,42 @@ pub fn resolve(rec: &RawRecord<'_>, catalog: &Catalog) -> Result<Resolved, Box<B
         },
         known: spec.is_some(),
         ts,
-        typed: Vec::new(),
-        untyped: Vec::new(),
-        mismatches: Vec::new(),
-        hash: 0,
-    };
+    })
+}
+
+/// The metric name as sent, when it is a non-empty string.
+pub fn metric_sent<'r>(rec: &'r RawRecord<'_>) -> Result<&'r str, &'static str> {
+    match &rec.metric {
+        RawValue::Str(m) if !m.is_empty() => Ok(m.as_ref()),
+        RawValue::Null | RawValue::Str(_) => Err("missing metric"),
+        _ => Err("metric is not a string"),
+    }
+}
+
+/// Resolves a record's fields against its metric (`None`: unknown metric, all untyped).
+pub fn resolve_fields(fields: &[(Cow<'_, str>, RawValue<'_>)], spec: Option<&MetricSpec>) -> Values {
+    let mut out = Values::default();
     match spec {
         None => {
-            for (name, v) in &rec.fields {
+            for (name, v) in fields {
                 if let Some(text) = v.as_text() {
                     out.untyped.push((name.to_string(), text.to_string()));
                 }
             }
         }
-        Some(spec) => resolve_fields(rec, spec, &mut out),
+        Some(spec) => resolve_declared(fields, spec, &mut out),
     }
     out.hash = content_hash(&out.typed, &out.untyped);
-    Ok(out)
+    out
 }
 
-fn resolve_fields(rec: &RawRecord<'_>, spec: &crate::catalog::MetricSpec, out: &mut Resolved) {
-    // For each declared field: (rank, index into rec.fields) of the first non-null source.
+/// For each declared field: (rank, index into `fields`) of its first non-null source.
+pub fn choose_sources(
+    fields: &[(Cow<'_, str>, RawValue<'_>)],
+    spec: &MetricSpec,
+) -> Vec<Option<(usize, usize)>> {
     let mut chosen: Vec<Option<(usize, usize)>> = vec![None; spec.fields.len()];
-    for (i, (name, v)) in rec.fields.iter().enumerate() {
+    for (i, (name, v)) in fields.iter().enumerate() {
         if matches!(v, RawValue::Null) {
             continue;
         }
@@ -135,11 +146,16 @@ fn resolve_fields(rec: &RawRecord<'_>, spec: &crate::catalog::MetricSpec, out: &
             }
         }
     }
-    let mut keep_untyped = vec![false; rec.fields.len()];
+    chosen
+}
+
+fn resolve_declared(fields: &[(Cow<'_, str>, RawValue<'_>)], spec: &MetricSpec, out: &mut Values) {
+    let chosen = choose_sources(fields, spec);
+    let mut keep_untyped = vec![false; fields.len()];
     for (f, choice) in chosen.iter().enumerate() {
         let Some((_, i)) = *choice else { continue };
         let field = &spec.fields[f];
-        match convert(&rec.fields[i].1, field.ty) {
+        match convert(&fields[i].1, field.ty) {
             Some(v) => out.typed.push((field.name.clone(), v)),
             None => {
                 out.mismatches.push(field.name.clone());
@@ -147,7 +163,7 @@ fn resolve_fields(rec: &RawRecord<'_>, spec: &crate::catalog::MetricSpec, out: &
             }
         }
     }
-    for (i, (name, v)) in rec.fields.iter().enumerate() {
+    for (i, (name, v)) in fields.iter().enumerate() {
         let Some(text) = v.as_text() else { continue };
         let declared = spec.by_source.get(name.as_ref());
         let was_chosen = declared.is_some_and(|&(f, _)| chosen[f].is_some_and(|(_, c)| c == i));

@@ -1,20 +1,26 @@
 //! The partition index: per record its key, where it came from (object, position, delivery
-//! time) and its content hash; plus, in the file metadata, the files that hold the partition.
+//! time), its content hash and the record as sent (metric name and fields, so a later catalog
+//! can resolve it again); plus, in the file metadata, the files that hold the partition and
+//! the names its records use.
 
 use std::sync::Arc;
 
-use arrow::array::{Array, Int64Array, StringArray};
+use arrow::array::{Array, BinaryArray, Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::async_reader::{AsyncFileReader, ParquetObjectReader};
 use parquet::arrow::ArrowWriter;
+use parquet::file::metadata::ParquetMetaData;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
+use crate::dedup::codec::Interner;
 use crate::error::{Error, Result};
-use crate::model::Arrival;
+use crate::model::{Arrival, FieldType, Rec};
+use crate::storage::Location;
 
 const MANIFEST_KEY: &str = "fineo.partition";
 
@@ -27,21 +33,30 @@ pub struct DataFile {
     pub rows: u64,
 }
 
-/// Which files make up a partition now.
+/// Which files make up a partition now, and what decided their content.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionManifest {
     pub typed: Vec<DataFile>,
     pub untyped: Option<DataFile>,
     /// Lake version that wrote this state.
     pub version: u64,
+    /// Columns of the typed file (after `timestamp`), when there is one.
+    #[serde(default)]
+    pub columns: Vec<(String, FieldType)>,
+    /// Metric and field names the partition's records were sent with.
+    #[serde(default)]
+    pub names: SentNames,
+    /// How the catalog resolved `names` when the partition was written
+    /// ([`crate::catalog::TenantCatalog::resolution_fingerprint`]).
+    #[serde(default)]
+    pub resolution: u64,
 }
 
-/// One record's provenance.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
-    pub ts: i64,
-    pub arrival: Arrival,
-    pub hash: u64,
+/// The distinct names a partition's records were sent with, sorted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentNames {
+    pub metrics: Vec<String>,
+    pub fields: Vec<String>,
 }
 
 fn schema() -> Arc<Schema> {
@@ -51,16 +66,23 @@ fn schema() -> Arc<Schema> {
         Field::new("source", DataType::Utf8, false),
         Field::new("position", DataType::Int64, false),
         Field::new("hash", DataType::Int64, false),
+        Field::new("metric_sent", DataType::Utf8, false),
+        Field::new("fields", DataType::Binary, false),
     ]))
 }
 
 /// Encodes the index of a partition.
-pub fn encode(entries: &[Entry], manifest: &PartitionManifest) -> Result<Bytes> {
-    let col = |f: &dyn Fn(&Entry) -> i64| Arc::new(entries.iter().map(f).collect::<Int64Array>());
+pub fn encode(entries: &[Rec], manifest: &PartitionManifest) -> Result<Bytes> {
+    let col = |f: &dyn Fn(&Rec) -> i64| Arc::new(entries.iter().map(f).collect::<Int64Array>());
     let source: StringArray = entries
         .iter()
         .map(|e| Some(e.arrival.source.as_ref()))
         .collect();
+    let metric: StringArray = entries
+        .iter()
+        .map(|e| Some(e.metric_sent.as_ref()))
+        .collect();
+    let fields: BinaryArray = entries.iter().map(|e| Some(&e.raw[..])).collect();
     let batch = RecordBatch::try_new(
         schema(),
         vec![
@@ -69,6 +91,8 @@ pub fn encode(entries: &[Entry], manifest: &PartitionManifest) -> Result<Bytes> 
             Arc::new(source),
             col(&|e| e.arrival.position as i64),
             col(&|e| e.hash as i64),
+            Arc::new(metric),
+            Arc::new(fields),
         ],
     )
     .map_err(|e| Error::data_file("index", e))?;
@@ -85,57 +109,68 @@ pub fn encode(entries: &[Entry], manifest: &PartitionManifest) -> Result<Bytes> 
     Ok(Bytes::from(buf))
 }
 
-/// Decodes an index file.
-pub fn decode(path: &str, bytes: Bytes) -> Result<(Vec<Entry>, PartitionManifest)> {
+/// Decodes an index file into its records (not yet resolved) and manifest.
+pub fn decode(path: &str, bytes: Bytes) -> Result<(Vec<Rec>, PartitionManifest)> {
     let err = |e: &dyn std::fmt::Display| Error::data_file(path, e);
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| err(&e))?;
-    let manifest = builder
-        .metadata()
+    let manifest = manifest_of(path, builder.metadata())?;
+    let mut out = Vec::new();
+    let mut names = Interner::default();
+    for batch in builder.build().map_err(|e| err(&e))? {
+        let batch = batch.map_err(|e| err(&e))?;
+        decode_batch(&batch, &mut names, &mut out).ok_or_else(|| err(&"unexpected index schema"))?;
+    }
+    Ok((out, manifest))
+}
+
+fn decode_batch(batch: &RecordBatch, names: &mut Interner, out: &mut Vec<Rec>) -> Option<()> {
+    let int = |i: usize| batch.column(i).as_any().downcast_ref::<Int64Array>();
+    let text = |i: usize| batch.column(i).as_any().downcast_ref::<StringArray>();
+    let (ts, dl, pos, hash) = (int(0)?, int(1)?, int(3)?, int(4)?);
+    let (src, metric) = (text(2)?, text(5)?);
+    let fields = batch.column(6).as_any().downcast_ref::<BinaryArray>()?;
+    for i in 0..batch.num_rows() {
+        out.push(Rec {
+            ts: ts.value(i),
+            arrival: Arrival {
+                delivery_ms: dl.value(i),
+                source: names.get(src.value(i)),
+                position: pos.value(i) as u64,
+            },
+            metric_sent: names.get(metric.value(i)),
+            raw: fields.value(i).into(),
+            typed: Vec::new(),
+            untyped: Vec::new(),
+            hash: hash.value(i) as u64,
+        });
+    }
+    Some(())
+}
+
+fn manifest_of(path: &str, meta: &ParquetMetaData) -> Result<PartitionManifest> {
+    let err = |e: &dyn std::fmt::Display| Error::data_file(path, e);
+    let manifest = meta
         .file_metadata()
         .key_value_metadata()
         .and_then(|kv| kv.iter().find(|k| k.key == MANIFEST_KEY))
         .and_then(|k| k.value.as_deref())
         .ok_or_else(|| err(&"no partition manifest"))?;
-    let manifest: PartitionManifest = serde_json::from_str(manifest).map_err(|e| err(&e))?;
-    let mut entries = Vec::new();
-    let mut sources: std::collections::HashMap<String, Arc<str>> = Default::default();
-    for batch in builder.build().map_err(|e| err(&e))? {
-        let batch = batch.map_err(|e| err(&e))?;
-        let int = |i: usize| {
-            batch
-                .column(i)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .cloned()
-        };
-        let (Some(ts), Some(dl), Some(pos), Some(hash)) = (int(0), int(1), int(3), int(4)) else {
-            return Err(err(&"unexpected index schema"));
-        };
-        let src = batch
-            .column(2)
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .ok_or_else(|| err(&"unexpected index schema"))?;
-        for i in 0..batch.num_rows() {
-            let s = src.value(i);
-            let source = match sources.get(s) {
-                Some(a) => a.clone(),
-                None => {
-                    let a: Arc<str> = Arc::from(s);
-                    sources.insert(s.to_string(), a.clone());
-                    a
-                }
-            };
-            entries.push(Entry {
-                ts: ts.value(i),
-                arrival: Arrival {
-                    delivery_ms: dl.value(i),
-                    source,
-                    position: pos.value(i) as u64,
-                },
-                hash: hash.value(i) as u64,
-            });
-        }
-    }
-    Ok((entries, manifest))
+    serde_json::from_str(manifest).map_err(|e| err(&e))
+}
+
+/// Reads only the manifest of an index file (its Parquet footer), or `None` when it is gone.
+pub async fn read_manifest(lake: &Location, path: &str) -> Result<Option<PartitionManifest>> {
+    let full = lake.path(path);
+    let meta = match lake.store().head(&full).await {
+        Ok(m) => m,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(Error::store(&full, e)),
+    };
+    let mut reader = ParquetObjectReader::new(lake.store().clone(), full.clone())
+        .with_file_size(meta.size);
+    let md = reader
+        .get_metadata(None)
+        .await
+        .map_err(|e| Error::data_file(path, e))?;
+    manifest_of(path, &md).map(Some)
 }

@@ -4,6 +4,7 @@
 mod partition;
 mod plan;
 mod read;
+mod retype;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,20 +17,18 @@ pub use partition::PartitionPaths;
 pub use read::on_rayon;
 
 use crate::catalog::Catalog;
-use crate::commit::delta::Table;
 use crate::commit::log::{CommitRecord, StagedCopy};
 use crate::commit::{publish, LakeLog, Ledger};
 use crate::decode::Limits;
 use crate::dedup::Keep;
 use crate::error::{Error, Result};
-use crate::model::{FieldType, PartitionKey};
+use crate::model::PartitionKey;
 use crate::names;
 use crate::progress::{peak_rss_bytes, NoProgress, Progress};
 use crate::quarantine::QuarantineBuffer;
 use crate::report::CompactReport;
 use crate::sources::list_staged;
 use crate::storage::Location;
-use crate::write::typed::Columns;
 use plan::{ledger_entry, plan, run_tag};
 use tokio::io::AsyncWriteExt;
 
@@ -178,8 +177,9 @@ impl Compact {
         let listed = list_staged(&self.staged).await?;
         self.progress.finish();
         let new = plan(&listed, &ledger, phase.report);
+        let retype = retype::plan(&self.lake, catalog).await?;
         phase.lap("plan");
-        if new.is_empty() {
+        if new.is_empty() && retype.applied.is_none() {
             phase.report.noop = true;
             phase.report.run_id =
                 format!("noop-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f"));
@@ -213,15 +213,17 @@ impl Compact {
         r.objects.bytes_read = read.bytes_read;
         r.objects.by_format = std::mem::take(&mut read.by_format);
         r.records.records_in = read.records_in;
-        r.records.type_mismatches = std::mem::take(&mut read.mismatches);
         r.records.errors = read.quarantine.errors();
         r.records.errors_by_reason = read.quarantine.errors_by_reason.clone();
         r.objects.damaged = read.quarantine.damaged.clone();
 
-        let keys = read.buckets.keys();
-        let columns = self.table_columns(&keys, catalog).await?;
+        let mut keys: std::collections::BTreeSet<PartitionKey> =
+            read.buckets.keys().into_iter().collect();
+        keys.extend(retype.jobs.keys().cloned());
+        phase.report.retype.tenants = retype.tenants.clone();
         let ctx = partition::PartitionCtx {
             lake: self.lake.clone(),
+            catalog: catalog.clone(),
             objects: Arc::new(
                 new.iter()
                     .map(|o| (Arc::from(o.key.as_str()), o.delivery_ms))
@@ -238,19 +240,19 @@ impl Compact {
         let buckets = std::sync::Mutex::new(read.buckets);
         let take = |key: PartitionKey| -> Result<_> {
             let bucket = buckets.lock().expect("buckets lock").take(&key)?;
-            let cols = columns
-                .get(&(key.tenant.clone(), key.metric.clone()))
-                .cloned();
-            Ok((key, bucket, cols))
+            let job = retype.jobs.get(&key).cloned().unwrap_or_default();
+            Ok(partition::PartitionJob {
+                key,
+                bucket,
+                sources: job.sources.into_iter().collect(),
+                retype: job.retype,
+            })
         };
         let mut results = futures::stream::iter(keys)
             .map(|key| {
                 let job = take(key);
                 let ctx = &ctx;
-                async move {
-                    let (key, bucket, cols) = job?;
-                    partition::build(ctx, key, bucket, cols).await
-                }
+                async move { partition::build(ctx, job?).await }
             })
             .buffered(self.partition_concurrency);
         let mut changes = Vec::new();
@@ -269,7 +271,13 @@ impl Compact {
             r.output.untyped_lines += res.untyped_lines;
             r.output.bytes_written += res.bytes_written;
             r.output.partitions_touched += 1;
-            if res.change.columns.is_some() {
+            r.retype.records += res.retyped;
+            r.retype.partitions += u64::from(res.retyped > 0);
+            for (f, n) in &res.mismatches {
+                let k = format!("{}/{}/{f}", res.change.tenant, res.change.metric);
+                *r.records.type_mismatches.entry(k).or_default() += n;
+            }
+            if res.change.columns.is_some() || !res.change.typed_remove.is_empty() {
                 tables.insert((res.change.tenant.clone(), res.change.metric.clone()));
             }
             changes.push(res.change);
@@ -281,6 +289,10 @@ impl Compact {
         check_conservation(phase.report, read.good_records, good_accounted)?;
 
         let errors = self.stage_errors(&tag, &read.quarantine).await?;
+        let mut files = Vec::new();
+        if let Some(applied) = retype.applied.clone() {
+            files.push(self.stage(&tag, retype::APPLIED_PATH, applied).await?);
+        }
         let record = CommitRecord {
             version,
             run_id: tag.clone(),
@@ -289,6 +301,8 @@ impl Compact {
             ledger: new.iter().map(ledger_entry).collect(),
             partitions: changes,
             errors,
+            files,
+            schemas: retype.schemas.clone(),
         };
         if !log.create(&record).await? {
             // Discard only what is surely ours: a read error is returned, never guessed at.
@@ -316,51 +330,14 @@ impl Compact {
         Ok(Attempt::Done)
     }
 
-    /// Columns of every touched typed table: what the table has, then new catalog fields.
-    async fn table_columns(
-        &self,
-        keys: &[PartitionKey],
-        catalog: &Catalog,
-    ) -> Result<HashMap<(String, String), Columns>> {
-        let mut out = HashMap::new();
-        for key in keys {
-            let id = (key.tenant.clone(), key.metric.clone());
-            if out.contains_key(&id) {
-                continue;
-            }
-            let spec = catalog
-                .tenant(&key.tenant)
-                .and_then(|t| t.metric(&key.metric));
-            let loc = self.lake.child(&format!(
-                "typed/{}",
-                names::table_dir(&key.tenant, &key.metric)
-            ));
-            let table = Table::open(loc).await?;
-            let existing = table.typed_columns()?;
-            if spec.is_none() && existing.is_none() {
-                continue;
-            }
-            // A metric dropped from the catalog keeps its table: new records get typed rows
-            // with nulls (their fields stay untyped), so no stored value is lost.
-            let mut cols: Vec<(Arc<str>, FieldType)> = existing.unwrap_or_default();
-            for f in spec.map(|s| s.fields.as_slice()).unwrap_or_default() {
-                match cols.iter().find(|(n, _)| *n == f.name) {
-                    Some((_, t)) if *t != f.ty => {
-                        return Err(Error::Catalog {
-                            tenant: key.tenant.clone(),
-                            reason: format!(
-                                "metric {:?} field {:?} is {} in the lake but {} in the catalog; changing a stored type is not supported yet",
-                                key.metric, f.name, t.name(), f.ty.name()
-                            ),
-                        })
-                    }
-                    Some(_) => {}
-                    None => cols.push((f.name.clone(), f.ty)),
-                }
-            }
-            out.insert(id, Columns(cols));
-        }
-        Ok(out)
+    /// Stages one file to be copied to `path` on publish.
+    async fn stage(&self, tag: &str, path: &str, bytes: Bytes) -> Result<StagedCopy> {
+        let staged = format!("_fineo/staging/{tag}/files/{path}");
+        self.lake.put(&staged, bytes).await?;
+        Ok(StagedCopy {
+            staged,
+            path: path.to_string(),
+        })
     }
 
     /// What, besides the input, decides the output: the catalog and the keep policy. Runs that

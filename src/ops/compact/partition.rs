@@ -1,19 +1,23 @@
-//! Phase 2 of compact: for one touched partition, read what the lake holds, merge it with the
-//! new records, and write the new partition files (typed Parquet in place but unreferenced,
+//! Phase 2 of compact: for one partition, read the records the lake holds (its own, and those
+//! a catalog change moves into it), resolve them with the new records against the current
+//! catalog, merge, and write the partition files (typed Parquet in place but unreferenced,
 //! untyped and index staged) for the commit to reference.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
 use super::read::on_rayon;
+use crate::catalog::{Catalog, MetricSpec};
 use crate::commit::log::{PartitionChange, TypedFile};
 use crate::dedup::{codec, merge, Bucket, Keep, MergeStats};
-use crate::error::Result;
-use crate::model::{PartitionKey, Rec};
+use crate::error::{Error, Result};
+use crate::model::{FieldType, PartitionKey, Rec};
 use crate::names;
+use crate::resolve::{raw, resolve_fields};
 use crate::storage::Location;
-use crate::write::index::{self, DataFile, Entry, PartitionManifest};
+use crate::write::index::{self, DataFile, PartitionManifest, SentNames};
 use crate::write::typed::{self, Columns};
 use crate::write::untyped;
 
@@ -24,16 +28,31 @@ pub struct PartitionResult {
     pub typed_rows: u64,
     pub untyped_lines: u64,
     pub bytes_written: u64,
+    /// Type mismatches of new records, by canonical field.
+    pub mismatches: Vec<(Arc<str>, u64)>,
+    /// Lake records read back because the catalog changed how they resolve.
+    pub retyped: u64,
 }
 
 /// Shared inputs of phase 2.
 pub struct PartitionCtx {
     pub lake: Location,
+    pub catalog: Arc<Catalog>,
     pub objects: Arc<Vec<(Arc<str>, i64)>>,
     pub keep: Keep,
     /// Deterministic run tag used in file names.
     pub tag: String,
     pub version: u64,
+}
+
+/// One partition to rebuild: new records, and other lake partitions whose records now belong
+/// here (a metric that became an alias).
+pub struct PartitionJob {
+    pub key: PartitionKey,
+    pub bucket: Bucket,
+    pub sources: Vec<PartitionKey>,
+    /// Whether the lake's own records must be resolved again (the catalog changed for them).
+    pub retype: bool,
 }
 
 /// Where a partition's files live, relative to the lake.
@@ -59,71 +78,47 @@ impl PartitionPaths {
 }
 
 /// Reads, merges and writes one partition.
-pub async fn build(
-    ctx: &PartitionCtx,
-    key: PartitionKey,
-    bucket: Bucket,
-    columns: Option<Columns>,
-) -> Result<PartitionResult> {
+pub async fn build(ctx: &PartitionCtx, job: PartitionJob) -> Result<PartitionResult> {
+    let key = job.key;
     let paths = PartitionPaths::of(&key);
-    let (lake_recs, manifest) = read_lake_partition(&ctx.lake, &paths).await?;
-    let objects = ctx.objects.clone();
-    let keep = ctx.keep;
-    let (winners, stats) = on_rayon(move || {
-        let mut new = Vec::with_capacity(bucket.count as usize);
-        codec::decode_all(
-            &bucket.buf,
-            &objects,
-            &mut codec::Interner::default(),
-            &mut new,
-        );
-        merge(lake_recs, new, keep)
-    })
-    .await?;
-    let staging = format!("_fineo/staging/{}", ctx.tag);
-    let rel_name = names::table_dir(&key.tenant, &key.metric);
-    let date = key.date();
-    let known = columns.is_some();
-    let typed_path = format!("{}/part-{}-00000.parquet", paths.typed_rel, ctx.tag);
-    let (typed_bytes, stats_json, lines, index_bytes, winners_len, untyped_count) = {
-        let columns = columns.clone();
-        let typed_path = typed_path.clone();
-        let version = ctx.version;
-        on_rayon(move || encode_partition(&winners, columns.as_ref(), &typed_path, version))
-            .await??
-    };
-    let mut bytes_written = 0u64;
-    let mut typed_add = Vec::new();
-    if let (Some(bytes), Some(stats_json)) = (typed_bytes, stats_json) {
-        bytes_written += bytes.len() as u64;
-        let path = typed_path;
-        typed_add.push(TypedFile {
-            file: DataFile {
-                path: path.clone(),
-                size: bytes.len() as u64,
-                rows: winners_len,
-            },
-            stats: stats_json,
-        });
-        ctx.lake
-            .put(&format!("{}/{}", paths.table, path), bytes)
-            .await?;
-    }
-    let untyped_staged = if untyped_count > 0 {
-        let p = format!("{staging}/untyped/{rel_name}/date={date}.jsonl");
-        bytes_written += lines.len() as u64;
-        ctx.lake.put(&p, Bytes::from(lines)).await?;
-        Some(p)
+    let (lake_recs, manifest, moved) = read_lake(ctx, &key, &paths, &job.sources).await?;
+    let retyped = if job.retype {
+        lake_recs.len() as u64
     } else {
-        None
+        moved
     };
-    let index_staged = format!("{staging}/index/{rel_name}/date={date}.parquet");
-    bytes_written += index_bytes.len() as u64;
-    ctx.lake.put(&index_staged, index_bytes).await?;
+    let spec = ctx.catalog.metric(&key.tenant, &key.metric).cloned();
+    let columns = spec.as_ref().map(|s| Columns(s.columns()));
+    let objects = ctx.objects.clone();
+    let (keep, version, tenant) = (ctx.keep, ctx.version, key.tenant.clone());
+    let typed_path = format!("{}/part-{}-00000.parquet", paths.typed_rel, ctx.tag);
+    let bucket = job.bucket;
+    let catalog = ctx.catalog.clone();
+    let enc = {
+        let (columns, typed_path) = (columns.clone(), typed_path.clone());
+        on_rayon(move || {
+            let mut new = Vec::with_capacity(bucket.count as usize);
+            let mut names = codec::Interner::default();
+            codec::decode_all(&bucket.buf, &objects, &mut names, &mut new);
+            new.sort_unstable_by(|a, b| a.ts.cmp(&b.ts).then_with(|| a.arrival.cmp(&b.arrival)));
+            let mut lake_recs = lake_recs;
+            resolve_all(&mut lake_recs, spec.as_ref(), |_, _| {})?;
+            let mut mismatches = MismatchCount::default();
+            resolve_all(&mut new, spec.as_ref(), |_, v| mismatches.add(&v.mismatches))?;
+            let (winners, stats) = merge(lake_recs, new, keep);
+            let fp = fingerprint(&catalog, &tenant, &winners);
+            let enc = encode_partition(&winners, columns.as_ref(), &typed_path, version, fp)?;
+            Ok::<_, Error>((enc, stats, mismatches.0))
+        })
+        .await??
+    };
+    let (enc, stats, mismatches) = enc;
+    let change_files = write_files(ctx, &key, &paths, enc, typed_path).await?;
+    let (typed_add, untyped_staged, index_staged, bytes_written, counts) = change_files;
     let change = PartitionChange {
         tenant: key.tenant.clone(),
         metric: key.metric.clone(),
-        date,
+        date: key.date(),
         columns: columns.map(|c| c.0.iter().map(|(n, t)| (n.to_string(), *t)).collect()),
         typed_add,
         typed_remove: manifest.typed,
@@ -135,13 +130,82 @@ pub async fn build(
     Ok(PartitionResult {
         change,
         stats,
-        typed_rows: if known { winners_len } else { 0 },
-        untyped_lines: untyped_count,
+        typed_rows: counts.0,
+        untyped_lines: counts.1,
         bytes_written,
+        mismatches,
+        retyped,
     })
 }
 
-type Encoded = (Option<Bytes>, Option<String>, Vec<u8>, Bytes, u64, u64);
+/// Counts mismatches per canonical field name.
+#[derive(Default)]
+struct MismatchCount(Vec<(Arc<str>, u64)>);
+
+impl MismatchCount {
+    fn add(&mut self, names: &[Arc<str>]) {
+        for n in names {
+            match self.0.iter_mut().find(|(m, _)| Arc::ptr_eq(m, n) || m == n) {
+                Some((_, c)) => *c += 1,
+                None => self.0.push((n.clone(), 1)),
+            }
+        }
+    }
+}
+
+/// Resolves every record's fields against `spec`; `each` sees the record and its values.
+fn resolve_all(
+    recs: &mut [Rec],
+    spec: Option<&MetricSpec>,
+    mut each: impl FnMut(&Rec, &crate::resolve::Values),
+) -> Result<()> {
+    for r in recs.iter_mut() {
+        let fields = raw::decode(&r.raw).ok_or_else(|| {
+            Error::data_file(
+                &*r.arrival.source,
+                format!("record at position {} has damaged stored fields", r.arrival.position),
+            )
+        })?;
+        let v = resolve_fields(&fields, spec);
+        each(r, &v);
+        r.typed = v.typed;
+        r.untyped = v.untyped;
+        r.hash = v.hash;
+    }
+    Ok(())
+}
+
+/// The sent names of the winners and how the current catalog resolves them.
+fn fingerprint(catalog: &Catalog, tenant: &str, winners: &[Rec]) -> (SentNames, u64) {
+    let mut metrics = BTreeSet::new();
+    let mut fields = BTreeSet::new();
+    for r in winners {
+        if !metrics.contains(r.metric_sent.as_ref()) {
+            metrics.insert(r.metric_sent.to_string());
+        }
+        for n in raw::names(&r.raw) {
+            if !fields.contains(n) {
+                fields.insert(n.to_string());
+            }
+        }
+    }
+    let names = SentNames {
+        metrics: metrics.into_iter().collect(),
+        fields: fields.into_iter().collect(),
+    };
+    let fp = catalog.resolution_fingerprint(tenant, &names.metrics, &names.fields);
+    (names, fp)
+}
+
+/// A partition's encoded files.
+struct Encoded {
+    typed: Option<(Bytes, String)>,
+    lines: Vec<u8>,
+    untyped_count: u64,
+    /// `None` when the partition is now empty.
+    index: Option<Bytes>,
+    rows: u64,
+}
 
 /// CPU part of writing: Parquet + stats, JSON lines, index.
 fn encode_partition(
@@ -149,17 +213,15 @@ fn encode_partition(
     columns: Option<&Columns>,
     typed_path: &str,
     version: u64,
+    (names, resolution): (SentNames, u64),
 ) -> Result<Encoded> {
     let known = columns.is_some();
-    let (typed_bytes, stats) = match columns {
+    let typed = match columns {
         Some(cols) if !winners.is_empty() => {
             let batch = typed::to_batch(cols, winners)?;
-            (
-                Some(typed::to_parquet(&batch)?),
-                Some(typed::delta_stats(&batch)),
-            )
+            Some((typed::to_parquet(&batch)?, typed::delta_stats(&batch)))
         }
-        _ => (None, None),
+        _ => None,
     };
     let mut lines = Vec::new();
     let mut count = 0u64;
@@ -167,86 +229,128 @@ fn encode_partition(
         untyped::write_line(&mut lines, r);
         count += 1;
     }
-    let entries: Vec<Entry> = winners
-        .iter()
-        .map(|r| Entry {
-            ts: r.ts,
-            arrival: r.arrival.clone(),
-            hash: r.hash,
-        })
-        .collect();
     let manifest = PartitionManifest {
-        typed: match &typed_bytes {
-            Some(b) => vec![DataFile {
+        typed: typed
+            .iter()
+            .map(|(b, _)| DataFile {
                 path: typed_path.to_string(),
                 size: b.len() as u64,
                 rows: winners.len() as u64,
-            }],
-            None => vec![],
-        },
-        untyped: None,
-        version,
-    };
-    let manifest = PartitionManifest {
+            })
+            .collect(),
         untyped: (count > 0).then(|| DataFile {
             path: "part-00000.jsonl".into(),
             size: lines.len() as u64,
             rows: count,
         }),
-        ..manifest
+        version,
+        columns: match (columns, &typed) {
+            (Some(c), Some(_)) => c.0.iter().map(|(n, t)| (n.to_string(), *t)).collect(),
+            _ => Vec::new(),
+        },
+        names,
+        resolution,
     };
-    let index_bytes = index::encode(&entries, &manifest)?;
-    Ok((
-        typed_bytes,
-        stats,
+    let index = if winners.is_empty() {
+        None
+    } else {
+        Some(index::encode(winners, &manifest)?)
+    };
+    Ok(Encoded {
+        typed,
         lines,
-        index_bytes,
-        winners.len() as u64,
-        count,
+        untyped_count: count,
+        index,
+        rows: winners.len() as u64,
+    })
+}
+
+type Written = (Vec<TypedFile>, Option<String>, Option<String>, u64, (u64, u64));
+
+/// Puts the typed file in place (unreferenced until the Delta commit) and stages the others.
+async fn write_files(
+    ctx: &PartitionCtx,
+    key: &PartitionKey,
+    paths: &PartitionPaths,
+    enc: Encoded,
+    typed_path: String,
+) -> Result<Written> {
+    let staging = format!("_fineo/staging/{}", ctx.tag);
+    let rel_name = names::table_dir(&key.tenant, &key.metric);
+    let date = key.date();
+    let mut bytes_written = 0u64;
+    let mut typed_add = Vec::new();
+    let typed_rows = if enc.typed.is_some() { enc.rows } else { 0 };
+    if let Some((bytes, stats)) = enc.typed {
+        bytes_written += bytes.len() as u64;
+        typed_add.push(TypedFile {
+            file: DataFile {
+                path: typed_path.clone(),
+                size: bytes.len() as u64,
+                rows: enc.rows,
+            },
+            stats,
+        });
+        ctx.lake
+            .put(&format!("{}/{}", paths.table, typed_path), bytes)
+            .await?;
+    }
+    let untyped_staged = if enc.untyped_count > 0 {
+        let p = format!("{staging}/untyped/{rel_name}/date={date}.jsonl");
+        bytes_written += enc.lines.len() as u64;
+        ctx.lake.put(&p, Bytes::from(enc.lines)).await?;
+        Some(p)
+    } else {
+        None
+    };
+    let index_staged = match enc.index {
+        Some(bytes) => {
+            let p = format!("{staging}/index/{rel_name}/date={date}.parquet");
+            bytes_written += bytes.len() as u64;
+            ctx.lake.put(&p, bytes).await?;
+            Some(p)
+        }
+        None => None,
+    };
+    Ok((
+        typed_add,
+        untyped_staged,
+        index_staged,
+        bytes_written,
+        (typed_rows, enc.untyped_count),
     ))
 }
 
-/// The lake's current records of a partition (from its index, typed files and untyped file).
-async fn read_lake_partition(
-    lake: &Location,
+/// The lake's records that belong to this partition under the current catalog: its own (minus
+/// those that moved to another metric) and those of `sources` that moved here.
+async fn read_lake(
+    ctx: &PartitionCtx,
+    key: &PartitionKey,
     paths: &PartitionPaths,
-) -> Result<(Vec<Rec>, PartitionManifest)> {
-    let Some(bytes) = lake.get_opt(&paths.index).await? else {
-        return Ok((Vec::new(), PartitionManifest::default()));
+    sources: &[PartitionKey],
+) -> Result<(Vec<Rec>, PartitionManifest, u64)> {
+    let (mut recs, manifest) = match ctx.lake.get_opt(&paths.index).await? {
+        Some(bytes) => index::decode(&paths.index, bytes)?,
+        None => (Vec::new(), PartitionManifest::default()),
     };
-    let (entries, manifest) = index::decode(&paths.index, bytes)?;
-    let mut typed_rows = std::collections::HashMap::new();
-    for f in &manifest.typed {
-        let p = format!("{}/{}", paths.table, f.path);
-        let b = lake.get_opt(&p).await?.ok_or_else(|| {
-            crate::error::Error::data_file(
-                &p,
-                "typed file listed in the partition index is missing",
-            )
-        })?;
-        typed_rows.extend(typed::read_parquet(&p, b)?);
+    let belongs = |r: &Rec| ctx.catalog.partition_metric(&key.tenant, &r.metric_sent) == key.metric;
+    recs.retain(belongs);
+    let mut moved = 0u64;
+    for src in sources {
+        let p = PartitionPaths::of(src).index;
+        if let Some(bytes) = ctx.lake.get_opt(&p).await? {
+            let (mut other, _) = index::decode(&p, bytes)?;
+            other.retain(belongs);
+            moved += other.len() as u64;
+            recs.extend(other);
+        }
     }
-    let mut untyped_rows = match &manifest.untyped {
-        Some(_) => match lake.get_opt(&paths.untyped).await? {
-            Some(b) => untyped::read_lines(&paths.untyped, &b)?,
-            None => {
-                return Err(crate::error::Error::data_file(
-                    &paths.untyped,
-                    "untyped file listed in the partition index is missing",
-                ))
-            }
-        },
-        None => Default::default(),
-    };
-    let recs = entries
-        .into_iter()
-        .map(|e| Rec {
-            ts: e.ts,
-            typed: typed_rows.remove(&e.ts).unwrap_or_default(),
-            untyped: untyped_rows.remove(&e.ts).unwrap_or_default(),
-            arrival: e.arrival,
-            hash: e.hash,
-        })
-        .collect();
-    Ok((recs, manifest))
+    Ok((recs, manifest, moved))
+}
+
+/// Whether a typed file written with `had` columns still fits a table with `want` columns:
+/// every column it holds exists with the same type (a file may lack newer columns).
+pub fn columns_fit(had: &[(String, FieldType)], want: &[(Arc<str>, FieldType)]) -> bool {
+    had.iter()
+        .all(|(n, t)| want.iter().any(|(w, wt)| w.as_ref() == n && wt == t))
 }

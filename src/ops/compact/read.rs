@@ -1,7 +1,7 @@
-//! Phase 1 of compact: fetch new objects (async, bounded concurrency), decode and resolve them
+//! Phase 1 of compact: fetch new objects (async, bounded concurrency), decode and admit them
 //! on the rayon pool, and bucket the records by partition.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::model::RawRecord;
 use crate::progress::Progress;
 use crate::quarantine::{BadRecord, QuarantineBuffer};
-use crate::resolve::resolve;
+use crate::resolve::{admit, metric_sent};
 use crate::sources::StagedObject;
 use crate::storage::Location;
 
@@ -27,7 +27,6 @@ pub struct ReadOutput {
     pub good_records: u64,
     pub bytes_read: u64,
     pub by_format: BTreeMap<String, u64>,
-    pub mismatches: BTreeMap<String, u64>,
 }
 
 /// One object's decoded content.
@@ -39,7 +38,6 @@ struct ObjectOutput {
     good: u64,
     format: Format,
     bytes: u64,
-    mismatches: HashMap<String, u64>,
 }
 
 /// Settings of the read phase.
@@ -65,7 +63,6 @@ pub async fn read_objects(
         good_records: 0,
         bytes_read: 0,
         by_format: BTreeMap::new(),
-        mismatches: BTreeMap::new(),
     };
     let limits = settings.limits;
     let mut stream = futures::stream::iter(objects.iter().enumerate())
@@ -85,9 +82,6 @@ pub async fn read_objects(
         out.good_records += o.good;
         out.bytes_read += o.bytes;
         *out.by_format.entry(format!("{:?}", o.format)).or_default() += 1;
-        for (k, n) in o.mismatches {
-            *out.mismatches.entry(k).or_default() += n;
-        }
         out.quarantine.add(o.index, &objects[o.index].key, o.bad)?;
         out.buckets.absorb(o.buckets)?;
     }
@@ -112,7 +106,6 @@ fn decode_one(index: usize, bytes: &[u8], catalog: &Catalog, limits: &Limits) ->
         bad: Vec::new(),
         records_in: 0,
         good: 0,
-        mismatches: HashMap::new(),
     };
     let format = decode_object(bytes, limits, &mut sink);
     ObjectOutput {
@@ -123,7 +116,6 @@ fn decode_one(index: usize, bytes: &[u8], catalog: &Catalog, limits: &Limits) ->
         good: sink.good,
         format,
         bytes: bytes.len() as u64,
-        mismatches: sink.mismatches,
     }
 }
 
@@ -134,26 +126,29 @@ struct Sink<'a> {
     bad: Vec<BadRecord>,
     records_in: u64,
     good: u64,
-    mismatches: HashMap<String, u64>,
 }
 
 impl RecordSink for Sink<'_> {
     fn record(&mut self, rec: RawRecord<'_>) {
         self.records_in += 1;
-        match resolve(&rec, self.catalog) {
+        match admit(&rec, self.catalog) {
             Ok(r) => {
                 self.good += 1;
-                for f in &r.mismatches {
-                    let key = format!("{}/{}/{}", r.key.tenant, r.key.metric, f);
-                    *self.mismatches.entry(key).or_default() += 1;
-                }
                 if !self.buckets.contains_key(&r.key) {
                     self.buckets.insert(r.key.clone(), Bucket::default());
                 }
                 let b: &mut Bucket = self.buckets.get_mut(&r.key).expect("inserted above");
                 b.known = r.known;
                 b.count += 1;
-                codec::encode(&mut b.buf, &r, self.object, rec.position.record);
+                let metric = metric_sent(&rec).expect("admitted records have a metric");
+                codec::encode(
+                    &mut b.buf,
+                    r.ts,
+                    self.object,
+                    rec.position.record,
+                    metric,
+                    &rec.fields,
+                );
             }
             Err(bad) => self.bad.push(*bad),
         }

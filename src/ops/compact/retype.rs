@@ -1,0 +1,162 @@
+//! Re-typing after a catalog change: which stored partitions resolve differently under the
+//! new catalog (fields now typed, renamed, re-typed, hidden, a metric now an alias), so that
+//! the run rebuilds exactly those from the records as sent and the lake looks as if the new
+//! catalog had been there from the start.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+
+use super::partition::columns_fit;
+use crate::catalog::{Catalog, MetricDoc, TenantDoc};
+use crate::commit::log::TableSchema;
+use crate::error::{Error, Result};
+use crate::model::{day_of, PartitionKey};
+use crate::names;
+use crate::storage::Location;
+use crate::write::index::read_manifest;
+
+/// The catalog the lake's partitions were last built with, per tenant.
+pub const APPLIED_PATH: &str = "_fineo/catalog-applied.json";
+
+/// A partition to rebuild for the catalog change.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct RetypeJob {
+    /// The partition's own records resolve differently.
+    pub retype: bool,
+    /// Other partitions whose records now belong here.
+    pub sources: BTreeSet<PartitionKey>,
+}
+
+/// What a catalog change asks of this run.
+#[derive(Debug, Default)]
+pub struct RetypePlan {
+    pub jobs: BTreeMap<PartitionKey, RetypeJob>,
+    /// Columns of the tables of every changed, declared metric.
+    pub schemas: Vec<TableSchema>,
+    /// Tenants whose catalog changed since the lake was last built.
+    pub tenants: Vec<String>,
+    /// The new applied-catalog document, when it changed.
+    pub applied: Option<Bytes>,
+}
+
+/// Compares `catalog` with the one the lake was built with and finds the partitions to rebuild.
+pub async fn plan(lake: &Location, catalog: &Catalog) -> Result<RetypePlan> {
+    let applied: BTreeMap<String, TenantDoc> = match lake.get_opt(APPLIED_PATH).await? {
+        Some(b) => serde_json::from_slice(&b).map_err(|e| Error::metadata(APPLIED_PATH, e))?,
+        None => BTreeMap::new(),
+    };
+    let current: BTreeMap<String, TenantDoc> = catalog
+        .tenants()
+        .map(|t| (t.doc.tenant.clone(), t.doc.clone()))
+        .collect();
+    let mut out = RetypePlan::default();
+    if applied == current {
+        return Ok(out);
+    }
+    let tenants: BTreeSet<&String> = applied.keys().chain(current.keys()).collect();
+    for t in tenants {
+        let (old, new) = (applied.get(t), current.get(t));
+        if old != new {
+            out.tenants.push(t.clone());
+            plan_tenant(lake, catalog, t, old, new, &mut out).await?;
+        }
+    }
+    out.applied = Some(Bytes::from(
+        serde_json::to_vec_pretty(&current).expect("catalog json"),
+    ));
+    Ok(out)
+}
+
+/// How a catalog sees partitions of metric directory `dir`: its canonical metric and entry.
+fn metric_view<'a>(doc: Option<&'a TenantDoc>, dir: &str) -> Option<(&'a str, &'a MetricDoc)> {
+    doc?.metrics
+        .iter()
+        .find(|(c, m)| c.as_str() == dir || m.aliases.iter().any(|a| a == dir))
+        .map(|(c, m)| (c.as_str(), m))
+}
+
+async fn plan_tenant(
+    lake: &Location,
+    catalog: &Catalog,
+    tenant: &str,
+    old: Option<&TenantDoc>,
+    new: Option<&TenantDoc>,
+    out: &mut RetypePlan,
+) -> Result<()> {
+    for (dir, days) in stored_partitions(lake, tenant).await? {
+        if metric_view(old, &dir) == metric_view(new, &dir) {
+            continue;
+        }
+        let spec = catalog.metric(tenant, &dir).filter(|s| s.name == dir);
+        if let Some(spec) = spec {
+            out.schemas.push(TableSchema {
+                tenant: tenant.to_string(),
+                metric: dir.clone(),
+                columns: spec.columns().iter().map(|(n, t)| (n.to_string(), *t)).collect(),
+            });
+        }
+        for (day, index) in days {
+            let Some(m) = read_manifest(lake, &index).await? else {
+                continue;
+            };
+            let fp = catalog.resolution_fingerprint(tenant, &m.names.metrics, &m.names.fields);
+            let fits = match spec {
+                Some(s) => columns_fit(&m.columns, &s.columns()),
+                None => m.columns.is_empty(),
+            };
+            if fp == m.resolution && fits {
+                continue;
+            }
+            let key = PartitionKey {
+                tenant: tenant.to_string(),
+                metric: dir.clone(),
+                day,
+            };
+            out.jobs.entry(key.clone()).or_default().retype = true;
+            for sent in &m.names.metrics {
+                let target = catalog.partition_metric(tenant, sent);
+                if target != dir {
+                    let to = PartitionKey {
+                        metric: target.to_string(),
+                        ..key.clone()
+                    };
+                    out.jobs.entry(to).or_default().sources.insert(key.clone());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The tenant's stored partitions: metric directory -> (day, index path).
+async fn stored_partitions(
+    lake: &Location,
+    tenant: &str,
+) -> Result<BTreeMap<String, Vec<(i32, String)>>> {
+    let prefix = format!("_fineo/index/tenant={tenant}");
+    let mut out: BTreeMap<String, Vec<(i32, String)>> = BTreeMap::new();
+    for meta in lake.list(&prefix).await? {
+        let rel = lake.relative(&meta.location);
+        let Some(rest) = rel.strip_prefix(&format!("{prefix}/metric=")) else {
+            continue;
+        };
+        let Some((metric, file)) = rest.split_once('/') else {
+            continue;
+        };
+        let Some(date) = file
+            .strip_prefix("date=")
+            .and_then(|f| f.strip_suffix(".parquet"))
+        else {
+            continue;
+        };
+        let Ok(d) = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d") else {
+            continue;
+        };
+        let ms = d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_millis();
+        out.entry(names::unescape(metric))
+            .or_default()
+            .push((day_of(ms), rel.clone()));
+    }
+    Ok(out)
+}

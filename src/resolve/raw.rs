@@ -1,0 +1,148 @@
+//! A record's fields as sent, in a compact binary form kept with the record (in buckets and in
+//! the lake index), so any later catalog can resolve it again exactly as if it were new.
+
+use std::borrow::Cow;
+
+use crate::model::RawValue;
+
+/// Fields of a record in the order sent: names with their values' JSON kind and text.
+pub type RawFields<'a> = Vec<(Cow<'a, str>, RawValue<'a>)>;
+
+const NULL: u8 = 0;
+const FALSE: u8 = 1;
+const TRUE: u8 = 2;
+const NUMBER: u8 = 3;
+const STR: u8 = 4;
+const NESTED: u8 = 5;
+
+/// Appends the encoding of `fields` to `out`.
+pub fn encode(out: &mut Vec<u8>, fields: &[(Cow<'_, str>, RawValue<'_>)]) {
+    put_len(out, fields.len());
+    for (name, v) in fields {
+        put_str(out, name);
+        match v {
+            RawValue::Null => out.push(NULL),
+            RawValue::Bool(false) => out.push(FALSE),
+            RawValue::Bool(true) => out.push(TRUE),
+            RawValue::Number(s) => {
+                out.push(NUMBER);
+                put_str(out, s);
+            }
+            RawValue::Str(s) => {
+                out.push(STR);
+                put_str(out, s);
+            }
+            RawValue::Nested(s) => {
+                out.push(NESTED);
+                put_str(out, s);
+            }
+        }
+    }
+}
+
+/// Decodes fields written by [`encode`], borrowing the text from `buf`. `None` when the bytes
+/// are not such an encoding (a damaged index).
+pub fn decode(buf: &[u8]) -> Option<RawFields<'_>> {
+    let mut r = Reader { buf, pos: 0 };
+    let n = r.len()?;
+    let mut out = Vec::with_capacity(n.min(buf.len()));
+    for _ in 0..n {
+        let name = r.str()?;
+        let v = match r.byte()? {
+            NULL => RawValue::Null,
+            FALSE => RawValue::Bool(false),
+            TRUE => RawValue::Bool(true),
+            NUMBER => RawValue::Number(Cow::Borrowed(r.str()?)),
+            STR => RawValue::Str(Cow::Borrowed(r.str()?)),
+            NESTED => RawValue::Nested(Cow::Borrowed(r.str()?)),
+            _ => return None,
+        };
+        out.push((Cow::Borrowed(name), v));
+    }
+    (r.pos == buf.len()).then_some(out)
+}
+
+/// Field names of an encoding (for the partition's name summary).
+pub fn names(buf: &[u8]) -> impl Iterator<Item = &str> {
+    decode(buf).unwrap_or_default().into_iter().map(|(n, _)| match n {
+        Cow::Borrowed(s) => s,
+        Cow::Owned(_) => unreachable!("decode borrows"),
+    })
+}
+
+/// Writes a LEB128 length.
+pub fn put_len(out: &mut Vec<u8>, mut n: usize) {
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+/// Writes a length-prefixed string.
+pub fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_len(out, s.len());
+    out.extend_from_slice(s.as_bytes());
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn byte(&mut self) -> Option<u8> {
+        let b = *self.buf.get(self.pos)?;
+        self.pos += 1;
+        Some(b)
+    }
+    fn len(&mut self) -> Option<usize> {
+        let mut n = 0usize;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            n |= ((b & 0x7f) as usize) << shift;
+            if b & 0x80 == 0 {
+                return Some(n);
+            }
+        }
+        None
+    }
+    fn str(&mut self) -> Option<&'a str> {
+        let n = self.len()?;
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len())?;
+        let s = std::str::from_utf8(&self.buf[self.pos..end]).ok()?;
+        self.pos = end;
+        Some(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_keeps_kinds_order_and_nulls() {
+        let fields: RawFields<'_> = vec![
+            ("b".into(), RawValue::Str("21.5".into())),
+            ("a".into(), RawValue::Number("21.5".into())),
+            ("n".into(), RawValue::Null),
+            ("t".into(), RawValue::Bool(true)),
+            ("f".into(), RawValue::Bool(false)),
+            ("j".into(), RawValue::Nested("{\"x\":[1]}".into())),
+            ("é".into(), RawValue::Str("x".repeat(300).into())),
+        ];
+        let mut buf = Vec::new();
+        encode(&mut buf, &fields);
+        assert_eq!(decode(&buf).unwrap(), fields);
+        assert_eq!(
+            names(&buf).collect::<Vec<_>>(),
+            ["b", "a", "n", "t", "f", "j", "é"]
+        );
+        assert!(decode(&buf[..buf.len() - 1]).is_none());
+        assert!(decode(&[1, 1, b'a', 9]).is_none());
+    }
+}
