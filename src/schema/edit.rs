@@ -124,14 +124,22 @@ impl SchemaEdit {
                 ty.name()
             ),
             SchemaEdit::Import { doc: new } => format!(
-                "import ({} metrics, {} fields)",
-                new.metrics.len(),
-                new.metrics
-                    .values()
-                    .map(|m| m.fields.0.len())
-                    .sum::<usize>()
+                "import: {}, {}",
+                count(new.metrics.len(), "metric"),
+                count(
+                    new.metrics.values().map(|m| m.fields.0.len()).sum(),
+                    "field"
+                )
             ),
         }
+    }
+}
+
+/// `1 metric`, `2 metrics`.
+fn count(n: usize, what: &str) -> String {
+    match n {
+        1 => format!("1 {what}"),
+        n => format!("{n} {what}s"),
     }
 }
 
@@ -287,7 +295,7 @@ pub fn accept_field(
     let Some(ty) = ty else {
         return Err(err(
             &doc,
-            format!("metric {key:?}: new field {canonical:?} needs a type"),
+            format!("metric {key:?}: new field {canonical:?} needs a type (--type)"),
         ));
     };
     let aliases = match canonical == field {
@@ -582,7 +590,7 @@ mod tests {
         );
         assert_eq!(
             r("rpm", None, None),
-            format!("{p}metric \"boiler\": new field \"rpm\" needs a type")
+            format!("{p}metric \"boiler\": new field \"rpm\" needs a type (--type)")
         );
         assert_eq!(r("t3", Some("temp"), None), format!("{p}metric \"boiler\": \"temp\" is an alias of field \"temperature\"; accept \"t3\" as \"temperature\""));
         assert_eq!(r("rpm x", None, Some(FieldType::Long)), format!("{p}metric \"boiler\": field name \"rpm x\" cannot be a column (reserved, or holds one of ' ,;{{}}()=' or a tab/newline)"));
@@ -769,8 +777,10 @@ mod tests {
         };
         assert_eq!(alias.describe(&d), "add alias m9 to boiler");
         assert_eq!(
-            alias.apply(d).unwrap().metrics["boiler"].aliases,
+            alias.apply(d.clone()).unwrap().metrics["boiler"].aliases,
             ["machine1", "m9"]
         );
+        let import = SchemaEdit::Import { doc: d.clone() };
+        assert_eq!(import.describe(&d), "import: 1 metric, 2 fields");
     }
 }
