@@ -1083,3 +1083,334 @@ impl ProposalDoc {
         self.metrics.get(name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::TenantDoc;
+    use serde_json::{Map, Value};
+    use std::path::PathBuf;
+
+    /// A fixture: steps run in order, each followed by a check against `step<N>.json`.
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Script {
+        tenant: String,
+        steps: Vec<Step>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "snake_case", deny_unknown_fields)]
+    enum Step {
+        /// A compaction: records (`metric`, `timestamp`, then fields in order) observed under
+        /// `catalog`, then merged as lake version `version`.
+        Run {
+            version: u64,
+            catalog: Option<TenantDoc>,
+            records: Vec<Map<String, Value>>,
+        },
+        /// A newer catalog re-applied to the stored document.
+        Refresh { catalog: Option<TenantDoc> },
+    }
+
+    fn raw(v: &Value) -> RawValue<'static> {
+        match v {
+            Value::Null => RawValue::Null,
+            Value::Bool(b) => RawValue::Bool(*b),
+            Value::Number(n) => RawValue::Number(Cow::Owned(n.to_string())),
+            Value::String(s) => RawValue::Str(Cow::Owned(s.clone())),
+            nested => RawValue::Nested(Cow::Owned(nested.to_string())),
+        }
+    }
+
+    /// Observes records the way compaction does: one accumulator per partition metric.
+    fn observe_all(
+        records: &[Map<String, Value>],
+        catalog: Option<&TenantCatalog>,
+    ) -> BTreeMap<String, MetricObs> {
+        let mut run = BTreeMap::new();
+        for rec in records {
+            let metric = rec["metric"].as_str().expect("metric");
+            let ts = parse_event_time(&raw(&rec["timestamp"])).expect("timestamp");
+            let fields: Vec<(Cow<'_, str>, RawValue<'_>)> = rec
+                .iter()
+                .filter(|(k, _)| *k != "metric" && *k != "timestamp")
+                .map(|(k, v)| (Cow::Borrowed(k.as_str()), raw(v)))
+                .collect();
+            let spec = catalog.and_then(|c| c.metric(metric));
+            let key = spec.map_or(metric, |s| s.name.as_str()).to_string();
+            let obs = run
+                .entry(key)
+                .or_insert_with(|| MetricObs::new(spec.is_some()));
+            observe_record(obs, spec, &fields, ts);
+        }
+        run
+    }
+
+    fn catalog(doc: Option<TenantDoc>) -> Option<TenantCatalog> {
+        doc.map(|d| TenantCatalog::new(d).expect("valid fixture catalog"))
+    }
+
+    fn dir(case: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata/proposals")
+            .join(case)
+    }
+
+    /// The document after each step. `FINEO_BLESS=1` rewrites the expected files.
+    fn run_case(case: &str) {
+        let input = std::fs::read(dir(case).join("input.json")).expect("input.json");
+        let script: Script = serde_json::from_slice(&input).expect("fixture script");
+        let mut doc: Option<ProposalDoc> = None;
+        for (i, step) in script.steps.into_iter().enumerate() {
+            let next = match step {
+                Step::Run {
+                    version,
+                    catalog: c,
+                    records,
+                } => {
+                    let cat = catalog(c);
+                    let run = observe_all(&records, cat.as_ref());
+                    ProposalDoc::merge_run(doc, &script.tenant, &run, cat.as_ref(), version)
+                }
+                Step::Refresh { catalog: c } => {
+                    let mut d = doc.expect("refresh after a run");
+                    d.refresh(catalog(c).as_ref());
+                    d
+                }
+            };
+            check(case, i + 1, &next);
+            doc = Some(next);
+        }
+    }
+
+    fn check(case: &str, step: usize, doc: &ProposalDoc) {
+        let bytes = doc.to_bytes();
+        assert_eq!(&ProposalDoc::from_slice(&bytes).unwrap(), doc, "round trip");
+        let path = dir(case).join(format!("step{step}.json"));
+        if std::env::var_os("FINEO_BLESS").is_some() {
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        let expected = std::fs::read_to_string(&path).unwrap_or_default();
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            expected,
+            "{case} step {step}: {}",
+            path.display()
+        );
+    }
+
+    #[test]
+    fn fixture_lattice() {
+        run_case("lattice");
+    }
+
+    #[test]
+    fn fixture_aliases() {
+        run_case("aliases");
+    }
+
+    #[test]
+    fn fixture_unknown_metric() {
+        run_case("unknown_metric");
+    }
+
+    #[test]
+    fn fixture_no_catalog() {
+        run_case("no_catalog");
+    }
+
+    #[test]
+    fn fixture_type_change() {
+        run_case("type_change");
+    }
+
+    #[test]
+    fn fixture_merge_runs() {
+        run_case("merge_runs");
+    }
+
+    #[test]
+    fn fixture_refresh() {
+        run_case("refresh");
+    }
+
+    fn n(s: &str) -> RawValue<'_> {
+        RawValue::Number(Cow::Borrowed(s))
+    }
+
+    fn s(s: &str) -> RawValue<'_> {
+        RawValue::Str(Cow::Borrowed(s))
+    }
+
+    #[test]
+    fn per_value_types() {
+        use PType::*;
+        for (v, t) in [
+            (RawValue::Bool(false), Some(Boolean)),
+            (s("tRuE"), Some(Boolean)),
+            (n("12"), Some(Long)),
+            (s(" -12 "), Some(Long)),
+            (n("12.5"), Some(Double)),
+            (n("3.0"), Some(Double)),
+            (s("1e3"), Some(Double)),
+            (s("NaN"), Some(String)),
+            (s("inf"), Some(String)),
+            (n("1e400"), Some(String)),
+            (s("2026-01-02T03:04:05Z"), Some(Timestamp)),
+            (s("2026-01-02T03:04:05.678+01:00"), Some(Timestamp)),
+            (s("2026-01-02"), Some(String)),
+            (s("1969-12-31T23:59:59Z"), Some(String)),
+            (RawValue::Nested(Cow::Borrowed("{}")), Some(String)),
+            (RawValue::Null, None),
+        ] {
+            assert_eq!(PType::of(&v), t, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn lattice() {
+        use PType::*;
+        let infer = |types: &[PType]| {
+            let mut c = TypeCounts::default();
+            types.iter().for_each(|t| c.add(*t, 1));
+            c.inferred()
+        };
+        assert_eq!(infer(&[Long, Double]), Double);
+        assert_eq!(infer(&[Long, Timestamp]), Timestamp);
+        assert_eq!(infer(&[Boolean, Long]), String);
+        assert_eq!(infer(&[Double, Timestamp]), String);
+        assert_eq!(infer(&[Long]), Long);
+        assert_eq!(infer(&[Boolean]), Boolean);
+        assert_eq!(infer(&[]), String);
+        let mut c = TypeCounts::default();
+        c.add(Long, 2);
+        assert!(c.compatible(FieldType::Int) && c.compatible(FieldType::Timestamp));
+        assert!(!c.compatible(FieldType::Boolean));
+        c.add(Double, 1);
+        assert!(c.compatible(FieldType::Float) && !c.compatible(FieldType::Long));
+    }
+
+    fn spec_catalog() -> TenantCatalog {
+        let doc = r#"{"tenant":"t","metrics":{"m":{"fields":{
+            "a":{"type":"long","aliases":["a1","a2"]},"h":{"type":"long"}},"hidden":["h"]}}}"#;
+        TenantCatalog::new(serde_json::from_str(doc).unwrap()).unwrap()
+    }
+
+    fn record(
+        pairs: &[(&'static str, RawValue<'static>)],
+    ) -> Vec<(Cow<'static, str>, RawValue<'static>)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (Cow::Borrowed(*k), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn first_non_null_source_is_the_only_one_observed() {
+        let cat = spec_catalog();
+        let spec = cat.metric("m");
+        let mut obs = MetricObs::new(true);
+        let rec = record(&[
+            ("a2", s("bad")),
+            ("a", RawValue::Null),
+            ("a1", n("5")),
+            ("h", s("hidden")),
+            ("x", RawValue::Null),
+        ]);
+        observe_record(&mut obs, spec, &rec, 10);
+        let mut expected = MetricObs::new(true);
+        expected.record(10);
+        expected.unknown_field("x", &RawValue::Null, 10);
+        expected.declared_ok("a", FieldType::Long);
+        assert_eq!(obs, expected);
+        observe_record(&mut obs, spec, &record(&[("a2", s("bad"))]), 11);
+        expected.record(11);
+        expected.declared_fail("a", FieldType::Long, &s("bad"), 11);
+        assert_eq!(obs, expected);
+    }
+
+    #[test]
+    fn split_and_merged_equals_one_pass() {
+        let cat = spec_catalog();
+        let spec = cat.metric("m");
+        let recs: Vec<_> = (0..12)
+            .map(|i| {
+                let v = if i % 4 == 0 {
+                    s("x")
+                } else {
+                    n(["1", "2.5", "7"][i % 3])
+                };
+                record(&[("a", v.clone()), ("u", v)])
+            })
+            .collect();
+        let mut whole = MetricObs::new(true);
+        let (mut first, mut second) = (MetricObs::new(true), MetricObs::new(true));
+        for (i, r) in recs.iter().enumerate() {
+            observe_record(&mut whole, spec, r, 100 - i as i64);
+            let half = if i < 5 { &mut first } else { &mut second };
+            observe_record(half, spec, r, 100 - i as i64);
+        }
+        first.merge(second);
+        assert_eq!(first, whole);
+    }
+
+    #[test]
+    fn documents_are_deterministic() {
+        let cat = spec_catalog();
+        let build = || {
+            let mut run = BTreeMap::new();
+            for metric in ["m", "zz", "Q r"] {
+                let spec = cat.metric(metric);
+                let obs = run
+                    .entry(metric.to_string())
+                    .or_insert_with(|| MetricObs::new(spec.is_some()));
+                for i in 0..20 {
+                    let v = n(["1", "2.5", "7", "9"][i % 4]);
+                    let rec = record(&[("f1", v.clone()), ("f2", s("t")), ("a", v)]);
+                    observe_record(obs, spec, &rec, i as i64 * 1000);
+                }
+            }
+            ProposalDoc::merge_run(None, "t", &run, Some(&cat), 1).to_bytes()
+        };
+        assert_eq!(build(), build());
+    }
+
+    #[test]
+    fn names_for_new_fields_and_metrics() {
+        assert_eq!(column_name("door state"), "door_state");
+        assert_eq!(column_name("a=b;c"), "a_b_c");
+        assert_eq!(column_name("date"), "date_");
+        assert_eq!(column_name("Température"), "Température");
+        assert_eq!(table_name("heat pump"), "heat_pump");
+        assert_eq!(table_name("-x/é"), "_x__");
+        assert_eq!(table_name(&"m".repeat(200)).len(), 120);
+        assert_eq!(unique("a", |c| c == "a" || c == "a_2"), "a_3");
+    }
+
+    #[test]
+    fn rfc3339_texts() {
+        assert_eq!(ts_text(1_767_323_045_678), "2026-01-02T03:04:05.678Z");
+        assert_eq!(ts_text(0), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[tokio::test]
+    async fn load_and_save() {
+        let tmp = tempfile::tempdir().unwrap();
+        let lake = Location::parse(tmp.path().to_str().unwrap()).unwrap();
+        assert_eq!(ProposalDoc::load(&lake, "t1").await.unwrap(), None);
+        let doc = ProposalDoc::new("t1", 4);
+        doc.save(&lake).await.unwrap();
+        assert!(tmp.path().join("_proposals/t1.json").is_file());
+        assert_eq!(ProposalDoc::load(&lake, "t1").await.unwrap(), Some(doc));
+        lake.put(&ProposalDoc::path("t2"), Bytes::from_static(b"{"))
+            .await
+            .unwrap();
+        let err = ProposalDoc::load(&lake, "t2").await.unwrap_err();
+        assert!(matches!(err, Error::Metadata { .. }), "{err}");
+        let other = ProposalDoc::new("t1", 1).to_bytes();
+        lake.put(&ProposalDoc::path("t3"), other).await.unwrap();
+        let err = ProposalDoc::load(&lake, "t3").await.unwrap_err();
+        assert!(err.to_string().contains("holds tenant"), "{err}");
+    }
+}
