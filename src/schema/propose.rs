@@ -791,19 +791,25 @@ impl MetricProposal {
             let current = spec.fields.iter().find(|f| *f.name == **name);
             current.is_some_and(|f| f.ty == tc.declared) && tc.often_fails()
         });
-        let names: Vec<String> = self.fields.keys().cloned().collect();
+        let mut taken: Vec<String> = self.fields.keys().cloned().collect();
         for (name, p) in self.fields.iter_mut() {
-            p.suggestion = field_suggestion(name, p, Some(spec), &names);
+            p.suggestion = field_suggestion(name, p, Some(spec), &mut taken);
         }
     }
 
     /// Under no declared metric.
-    fn refresh_unknown(&mut self, name: &str, catalog: Option<&TenantCatalog>, taken: &[&str]) {
+    /// `taken`: metric names a sanitized new metric name must not take.
+    fn refresh_unknown(
+        &mut self,
+        name: &str,
+        catalog: Option<&TenantCatalog>,
+        taken: &mut Vec<String>,
+    ) {
         self.known = false;
         self.type_changes.clear();
-        let names: Vec<String> = self.fields.keys().cloned().collect();
+        let mut fields_taken: Vec<String> = self.fields.keys().cloned().collect();
         for (fname, p) in self.fields.iter_mut() {
-            p.suggestion = field_suggestion(fname, p, None, &names);
+            p.suggestion = field_suggestion(fname, p, None, &mut fields_taken);
         }
         self.suggestion = Some(metric_suggestion(name, self, catalog, taken));
     }
@@ -814,28 +820,38 @@ fn declares(spec: &MetricSpec, name: &str) -> bool {
     spec.by_source.contains_key(name) || spec.hidden_sources.contains(name)
 }
 
-/// Alias of the closest compatible declared field, or a new field.
+/// Alias of the closest compatible declared field, or a new field. `taken`: the metric's
+/// unknown field names and the sanitized names handed out so far.
 fn field_suggestion(
     name: &str,
     p: &FieldProposal,
     spec: Option<&MetricSpec>,
-    proposed: &[String],
+    taken: &mut Vec<String>,
 ) -> Suggestion {
     if let Some(field) = spec.and_then(|s| alias_target(name, p, s)) {
         return Suggestion::Alias { field };
     }
-    let base = column_name(name);
-    let column = if base == name {
-        base
-    } else {
-        unique(&base, |c| {
-            spec.is_some_and(|s| declares(s, c)) || proposed.iter().any(|n| n == c)
-        })
-    };
+    let declared = |c: &str| spec.is_some_and(|s| declares(s, c));
     Suggestion::NewField {
-        name: column,
+        name: new_name(name, column_name(name), taken, declared),
         ty: p.inferred_type.field_type(),
     }
+}
+
+/// `name` itself when it is valid (`base == name`: an unknown name is neither declared nor
+/// taken), else the first free variant of the sanitized `base`, which is then taken.
+fn new_name(
+    name: &str,
+    base: String,
+    taken: &mut Vec<String>,
+    declared: impl Fn(&str) -> bool,
+) -> String {
+    if base == name {
+        return base;
+    }
+    let free = unique(&base, |c| declared(c) || taken.iter().any(|t| t == c));
+    taken.push(free.clone());
+    free
 }
 
 /// The declared visible field `name` is most likely a variant of and whose type the values
@@ -862,20 +878,15 @@ fn metric_suggestion(
     name: &str,
     p: &MetricProposal,
     catalog: Option<&TenantCatalog>,
-    taken: &[&str],
+    taken: &mut Vec<String>,
 ) -> Suggestion {
     if let Some(metric) = catalog.and_then(|c| alias_metric(name, p, c)) {
         return Suggestion::AliasMetric { metric };
     }
-    let base = table_name(name);
-    let table = if base == name {
-        base
-    } else {
-        unique(&base, |t| {
-            catalog.is_some_and(|c| c.metric(t).is_some()) || taken.contains(&t)
-        })
-    };
-    Suggestion::NewMetric { name: table }
+    let declared = |t: &str| catalog.is_some_and(|c| c.metric(t).is_some());
+    Suggestion::NewMetric {
+        name: new_name(name, table_name(name), taken, declared),
+    }
 }
 
 fn alias_metric(name: &str, p: &MetricProposal, catalog: &TenantCatalog) -> Option<String> {
@@ -914,9 +925,12 @@ fn overlaps(p: &MetricProposal, spec: &MetricSpec) -> bool {
 fn column_name(name: &str) -> String {
     let s: String = name
         .chars()
-        .map(|c| match FORBIDDEN_COLUMN_CHARS.contains(&c) {
-            true => '_',
-            false => c,
+        .map(|c| {
+            if FORBIDDEN_COLUMN_CHARS.contains(&c) {
+                '_'
+            } else {
+                c
+            }
         })
         .collect();
     match s.as_str() {
@@ -930,12 +944,13 @@ fn column_name(name: &str) -> String {
 fn table_name(name: &str) -> String {
     let mut s: String = name
         .chars()
-        .map(
-            |c| match c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
-                true => c,
-                false => '_',
-            },
-        )
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if s.starts_with(['.', '-']) {
         s.replace_range(..1, "_");
@@ -1029,18 +1044,11 @@ impl ProposalDoc {
         if let Some(catalog) = catalog {
             self.rekey(catalog);
         }
-        let keys: Vec<String> = self.metrics.keys().cloned().collect();
+        let mut taken: Vec<String> = self.metrics.keys().cloned().collect();
         for (name, p) in self.metrics.iter_mut() {
             match catalog.and_then(|c| c.metric(name)) {
                 Some(spec) => p.refresh_known(spec),
-                None => {
-                    let taken: Vec<&str> = keys
-                        .iter()
-                        .map(String::as_str)
-                        .filter(|k| k != name)
-                        .collect();
-                    p.refresh_unknown(name, catalog, &taken);
-                }
+                None => p.refresh_unknown(name, catalog, &mut taken),
             }
         }
         self.metrics.retain(|_, p| !p.is_empty());
