@@ -2,6 +2,7 @@
 //! operations; the only place that knows clap, indicatif and anyhow.
 
 mod progress;
+mod proposals;
 mod schema;
 mod table;
 

@@ -13,7 +13,7 @@ use fineo_batch::schema::edit::SchemaEdit;
 use fineo_batch::storage::Location;
 use serde::Serialize;
 
-use super::table;
+use super::{proposals, table};
 
 #[derive(Args, Debug)]
 pub struct SchemaArgs {
@@ -61,6 +61,15 @@ enum SchemaCommand {
         #[command(flatten)]
         t: TenantArg,
     },
+    /// Fields and metrics the catalog does not know, and declared fields that often fail
+    /// their type, with statistics and a suggestion (against the latest catalog version).
+    Proposals {
+        #[command(flatten)]
+        t: TenantArg,
+        /// Only this metric (canonical name, alias, or the name an unknown metric was sent with).
+        #[arg(long)]
+        metric: Option<String>,
+    },
     #[command(flatten)]
     Edit(EditCommand),
     /// Import a `<tenant>.json` catalog document, or a directory of them (one version each).
@@ -83,7 +92,8 @@ enum SchemaCommand {
 /// The subcommands that write a new catalog version.
 #[derive(Subcommand, Debug)]
 enum EditCommand {
-    /// Accept an unknown field: as an alias of an existing field (--as), or as a new field.
+    /// Accept an unknown field: as an alias of an existing field (--as), or as a new field;
+    /// without --as/--type, as its proposal suggests.
     Accept {
         #[command(flatten)]
         t: TenantArg,
@@ -100,7 +110,8 @@ enum EditCommand {
         #[arg(long = "type", value_enum, value_name = "TYPE")]
         ty: Option<TypeArg>,
     },
-    /// Accept an unknown metric: as a new metric, or an alias of an existing one (--as).
+    /// Accept an unknown metric: as a new metric, or an alias of an existing one (--as);
+    /// without --as, as its proposal suggests.
     AcceptMetric {
         #[command(flatten)]
         t: TenantArg,
@@ -204,6 +215,11 @@ pub async fn run(a: SchemaArgs) -> Result<i32> {
         SchemaCommand::History { t } => {
             let op = SchemaOp::new(&Location::parse_existing(&lake)?, &t.tenant);
             print_or_json(json, &op.history().await?, history_text)
+        }
+        SchemaCommand::Proposals { t, metric } => {
+            let op = SchemaOp::new(&Location::parse_existing(&lake)?, &t.tenant);
+            let report = op.proposals(metric.as_deref()).await?;
+            print_or_json(json, &report, proposals::text)
         }
         SchemaCommand::Import { path } => {
             let report = import_path(&Location::parse(&lake)?, &path).await?;

@@ -1,17 +1,22 @@
 //! `schema`: show, history, edits, import and export of a tenant's versioned catalog (SPEC 4, 10).
 
-use std::path::Path;
+mod defaults;
+mod import;
 
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{TenantCatalog, TenantDoc};
 use crate::error::{Error, Result};
 use crate::schema::edit::SchemaEdit;
+use crate::schema::propose::ProposalDoc;
 use crate::schema::store::{empty_doc, CatalogStore, CatalogVersion};
 use crate::storage::Location;
 
+pub use import::{import_path, read_doc, ImportReport, Unchanged};
+
 /// The `schema` operation on one tenant of one lake.
 pub struct SchemaOp {
+    lake: Location,
     store: CatalogStore,
     tenant: String,
 }
@@ -73,24 +78,11 @@ impl From<CatalogVersion> for EditReport {
     }
 }
 
-/// A tenant whose imported document equals its latest version: nothing written.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Unchanged {
-    pub tenant: String,
-    pub version: u64,
-}
-
-/// What `schema import` of a directory did, tenant by tenant.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ImportReport {
-    pub written: Vec<EditReport>,
-    pub unchanged: Vec<Unchanged>,
-}
-
 impl SchemaOp {
     /// The catalog of `tenant` in `lake`.
     pub fn new(lake: &Location, tenant: &str) -> Self {
         SchemaOp {
+            lake: lake.clone(),
             store: CatalogStore::new(lake),
             tenant: tenant.to_string(),
         }
@@ -163,12 +155,46 @@ impl SchemaOp {
         })
     }
 
-    /// Applies one edit as a new catalog version (again on a newer version when a concurrent
-    /// editor wrote first).
-    pub async fn edit(&self, edit: SchemaEdit) -> Result<EditReport> {
-        let current = match self.store.latest(&self.tenant).await? {
+    /// The latest document (empty without versions).
+    async fn current(&self) -> Result<TenantDoc> {
+        Ok(match self.store.latest(&self.tenant).await? {
             Some(v) => v.catalog,
             None => empty_doc(&self.tenant),
+        })
+    }
+
+    /// The stored proposals, refreshed against `doc` (what it declares is dropped, suggestions
+    /// recomputed); `None` when no compaction wrote any yet.
+    async fn refreshed(&self, doc: &TenantDoc) -> Result<Option<ProposalDoc>> {
+        let Some(mut proposals) = ProposalDoc::load(&self.lake, &self.tenant).await? else {
+            return Ok(None);
+        };
+        proposals.refresh(Some(&TenantCatalog::new(doc.clone())?));
+        Ok(Some(proposals))
+    }
+
+    /// The proposals against the latest catalog version, optionally of one metric (canonical
+    /// name, an alias, or the name an unknown metric was sent with).
+    pub async fn proposals(&self, metric: Option<&str>) -> Result<ProposalDoc> {
+        let doc = self.current().await?;
+        let mut proposals = self
+            .refreshed(&doc)
+            .await?
+            .unwrap_or_else(|| ProposalDoc::new(&self.tenant, 0));
+        if let Some(m) = metric {
+            let key = canonical_metric(&doc, m);
+            proposals.metrics.retain(|k, _| *k == key);
+        }
+        Ok(proposals)
+    }
+
+    /// Applies one edit as a new catalog version (again on a newer version when a concurrent
+    /// editor wrote first). An accept without `--as`/`--type` takes the proposal's suggestion.
+    pub async fn edit(&self, edit: SchemaEdit) -> Result<EditReport> {
+        let current = self.current().await?;
+        let edit = match needs_proposals(&edit) {
+            true => defaults::resolve(edit, &current, self.refreshed(&current).await?.as_ref())?,
+            false => edit,
         };
         let change = edit.describe(&current);
         let written = self
@@ -196,6 +222,23 @@ impl SchemaOp {
     }
 }
 
+/// Whether an edit leaves something for the proposals to fill in.
+fn needs_proposals(edit: &SchemaEdit) -> bool {
+    match edit {
+        SchemaEdit::AcceptField { as_, ty, .. } => as_.is_none() || ty.is_none(),
+        SchemaEdit::AcceptMetric { as_, .. } => as_.is_none(),
+        _ => false,
+    }
+}
+
+/// The canonical name of a metric named by an alias; other names as they are.
+pub(super) fn canonical_metric<'a>(doc: &'a TenantDoc, name: &'a str) -> &'a str {
+    doc.metrics
+        .iter()
+        .find(|(k, m)| *k == name || m.aliases.iter().any(|a| a == name))
+        .map_or(name, |(k, _)| k.as_str())
+}
+
 /// The document with only the metric `name` (canonical or alias) left.
 fn only_metric(mut doc: TenantDoc, name: &str) -> Result<TenantDoc> {
     let key = doc
@@ -210,76 +253,5 @@ fn only_metric(mut doc: TenantDoc, name: &str) -> Result<TenantDoc> {
         ));
     };
     doc.metrics.retain(|k, _| *k == key);
-    Ok(doc)
-}
-
-/// Imports catalog documents from a local path: one `<tenant>.json` document file (an error
-/// when it changes nothing), or a directory of them, where tenants whose document equals
-/// their latest version are skipped. Every document is read and validated before any version
-/// is written.
-pub async fn import_path(lake: &Location, path: &Path) -> Result<ImportReport> {
-    let is_dir = path.is_dir();
-    let docs = match is_dir {
-        true => read_dir_docs(path)?,
-        false => vec![read_doc(path)?],
-    };
-    for doc in &docs {
-        TenantCatalog::new(doc.clone())?;
-    }
-    let mut report = ImportReport::default();
-    for doc in docs {
-        let op = SchemaOp::new(lake, &doc.tenant);
-        let latest = op.store.latest(&doc.tenant).await?;
-        match latest {
-            Some(l) if is_dir && l.catalog == doc => report.unchanged.push(Unchanged {
-                tenant: doc.tenant,
-                version: l.version,
-            }),
-            _ => report.written.push(op.import(doc).await?),
-        }
-    }
-    Ok(report)
-}
-
-/// Reads one catalog document file.
-pub fn read_doc(path: &Path) -> Result<TenantDoc> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path.display(), e))?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        Error::InvalidOption(format!("{} is not a catalog document: {e}", path.display()))
-    })
-}
-
-/// Reads every `<tenant>.json` of a directory, sorted by name; each must hold its tenant.
-fn read_dir_docs(dir: &Path) -> Result<Vec<TenantDoc>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir.display(), e))?;
-    let mut files = Vec::new();
-    for entry in entries {
-        let path = entry.map_err(|e| Error::io(dir.display(), e))?.path();
-        if path.is_file() && path.extension().is_some_and(|e| e == "json") {
-            files.push(path);
-        }
-    }
-    files.sort();
-    if files.is_empty() {
-        return Err(Error::InvalidOption(format!(
-            "{} holds no <tenant>.json catalog documents",
-            dir.display()
-        )));
-    }
-    files.iter().map(|f| read_named_doc(f)).collect()
-}
-
-fn read_named_doc(path: &Path) -> Result<TenantDoc> {
-    let doc = read_doc(path)?;
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or_default();
-    if doc.tenant != stem {
-        return Err(Error::catalog(
-            stem,
-            format!("file {} holds tenant {:?}", path.display(), doc.tenant),
-        ));
-    }
     Ok(doc)
 }
