@@ -447,7 +447,7 @@ fn refused_edits_say_why_and_write_no_version() {
         ),
         (
             &["accept", "--metric", "boiler", "--field", "rpm"],
-            format!("{t}metric \"boiler\": new field \"rpm\" needs a type (--type)"),
+            format!("{t}no proposal for metric \"boiler\" field \"rpm\": give its type (--type), or --as an existing field"),
         ),
         (
             &["accept", "--metric", "boiler", "--field", "Fan Speed", "--type", "long"],
@@ -689,4 +689,161 @@ fn a_tenant_without_catalog_shows_so() {
     let out = fineo(&["schema", "show", "--lake", lake, "--tenant", "../t1"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid tenant id"));
+}
+
+/// A stored proposal document, as a compaction leaves it in `<lake>/_proposals/t1.json`
+/// (suggestions are stale on purpose: `proposals` and `accept` recompute them).
+fn write_proposals(lake: &str) {
+    let doc = json!({"tenant": "t1", "version": 4, "metrics": {
+        "boiler": {"known": true,
+            "fields": {
+                "Temp_C": {"count": 3, "nulls": 1, "null_rate": 0.25, "inferred_type": "double",
+                    "type_counts": {"long": 1, "double": 2}, "samples": ["21", "21.5", "22.25"],
+                    "suggestion": {"action": "new_field", "name": "Temp_C", "type": "double"}},
+                "Fan Speed": {"count": 2, "nulls": 0, "null_rate": 0.0, "inferred_type": "long",
+                    "type_counts": {"long": 2}, "samples": ["1200", "1300"],
+                    "suggestion": {"action": "new_field", "name": "Fan Speed", "type": "long"}}
+            },
+            "type_changes": {"running": {"declared": "boolean", "count": 10, "failures": 4,
+                "failure_rate": 0.4, "type_counts": {"boolean": 6, "string": 4},
+                "inferred_type": "string", "samples": ["on", "off"],
+                "suggestion": {"action": "set_type", "type": "string"}}}},
+        "Pump #2": {"known": false, "count": 5, "first_seen": "2026-01-01T00:00:00.000Z",
+            "last_seen": "2026-01-02T00:00:00.000Z",
+            "suggestion": {"action": "new_metric", "name": "x"},
+            "fields": {"flow": {"count": 5, "nulls": 0, "null_rate": 0.0, "inferred_type": "double",
+                "type_counts": {"double": 5}, "samples": ["1.5"],
+                "suggestion": {"action": "new_field", "name": "flow", "type": "double"}}}}
+    }});
+    let dir = Path::new(lake).join("_proposals");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("t1.json"), doc.to_string()).unwrap();
+}
+
+/// (metric, field or "-", suggestion) of every row of `proposals --json`.
+fn suggestions(lake: &str) -> Vec<(String, String, Value)> {
+    let doc = json_of(lake, &["proposals"]);
+    let mut out = Vec::new();
+    for (metric, m) in doc["metrics"].as_object().unwrap() {
+        if !m["suggestion"].is_null() {
+            out.push((metric.clone(), "-".into(), m["suggestion"].clone()));
+        }
+        for (field, f) in m["fields"].as_object().into_iter().flatten() {
+            out.push((metric.clone(), field.clone(), f["suggestion"].clone()));
+        }
+        for (field, f) in m["type_changes"].as_object().into_iter().flatten() {
+            out.push((metric.clone(), field.clone(), f["suggestion"].clone()));
+        }
+    }
+    out
+}
+
+fn row(metric: &str, field: &str, s: Value) -> (String, String, Value) {
+    (metric.to_string(), field.to_string(), s)
+}
+
+#[test]
+fn proposals_are_refreshed_and_accept_takes_their_suggestions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = &seeded(tmp.path());
+    assert_eq!(schema_ok(lake, &["proposals"]), "tenant t1: no proposals\n");
+    write_proposals(lake);
+    assert_eq!(
+        schema_ok(lake, &["proposals"]),
+        "tenant t1: proposals as of lake version 4\n\
+         METRIC   FIELD      COUNT  NULLS  TYPE    TYPES                SAMPLES          SUGGESTION\n\
+         Pump #2  -          5      -      -       -                    -                new metric Pump__2\n\
+         Pump #2  flow       5      0.0%   double  double 5             1.5              new field flow (double)\n\
+         boiler   Fan Speed  2      0.0%   long    long 2               1200, 1300       new field Fan_Speed (long)\n\
+         boiler   Temp_C     3      25.0%  double  long 1, double 2     21, 21.5, 22.25  alias of temperature\n\
+         boiler   running    10     -      string  boolean 6, string 4  on, off          set type string (4 of 10 values fail boolean)\n"
+    );
+    let only = json_of(lake, &["proposals", "--metric", "machine1"]);
+    assert_eq!(
+        only["metrics"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["boiler"]
+    );
+
+    let accepts: [(&[&str], &str); 4] = [
+        (
+            &["accept", "--metric", "machine1", "--field", "Temp_C"],
+            "accept boiler.Temp_C as alias of temperature",
+        ),
+        (
+            &[
+                "accept",
+                "--metric",
+                "boiler",
+                "--field",
+                "Fan Speed",
+                "--type",
+                "int",
+            ],
+            "accept boiler.Fan Speed as new field Fan_Speed (int)",
+        ),
+        (
+            &["accept-metric", "--metric", "Pump #2"],
+            "accept metric Pump #2 as new metric Pump__2",
+        ),
+        (
+            &["accept", "--metric", "Pump #2", "--field", "flow"],
+            "accept Pump__2.flow as new field flow (double)",
+        ),
+    ];
+    for (i, (args, change)) in accepts.iter().enumerate() {
+        let out = schema_ok(lake, args);
+        assert_eq!(
+            out,
+            format!("tenant t1: catalog version {} ({change})\n", i + 2)
+        );
+    }
+    let doc = json_of(lake, &["show"])["catalog"].clone();
+    assert_eq!(
+        doc["metrics"]["boiler"]["fields"]["temperature"]["aliases"],
+        json!(["temp", "Temp_C"])
+    );
+    assert_eq!(
+        doc["metrics"]["boiler"]["fields"]["Fan_Speed"],
+        json!({"type": "int", "aliases": ["Fan Speed"]})
+    );
+    assert_eq!(
+        doc["metrics"]["Pump__2"],
+        json!({"aliases": ["Pump #2"], "fields": {"flow": {"type": "double", "aliases": []}}, "hidden": []})
+    );
+    // What the catalog now knows is no longer proposed; the type change stays.
+    assert_eq!(
+        suggestions(lake),
+        [row(
+            "boiler",
+            "running",
+            json!({"action": "set_type", "type": "string"})
+        )]
+    );
+    assert_eq!(
+        schema_ok(
+            lake,
+            &["set-type", "--metric", "boiler", "--field", "running", "--type", "string"]
+        ),
+        "tenant t1: catalog version 6 (set type of boiler.running to string)\n"
+    );
+    assert_eq!(suggestions(lake), []);
+    assert_eq!(schema_ok(lake, &["proposals"]), "tenant t1: no proposals\n");
+
+    // Without a proposal, a new field needs its type.
+    refused(
+        lake,
+        &["accept", "--metric", "boiler", "--field", "rpm"],
+        "catalog for tenant \"t1\": no proposal for metric \"boiler\" field \"rpm\": give its type (--type), or --as an existing field",
+    );
+    assert_eq!(
+        schema_ok(
+            lake,
+            &["accept", "--metric", "boiler", "--field", "rpm", "--as", "pressure"]
+        ),
+        "tenant t1: catalog version 7 (accept boiler.rpm as alias of pressure)\n"
+    );
 }
