@@ -10,6 +10,7 @@ use fineo_batch::model::FieldType;
 use fineo_batch::ops::schema::{import_path, EditReport, HistoryReport, ImportReport, ShowReport};
 use fineo_batch::ops::SchemaOp;
 use fineo_batch::schema::edit::SchemaEdit;
+use fineo_batch::schema::store::CatalogVersion;
 use fineo_batch::storage::Location;
 use serde::Serialize;
 
@@ -379,11 +380,20 @@ fn import_text(r: &ImportReport) -> String {
     written.chain(unchanged).collect::<Vec<_>>().join("\n")
 }
 
-fn export(doc: &TenantDoc, out: Option<&Path>) -> Result<i32> {
-    let text = serde_json::to_string_pretty(doc)? + "\n";
+/// The document on stdout, or into `out` with a line saying which version it is.
+fn export(v: &CatalogVersion, out: Option<&Path>) -> Result<i32> {
+    let text = serde_json::to_string_pretty(&v.catalog)? + "\n";
     match out {
-        Some(path) => std::fs::write(path, text)
-            .with_context(|| format!("cannot write {}", path.display()))?,
+        Some(path) => {
+            std::fs::write(path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            println!(
+                "tenant {}: catalog version {} exported to {}",
+                v.catalog.tenant,
+                v.version,
+                path.display()
+            );
+        }
         None => print!("{text}"),
     }
     Ok(0)

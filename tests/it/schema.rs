@@ -256,7 +256,10 @@ fn export_round_trips_through_import() {
     let exported: Value = serde_json::from_str(&schema_ok(lake, &["export"])).unwrap();
     assert_eq!(exported, json_of(lake, &["show"])["catalog"]);
     let v1 = tmp.path().join("v1.json");
-    schema_ok(lake, &["export", "--version", "1", "--out", s(&v1)]);
+    assert_eq!(
+        schema_ok(lake, &["export", "--version", "1", "--out", s(&v1)]),
+        format!("tenant t1: catalog version 1 exported to {}\n", s(&v1))
+    );
     let v1_doc: Value = serde_json::from_slice(&std::fs::read(&v1).unwrap()).unwrap();
     assert_eq!(v1_doc, base_doc());
 
@@ -846,4 +849,34 @@ fn proposals_are_refreshed_and_accept_takes_their_suggestions() {
         ),
         "tenant t1: catalog version 7 (accept boiler.rpm as alias of pressure)\n"
     );
+}
+
+#[test]
+fn every_schema_subcommand_has_help() {
+    for sub in [
+        "show",
+        "history",
+        "proposals",
+        "accept",
+        "accept-metric",
+        "alias",
+        "rename",
+        "hide",
+        "unhide",
+        "set-type",
+        "import",
+        "export",
+    ] {
+        let out = fineo(&["schema", sub, "--help"]);
+        assert_eq!(out.status.code(), Some(0), "{sub}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(&format!("Usage: fineo-batch schema {sub}")),
+            "{text}"
+        );
+        assert!(
+            text.contains("--lake <LAKE>") && text.contains("--json"),
+            "{sub}: {text}"
+        );
+    }
 }

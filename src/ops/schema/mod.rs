@@ -209,14 +209,14 @@ impl SchemaOp {
         self.edit(SchemaEdit::Import { doc }).await
     }
 
-    /// The document of one version (default: the latest).
-    pub async fn export(&self, version: Option<u64>) -> Result<TenantDoc> {
+    /// One version (default: the latest) for export: its `catalog` is the document.
+    pub async fn export(&self, version: Option<u64>) -> Result<CatalogVersion> {
         let found = match version {
             Some(v) => Some(self.version(v).await?),
             None => self.store.latest(&self.tenant).await?,
         };
         match found {
-            Some(v) => Ok(v.catalog),
+            Some(v) => Ok(v),
             None => Err(Error::catalog(&self.tenant, "no catalog version to export")),
         }
     }
