@@ -39,7 +39,7 @@ fn metric_rows(name: &str, m: &MetricProposal, rows: &mut Vec<Vec<String>>) {
     if !m.known {
         let suggestion = m.suggestion.as_ref().map(suggestion).unwrap_or_default();
         let count = m.count.to_string();
-        rows.push(row(name, "", &count, "", "", "", "", &suggestion));
+        rows.push(row([name, "", &count, "", "", "", "", &suggestion]));
     }
     for (field, f) in &m.fields {
         rows.push(field_row(name, field, f));
@@ -49,24 +49,13 @@ fn metric_rows(name: &str, m: &MetricProposal, rows: &mut Vec<Vec<String>>) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn row(
-    metric: &str,
-    field: &str,
-    count: &str,
-    nulls: &str,
-    ty: &str,
-    types: &str,
-    samples: &str,
-    suggestion: &str,
-) -> Vec<String> {
-    [metric, field, count, nulls, ty, types, samples, suggestion]
-        .map(String::from)
-        .to_vec()
+/// A table row from its eight cells, in [`HEADER`] order.
+fn row(cells: [&str; 8]) -> Vec<String> {
+    cells.map(String::from).to_vec()
 }
 
 fn field_row(metric: &str, field: &str, f: &FieldProposal) -> Vec<String> {
-    row(
+    row([
         metric,
         field,
         &f.count.to_string(),
@@ -75,7 +64,7 @@ fn field_row(metric: &str, field: &str, f: &FieldProposal) -> Vec<String> {
         &type_counts(&f.type_counts),
         &samples(&f.samples),
         &suggestion(&f.suggestion),
-    )
+    ])
 }
 
 fn type_change_row(metric: &str, field: &str, tc: &TypeChange) -> Vec<String> {
@@ -86,7 +75,7 @@ fn type_change_row(metric: &str, field: &str, tc: &TypeChange) -> Vec<String> {
         tc.count,
         tc.declared.name()
     );
-    row(
+    row([
         metric,
         field,
         &tc.count.to_string(),
@@ -95,7 +84,7 @@ fn type_change_row(metric: &str, field: &str, tc: &TypeChange) -> Vec<String> {
         &type_counts(&tc.type_counts),
         &samples(&tc.samples),
         &suggestion,
-    )
+    ])
 }
 
 fn ptype(t: PType) -> &'static str {
