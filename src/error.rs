@@ -33,6 +33,14 @@ pub enum Error {
     #[error("catalog for tenant {tenant:?}: {reason}")]
     Catalog { tenant: String, reason: String },
 
+    /// Concurrent editors kept taking the next catalog version; the edit was not written.
+    #[error("catalog for tenant {tenant:?}: gave up after {attempts} attempts, each lost to a concurrent edit (latest version {latest}); run the edit again")]
+    CatalogConflict {
+        tenant: String,
+        attempts: u32,
+        latest: u64,
+    },
+
     /// A lake metadata file (commit log, ledger, index) could not be read back.
     #[error("lake metadata {path}: {reason}")]
     Metadata { path: String, reason: String },
@@ -103,6 +111,14 @@ impl Error {
     pub fn data_file(path: impl ToString, reason: impl ToString) -> Self {
         Error::DataFile {
             path: path.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// A catalog problem of one tenant.
+    pub fn catalog(tenant: impl ToString, reason: impl ToString) -> Self {
+        Error::Catalog {
+            tenant: tenant.to_string(),
             reason: reason.to_string(),
         }
     }

@@ -2,6 +2,9 @@
 //! operations; the only place that knows clap, indicatif and anyhow.
 
 mod progress;
+mod proposals;
+mod schema;
+mod table;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -43,6 +46,8 @@ enum Command {
     Compact(CompactArgs),
     /// Write a sample staged archive, its catalog and its ground truth.
     Generate(GenerateArgs),
+    /// Show, edit, import and export the versioned schema catalog in the lake.
+    Schema(schema::SchemaArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -152,6 +157,7 @@ async fn dispatch(cmd: Command) -> Result<i32> {
     match cmd {
         Command::Compact(a) => compact(a).await,
         Command::Generate(a) => generate(a).await,
+        Command::Schema(a) => schema::run(a).await,
     }
 }
 

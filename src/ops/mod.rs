@@ -2,6 +2,8 @@
 
 pub mod compact;
 pub mod generate;
+pub mod schema;
 
 pub use compact::Compact;
 pub use generate::Generate;
+pub use schema::SchemaOp;

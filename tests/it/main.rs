@@ -9,3 +9,4 @@ mod faults;
 mod fixtures;
 mod generated;
 mod incremental;
+mod schema;
