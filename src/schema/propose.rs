@@ -1513,6 +1513,88 @@ mod tests {
         assert_eq!(obs, expected);
     }
 
+    /// The classification without lookup caching, through the public calls.
+    fn observe_plainly(
+        obs: &mut MetricObs,
+        spec: Option<&MetricSpec>,
+        fields: &[(Cow<'_, str>, RawValue<'_>)],
+        ts: i64,
+    ) {
+        obs.record(ts);
+        let mut chosen: Vec<Option<(usize, usize)>> =
+            vec![None; spec.map_or(0, |s| s.fields.len())];
+        for (i, (name, v)) in fields.iter().enumerate() {
+            match spec.and_then(|s| s.by_source.get(name.as_ref())) {
+                Some(_) if matches!(v, RawValue::Null) => {}
+                Some(&(f, rank)) if chosen[f].is_none_or(|(r, _)| rank < r) => {
+                    chosen[f] = Some((rank, i))
+                }
+                Some(_) => {}
+                None if spec.is_some_and(|s| s.hidden_sources.contains(name.as_ref())) => {}
+                None => obs.unknown_field(name, v, ts),
+            }
+        }
+        for (i, (name, v)) in fields.iter().enumerate() {
+            let Some(&(f, _)) = spec.and_then(|s| s.by_source.get(name.as_ref())) else {
+                continue;
+            };
+            if chosen[f].is_some_and(|(_, c)| c == i) {
+                let field = &spec.unwrap().fields[f];
+                match convert(v, field.ty) {
+                    Some(_) => obs.declared_ok(&field.name, field.ty),
+                    None => obs.declared_fail(&field.name, field.ty, v, ts),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cached_lookups_match_plain_classification() {
+        let other = r#"{"tenant":"t","metrics":{"m":{"fields":{
+            "u":{"type":"string"},"a":{"type":"double","aliases":["a2"]}}}}}"#;
+        let other = TenantCatalog::new(serde_json::from_str(other).unwrap()).unwrap();
+        let cat = spec_catalog();
+        let names = ["a", "a1", "a2", "h", "u", "v", "b"];
+        let values = [
+            RawValue::Null,
+            n("1"),
+            s("x"),
+            n("2.5"),
+            RawValue::Bool(true),
+        ];
+        let mut seed = 7u64;
+        let mut next = move |m: usize| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as usize % m
+        };
+        // Mostly repeated layouts (cache hits), sometimes random ones (misses), and the spec
+        // changing under the same layouts.
+        let layouts: [&[&str]; 3] = [&["a", "u", "h", "a2"], &["a2", "a", "v"], &["u", "b"]];
+        let mut layout = layouts[0].to_vec();
+        let (mut cached, mut plain) = (MetricObs::new(true), MetricObs::new(true));
+        for i in 0..600 {
+            let spec = match i / 50 % 4 {
+                0 | 2 => cat.metric("m"),
+                1 => other.metric("m"),
+                _ => None,
+            };
+            match next(10) {
+                0 => layout = layouts[next(3)].to_vec(),
+                1 => layout = (0..next(6)).map(|_| names[next(names.len())]).collect(),
+                _ => {}
+            }
+            let rec: Vec<(Cow<'_, str>, RawValue<'_>)> = layout
+                .iter()
+                .map(|name| (Cow::Borrowed(*name), values[next(values.len())].clone()))
+                .collect();
+            observe_record(&mut cached, spec, &rec, i);
+            observe_plainly(&mut plain, spec, &rec, i);
+            assert_eq!(cached, plain, "record {i}: {rec:?}");
+        }
+    }
+
     #[test]
     fn split_and_merged_equals_one_pass() {
         let cat = spec_catalog();
