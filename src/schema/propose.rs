@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::{MetricSpec, TenantCatalog};
 use crate::error::{Error, Result};
 use crate::model::{FastMap, FieldType, RawValue};
-use crate::resolve::{convert, parse_event_time};
+use crate::resolve::convert;
 use crate::schema::similar::likely_variant;
 use crate::storage::Location;
 
@@ -71,9 +71,7 @@ impl PType {
             RawValue::Number(n) if n.parse::<i64>().is_ok() => PType::Long,
             RawValue::Str(s) if s.trim().parse::<i64>().is_ok() => PType::Long,
             _ if convert(v, FieldType::Double).is_some() => PType::Double,
-            RawValue::Str(s) if looks_like_timestamp(s) && parse_event_time(v).is_ok() => {
-                PType::Timestamp
-            }
+            RawValue::Str(s) if looks_like_timestamp(s) && rfc3339_in_range(s) => PType::Timestamp,
             _ => PType::String,
         })
     }
@@ -123,6 +121,31 @@ impl PType {
 
 fn is_bool_text(s: &str) -> bool {
     s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false")
+}
+
+/// Latest event time accepted (as in [`crate::resolve::parse_event_time`]).
+const MAX_TS_MS: i64 = 253_402_300_799_999;
+
+/// Whether [`crate::resolve::parse_event_time`] accepts a value, without building its error
+/// message: integer ms (a number, or a string of digits) or RFC 3339, within
+/// 1970-01-01..9999-12-31.
+fn event_time_ok(v: &RawValue<'_>) -> bool {
+    match v {
+        RawValue::Number(n) => n.parse::<i64>().is_ok_and(ms_in_range),
+        RawValue::Str(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            s.parse::<i64>().is_ok_and(ms_in_range)
+        }
+        RawValue::Str(s) => rfc3339_in_range(s),
+        _ => false,
+    }
+}
+
+fn rfc3339_in_range(s: &str) -> bool {
+    chrono::DateTime::parse_from_rfc3339(s).is_ok_and(|d| ms_in_range(d.timestamp_millis()))
+}
+
+fn ms_in_range(ms: i64) -> bool {
+    (0..=MAX_TS_MS).contains(&ms)
 }
 
 /// Cheap pre-check before an RFC 3339 parse: four digits and a dash.
@@ -315,18 +338,73 @@ impl DeclObs {
     }
 }
 
+/// What a field name of a record is, under the spec a [`MetricObs`] observes with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// An unknown field: index into [`MetricObs::fields`].
+    Unknown(usize),
+    /// A declared source: spec field index and priority rank.
+    Declared(usize, usize),
+    /// A source of a hidden field: ignored.
+    Hidden,
+}
+
+/// Identifies the spec cached roles were computed under (one run's catalog lives as long as
+/// its accumulators, so its address and field table identify it); all zero for no spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SpecKey(usize, usize, usize);
+
+impl SpecKey {
+    fn of(spec: Option<&MetricSpec>) -> Self {
+        match spec {
+            Some(s) => SpecKey(
+                s as *const MetricSpec as usize,
+                s.fields.as_ptr() as usize,
+                s.fields.len(),
+            ),
+            None => SpecKey(0, 0, 0),
+        }
+    }
+}
+
+/// Lookup state of a [`MetricObs`]. Records of one metric mostly repeat the previous record's
+/// field names in the same order, so [`observe_record`] first compares a name with the one
+/// at the same position in the previous record and hashes it only when they differ. Not an
+/// observation: it takes no part in equality.
+#[derive(Clone, Debug, Default)]
+struct Lookup {
+    /// Name -> index into [`MetricObs::fields`].
+    fields: FastMap<String, usize>,
+    /// Canonical name -> index into [`MetricObs::declared`].
+    declared: FastMap<String, usize>,
+    /// The spec `layout` and `slots` hold roles and indices for.
+    spec: Option<SpecKey>,
+    /// The names of the last record observed, by position, and their roles.
+    layout: Vec<(String, Role)>,
+    /// Per spec field: index into [`MetricObs::declared`], once known.
+    slots: Vec<Option<usize>>,
+    /// Per spec field: (rank, position) of the chosen source in the record being observed;
+    /// all `None` between records.
+    chosen: Vec<Option<(usize, usize)>>,
+}
+
+impl PartialEq for Lookup {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
 /// One run's observations for one (tenant, metric) partition group. `metric` is the partition metric: canonical name, or the name as sent when unknown.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct MetricObs {
     known: bool,
     count: u64,
     seen: Option<Seen>,
-    /// Unknown fields by name as sent.
-    fields: FastMap<String, FieldObs>,
-    /// Declared fields by canonical name.
-    declared: FastMap<String, DeclObs>,
-    /// Per-record scratch of [`observe_record`]: always empty between calls.
-    chosen: Vec<Option<(usize, usize)>>,
+    /// Unknown fields by name as sent, first seen first.
+    fields: Vec<(String, FieldObs)>,
+    /// Declared fields by canonical name, first seen first.
+    declared: Vec<(String, DeclObs)>,
+    lookup: Lookup,
 }
 
 impl MetricObs {
@@ -356,19 +434,14 @@ impl MetricObs {
 
     /// A field the catalog does not declare for this metric (or any field of an unknown metric), value as sent (nulls counted for the null rate).
     pub fn unknown_field(&mut self, name: &str, value: &RawValue<'_>, ts: i64) {
-        match self.fields.get_mut(name) {
-            Some(f) => f.observe(value, ts),
-            None => {
-                let mut f = FieldObs::default();
-                f.observe(value, ts);
-                self.fields.insert(name.to_string(), f);
-            }
-        }
+        let i = self.field_index(name);
+        self.fields[i].1.observe(value, ts);
     }
 
     /// A declared field whose value converted (canonical name).
     pub fn declared_ok(&mut self, field: &str, declared: FieldType) {
-        self.declared_entry(field, declared).ok += 1;
+        let i = self.declared_index(field, declared);
+        self.declared[i].1.ok += 1;
     }
 
     /// A declared field whose value did not convert.
@@ -379,21 +452,8 @@ impl MetricObs {
         value: &RawValue<'_>,
         ts: i64,
     ) {
-        self.declared_entry(field, declared)
-            .failures
-            .observe(value, ts);
-    }
-
-    fn declared_entry(&mut self, field: &str, declared: FieldType) -> &mut DeclObs {
-        if !self.declared.contains_key(field) {
-            self.declared
-                .insert(field.to_string(), DeclObs::new(declared));
-        }
-        let entry = self.declared.get_mut(field).expect("inserted above");
-        if entry.declared != declared {
-            *entry = DeclObs::new(declared);
-        }
-        entry
+        let i = self.declared_index(field, declared);
+        self.declared[i].1.failures.observe(value, ts);
     }
 
     /// Adds another accumulator of the same metric (observations in `other` come after self's).
@@ -402,20 +462,95 @@ impl MetricObs {
         self.count += other.count;
         union(&mut self.seen, other.seen);
         for (name, f) in other.fields {
-            match self.fields.get_mut(&name) {
-                Some(mine) => mine.merge(f),
-                None => {
-                    self.fields.insert(name, f);
-                }
-            }
+            let i = self.field_index(&name);
+            self.fields[i].1.merge(f);
         }
         for (name, d) in other.declared {
-            match self.declared.get_mut(&name) {
-                Some(mine) => mine.merge(d),
-                None => {
-                    self.declared.insert(name, d);
-                }
+            let i = self.declared_index(&name, d.declared);
+            self.declared[i].1.merge(d);
+        }
+    }
+
+    fn field_index(&mut self, name: &str) -> usize {
+        if let Some(&i) = self.lookup.fields.get(name) {
+            return i;
+        }
+        self.fields.push((name.to_string(), FieldObs::default()));
+        self.lookup
+            .fields
+            .insert(name.to_string(), self.fields.len() - 1);
+        self.fields.len() - 1
+    }
+
+    /// The entry of a declared field, started over when its declared type changed.
+    fn declared_index(&mut self, field: &str, declared: FieldType) -> usize {
+        let i = match self.lookup.declared.get(field) {
+            Some(&i) => i,
+            None => {
+                self.declared
+                    .push((field.to_string(), DeclObs::new(declared)));
+                let i = self.declared.len() - 1;
+                self.lookup.declared.insert(field.to_string(), i);
+                i
             }
+        };
+        if self.declared[i].1.declared != declared {
+            self.declared[i].1 = DeclObs::new(declared);
+        }
+        i
+    }
+
+    /// Prepares the lookup state for records under `spec`.
+    fn bind(&mut self, spec: Option<&MetricSpec>) {
+        let key = SpecKey::of(spec);
+        if self.lookup.spec != Some(key) {
+            let n = spec.map_or(0, |s| s.fields.len());
+            self.lookup.spec = Some(key);
+            self.lookup.layout.clear();
+            self.lookup.slots = vec![None; n];
+            self.lookup.chosen = vec![None; n];
+        }
+    }
+
+    /// The role of the field at position `i` of the current record.
+    fn role_at(&mut self, i: usize, name: &str, spec: Option<&MetricSpec>) -> Role {
+        if let Some((cached, role)) = self.lookup.layout.get(i) {
+            if cached == name {
+                return *role;
+            }
+        }
+        let role = match spec.and_then(|s| s.by_source.get(name)) {
+            Some(&(f, rank)) => Role::Declared(f, rank),
+            None if spec.is_some_and(|s| s.hidden_sources.contains(name)) => Role::Hidden,
+            None => Role::Unknown(self.field_index(name)),
+        };
+        match self.lookup.layout.get_mut(i) {
+            Some((cached, r)) => {
+                cached.clear();
+                cached.push_str(name);
+                *r = role;
+            }
+            None => self.lookup.layout.push((name.to_string(), role)),
+        }
+        role
+    }
+
+    /// Counts the chosen value of declared field `f` as converted or not.
+    fn observe_chosen(&mut self, spec: &MetricSpec, f: usize, v: &RawValue<'_>, ts: i64) {
+        let field = &spec.fields[f];
+        let slot = match self.lookup.slots[f] {
+            Some(slot) if self.declared[slot].1.declared == field.ty => slot,
+            _ => {
+                let slot = self.declared_index(&field.name, field.ty);
+                self.lookup.slots[f] = Some(slot);
+                slot
+            }
+        };
+        let d = &mut self.declared[slot].1;
+        if converts(v, field.ty) {
+            d.ok += 1;
+        } else {
+            d.failures.observe(v, ts);
         }
     }
 }
@@ -426,6 +561,10 @@ impl MetricObs {
 /// ([`MetricObs::declared_ok`]) or not ([`MetricObs::declared_fail`]); shadowed alias values,
 /// nulls of declared sources and hidden fields are ignored; every other field (nulls
 /// included) is an unknown field.
+///
+/// One accumulator observes under one spec at a time (the run's catalog); the per-value work
+/// is a name comparison with the previous record's layout, the type check, and counter
+/// updates: nothing is allocated once a field is known, except samples until 5 are kept.
 pub fn observe_record(
     obs: &mut MetricObs,
     spec: Option<&MetricSpec>,
@@ -433,47 +572,38 @@ pub fn observe_record(
     ts: i64,
 ) {
     obs.record(ts);
-    let Some(spec) = spec else {
-        for (name, v) in fields {
-            obs.unknown_field(name, v, ts);
-        }
-        return;
-    };
-    let mut chosen = std::mem::take(&mut obs.chosen);
-    chosen.resize(spec.fields.len(), None);
+    obs.bind(spec);
     for (i, (name, v)) in fields.iter().enumerate() {
-        match spec.by_source.get(name.as_ref()) {
-            Some(_) if matches!(v, RawValue::Null) => {}
-            Some(&(f, rank)) => {
-                if chosen[f].is_none_or(|(r, _)| rank < r) {
-                    chosen[f] = Some((rank, i));
+        match obs.role_at(i, name, spec) {
+            Role::Unknown(f) => obs.fields[f].1.observe(v, ts),
+            Role::Hidden => {}
+            Role::Declared(..) if matches!(v, RawValue::Null) => {}
+            Role::Declared(f, rank) => {
+                let chosen = &mut obs.lookup.chosen[f];
+                if chosen.is_none_or(|(r, _)| rank < r) {
+                    *chosen = Some((rank, i));
                 }
             }
-            None if spec.hidden_sources.contains(name.as_ref()) => {}
-            None => obs.unknown_field(name, v, ts),
         }
     }
-    for (field, choice) in spec.fields.iter().zip(&chosen) {
-        if let Some((_, i)) = *choice {
-            observe_declared(obs, &field.name, field.ty, &fields[i].1, ts);
+    let Some(spec) = spec else { return };
+    for (i, (_, v)) in fields.iter().enumerate() {
+        let Role::Declared(f, _) = obs.lookup.layout[i].1 else {
+            continue;
+        };
+        if obs.lookup.chosen[f].is_some_and(|(_, c)| c == i) {
+            obs.lookup.chosen[f] = None;
+            obs.observe_chosen(spec, f, v, ts);
         }
-    }
-    chosen.clear();
-    obs.chosen = chosen;
-}
-
-fn observe_declared(obs: &mut MetricObs, name: &str, ty: FieldType, v: &RawValue<'_>, ts: i64) {
-    if converts(v, ty) {
-        obs.declared_ok(name, ty);
-    } else {
-        obs.declared_fail(name, ty, v, ts);
     }
 }
 
-/// Whether a non-null value converts to `ty` (strings without building the text).
+/// Whether a non-null value converts to `ty`, as [`convert`] decides, without allocating
+/// (no text for strings, no error message for timestamps).
 fn converts(v: &RawValue<'_>, ty: FieldType) -> bool {
     match ty {
         FieldType::String => v.as_text().is_some(),
+        FieldType::Timestamp => event_time_ok(v),
         _ => convert(v, ty).is_some(),
     }
 }
@@ -1096,6 +1226,7 @@ impl ProposalDoc {
 mod tests {
     use super::*;
     use crate::catalog::TenantDoc;
+    use crate::resolve::parse_event_time;
     use serde_json::{Map, Value};
     use std::path::PathBuf;
 
@@ -1277,6 +1408,50 @@ mod tests {
     }
 
     #[test]
+    fn converts_agrees_with_convert() {
+        let values = [
+            n("0"),
+            n("-5"),
+            n("1767225600000"),
+            n("253402300799999"),
+            n("253402300800000"),
+            n("1.5e12"),
+            n("12.0"),
+            n("3000000000"),
+            n("1e400"),
+            s("1767225600000"),
+            s(" 17 "),
+            s(""),
+            s("2026-01-02T03:04:05Z"),
+            s("2026-01-02t03:04:05.1+05:30"),
+            s("2026-01-02 03:04:05Z"),
+            s("1970-01-01T00:00:00+01:00"),
+            s("9999-12-31T23:59:59.999Z"),
+            s("9999-12-31T23:59:59-01:00"),
+            s("2026-02-30T00:00:00Z"),
+            s("2026-01-02"),
+            s("true"),
+            s("NaN"),
+            RawValue::Bool(true),
+            RawValue::Nested(Cow::Borrowed("[1]")),
+        ];
+        let types = [
+            FieldType::Boolean,
+            FieldType::Int,
+            FieldType::Long,
+            FieldType::Float,
+            FieldType::Double,
+            FieldType::String,
+            FieldType::Timestamp,
+        ];
+        for v in &values {
+            for ty in types {
+                assert_eq!(converts(v, ty), convert(v, ty).is_some(), "{v:?} {ty:?}");
+            }
+        }
+    }
+
+    #[test]
     fn lattice() {
         use PType::*;
         let infer = |types: &[PType]| {
@@ -1336,6 +1511,88 @@ mod tests {
         expected.record(11);
         expected.declared_fail("a", FieldType::Long, &s("bad"), 11);
         assert_eq!(obs, expected);
+    }
+
+    /// The classification without lookup caching, through the public calls.
+    fn observe_plainly(
+        obs: &mut MetricObs,
+        spec: Option<&MetricSpec>,
+        fields: &[(Cow<'_, str>, RawValue<'_>)],
+        ts: i64,
+    ) {
+        obs.record(ts);
+        let mut chosen: Vec<Option<(usize, usize)>> =
+            vec![None; spec.map_or(0, |s| s.fields.len())];
+        for (i, (name, v)) in fields.iter().enumerate() {
+            match spec.and_then(|s| s.by_source.get(name.as_ref())) {
+                Some(_) if matches!(v, RawValue::Null) => {}
+                Some(&(f, rank)) if chosen[f].is_none_or(|(r, _)| rank < r) => {
+                    chosen[f] = Some((rank, i))
+                }
+                Some(_) => {}
+                None if spec.is_some_and(|s| s.hidden_sources.contains(name.as_ref())) => {}
+                None => obs.unknown_field(name, v, ts),
+            }
+        }
+        for (i, (name, v)) in fields.iter().enumerate() {
+            let Some(&(f, _)) = spec.and_then(|s| s.by_source.get(name.as_ref())) else {
+                continue;
+            };
+            if chosen[f].is_some_and(|(_, c)| c == i) {
+                let field = &spec.unwrap().fields[f];
+                match convert(v, field.ty) {
+                    Some(_) => obs.declared_ok(&field.name, field.ty),
+                    None => obs.declared_fail(&field.name, field.ty, v, ts),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cached_lookups_match_plain_classification() {
+        let other = r#"{"tenant":"t","metrics":{"m":{"fields":{
+            "u":{"type":"string"},"a":{"type":"double","aliases":["a2"]}}}}}"#;
+        let other = TenantCatalog::new(serde_json::from_str(other).unwrap()).unwrap();
+        let cat = spec_catalog();
+        let names = ["a", "a1", "a2", "h", "u", "v", "b"];
+        let values = [
+            RawValue::Null,
+            n("1"),
+            s("x"),
+            n("2.5"),
+            RawValue::Bool(true),
+        ];
+        let mut seed = 7u64;
+        let mut next = move |m: usize| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as usize % m
+        };
+        // Mostly repeated layouts (cache hits), sometimes random ones (misses), and the spec
+        // changing under the same layouts.
+        let layouts: [&[&str]; 3] = [&["a", "u", "h", "a2"], &["a2", "a", "v"], &["u", "b"]];
+        let mut layout = layouts[0].to_vec();
+        let (mut cached, mut plain) = (MetricObs::new(true), MetricObs::new(true));
+        for i in 0..600 {
+            let spec = match i / 50 % 4 {
+                0 | 2 => cat.metric("m"),
+                1 => other.metric("m"),
+                _ => None,
+            };
+            match next(10) {
+                0 => layout = layouts[next(3)].to_vec(),
+                1 => layout = (0..next(6)).map(|_| names[next(names.len())]).collect(),
+                _ => {}
+            }
+            let rec: Vec<(Cow<'_, str>, RawValue<'_>)> = layout
+                .iter()
+                .map(|name| (Cow::Borrowed(*name), values[next(values.len())].clone()))
+                .collect();
+            observe_record(&mut cached, spec, &rec, i);
+            observe_plainly(&mut plain, spec, &rec, i);
+            assert_eq!(cached, plain, "record {i}: {rec:?}");
+        }
     }
 
     #[test]
