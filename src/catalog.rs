@@ -285,7 +285,12 @@ impl Catalog {
 
     /// A hash of how this catalog resolves the given sent metric and field names: two catalogs
     /// with equal fingerprints turn records that use only these names into the same output.
-    pub fn resolution_fingerprint(&self, tenant: &str, metrics: &[String], fields: &[String]) -> u64 {
+    pub fn resolution_fingerprint(
+        &self,
+        tenant: &str,
+        metrics: &[String],
+        fields: &[String],
+    ) -> u64 {
         let mut h = xxhash_rust::xxh3::Xxh3::new();
         let mut put = |s: &str| {
             h.update(s.as_bytes());

@@ -68,6 +68,12 @@ pub struct RetypeCounts {
     pub records: u64,
 }
 
+/// Schema proposal documents the run updated (`<lake>/_proposals/<tenant>.json`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProposalCounts {
+    pub tenants: Vec<String>,
+}
+
 /// The report of one `compact` run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CompactReport {
@@ -85,6 +91,7 @@ pub struct CompactReport {
     pub records: RecordCounts,
     pub output: OutputCounts,
     pub retype: RetypeCounts,
+    pub proposals: ProposalCounts,
     /// Seconds spent per phase.
     pub phases: BTreeMap<String, f64>,
     pub elapsed_seconds: f64,

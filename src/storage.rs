@@ -148,6 +148,32 @@ impl Location {
         }
     }
 
+    /// The last `n` bytes of an object (all of it when smaller) and its size; `None` when it
+    /// does not exist.
+    pub async fn get_suffix(&self, path: &Path, n: u64) -> Result<Option<(Bytes, u64)>> {
+        let opts = object_store::GetOptions {
+            range: Some(object_store::GetRange::Suffix(n)),
+            ..Default::default()
+        };
+        match self.store.get_opts(path, opts).await {
+            Ok(r) => {
+                let size = r.meta.size;
+                let b = r.bytes().await.map_err(|e| Error::store(path, e))?;
+                Ok(Some((b, size)))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Error::store(path, e)),
+        }
+    }
+
+    /// A byte range of an object.
+    pub async fn get_range(&self, path: &Path, range: std::ops::Range<u64>) -> Result<Bytes> {
+        self.store
+            .get_range(path, range)
+            .await
+            .map_err(|e| Error::store(path, e))
+    }
+
     /// Reads an object by full path.
     pub async fn get_path(&self, path: &Path) -> Result<Bytes> {
         let r = self

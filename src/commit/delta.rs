@@ -152,9 +152,15 @@ impl Table {
                 .map_err(|e| Error::delta(self.loc.url(), e))?;
             return Ok(None);
         }
-        let err = |e: DeltaTableError| Error::delta(self.loc.url(), e);
-        let schema = StructType::try_new(delta_fields(cols)).map_err(|e| err(e.into()))?;
-        let md = self.snapshot()?.metadata().clone().with_schema(&schema).map_err(err)?;
+        let url = self.loc.url();
+        let schema = StructType::try_new(delta_fields(cols))
+            .map_err(|e| Error::delta(url, DeltaTableError::from(e)))?;
+        let md = self
+            .snapshot()?
+            .metadata()
+            .clone()
+            .with_schema(&schema)
+            .map_err(|e| Error::delta(url, DeltaTableError::from(e)))?;
         Ok(Some(Action::Metadata(md)))
     }
 

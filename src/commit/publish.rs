@@ -34,14 +34,21 @@ pub async fn publish(lake: &Location, record: &CommitRecord) -> Result<PublishSt
         .iter()
         .filter(|p| p.columns.is_some() || !p.typed_remove.is_empty());
     for p in typed {
-        let t = tables.entry((p.tenant.clone(), p.metric.clone())).or_default();
+        let t = tables
+            .entry((p.tenant.clone(), p.metric.clone()))
+            .or_default();
         t.parts.push(p);
         t.columns = t.columns.take().or_else(|| p.table_columns());
     }
     for s in &record.schemas {
-        let t = tables.entry((s.tenant.clone(), s.metric.clone())).or_default();
+        let t = tables
+            .entry((s.tenant.clone(), s.metric.clone()))
+            .or_default();
         t.columns = Some(Columns(
-            s.columns.iter().map(|(n, ty)| (n.as_str().into(), *ty)).collect(),
+            s.columns
+                .iter()
+                .map(|(n, ty)| (n.as_str().into(), *ty))
+                .collect(),
         ));
     }
     let per_table: Vec<PublishStats> = futures::stream::iter(&tables)

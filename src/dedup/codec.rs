@@ -13,7 +13,7 @@ pub fn encode(
     object: u32,
     position: u64,
     metric_sent: &str,
-    fields: &RawFields<'_>,
+    fields: &[(std::borrow::Cow<'_, str>, crate::model::RawValue<'_>)],
 ) {
     out.extend_from_slice(&ts.to_le_bytes());
     out.extend_from_slice(&object.to_le_bytes());

@@ -85,6 +85,8 @@ mod tests {
                 source: "o".into(),
                 position: pos,
             },
+            metric_sent: "m".into(),
+            raw: Box::new([]),
             typed: vec![],
             untyped: vec![],
             hash,

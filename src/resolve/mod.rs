@@ -114,7 +114,10 @@ pub fn metric_sent<'r>(rec: &'r RawRecord<'_>) -> Result<&'r str, &'static str> 
 }
 
 /// Resolves a record's fields against its metric (`None`: unknown metric, all untyped).
-pub fn resolve_fields(fields: &[(Cow<'_, str>, RawValue<'_>)], spec: Option<&MetricSpec>) -> Values {
+pub fn resolve_fields(
+    fields: &[(Cow<'_, str>, RawValue<'_>)],
+    spec: Option<&MetricSpec>,
+) -> Values {
     let mut out = Values::default();
     match spec {
         None => {

@@ -64,10 +64,13 @@ pub fn decode(buf: &[u8]) -> Option<RawFields<'_>> {
 
 /// Field names of an encoding (for the partition's name summary).
 pub fn names(buf: &[u8]) -> impl Iterator<Item = &str> {
-    decode(buf).unwrap_or_default().into_iter().map(|(n, _)| match n {
-        Cow::Borrowed(s) => s,
-        Cow::Owned(_) => unreachable!("decode borrows"),
-    })
+    decode(buf)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(n, _)| match n {
+            Cow::Borrowed(s) => s,
+            Cow::Owned(_) => unreachable!("decode borrows"),
+        })
 }
 
 /// Writes a LEB128 length.

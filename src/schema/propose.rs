@@ -224,6 +224,20 @@ impl TypeCounts {
     pub fn compatible(&self, f: FieldType) -> bool {
         self.seen().all(|t| t.converts_to(f))
     }
+
+    /// Whether the values mostly convert to `f`: some do, and those that do not are rarer than
+    /// [`OFTEN_FAILS_RATE`], the rate at which a declared field is proposed for a type change.
+    /// Dirty values (`"n/a"` in a numeric field) then stay type mismatches of the alias, as
+    /// they are of the field itself, instead of hiding a likely alias.
+    pub fn mostly_compatible(&self, f: FieldType) -> bool {
+        let total: u64 = PType::CHAIN.iter().map(|t| self.get(*t)).sum();
+        let fits: u64 = PType::CHAIN
+            .iter()
+            .filter(|t| t.converts_to(f))
+            .map(|t| self.get(*t))
+            .sum();
+        fits > 0 && ((total - fits) as f64) < OFTEN_FAILS_RATE * total as f64
+    }
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -995,7 +1009,7 @@ fn alias_target(name: &str, p: &FieldProposal, spec: &MetricSpec) -> Option<Stri
             .filter_map(|s| likely_variant(name, s))
             .max();
         let Some(score) = score else { continue };
-        if p.type_counts.compatible(field.ty) && best.is_none_or(|(b, _)| score > b) {
+        if p.type_counts.mostly_compatible(field.ty) && best.is_none_or(|(b, _)| score > b) {
             best = Some((score, &field.name));
         }
     }
@@ -1042,7 +1056,7 @@ fn overlaps(p: &MetricProposal, spec: &MetricSpec) -> bool {
     let mut any = false;
     for (name, f) in &p.fields {
         if let Some(&(i, _)) = spec.by_source.get(name.as_str()) {
-            if !f.type_counts.compatible(spec.fields[i].ty) {
+            if !f.type_counts.mostly_compatible(spec.fields[i].ty) {
                 return false;
             }
             any = true;

@@ -10,10 +10,9 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::async_reader::{AsyncFileReader, ParquetObjectReader};
 use parquet::arrow::ArrowWriter;
-use parquet::file::metadata::ParquetMetaData;
 use parquet::file::metadata::KeyValue;
+use parquet::file::metadata::{FooterTail, ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
@@ -118,7 +117,8 @@ pub fn decode(path: &str, bytes: Bytes) -> Result<(Vec<Rec>, PartitionManifest)>
     let mut names = Interner::default();
     for batch in builder.build().map_err(|e| err(&e))? {
         let batch = batch.map_err(|e| err(&e))?;
-        decode_batch(&batch, &mut names, &mut out).ok_or_else(|| err(&"unexpected index schema"))?;
+        decode_batch(&batch, &mut names, &mut out)
+            .ok_or_else(|| err(&"unexpected index schema"))?;
     }
     Ok((out, manifest))
 }
@@ -158,19 +158,31 @@ fn manifest_of(path: &str, meta: &ParquetMetaData) -> Result<PartitionManifest> 
     serde_json::from_str(manifest).map_err(|e| err(&e))
 }
 
-/// Reads only the manifest of an index file (its Parquet footer), or `None` when it is gone.
+/// Reads only the manifest of an index file (its Parquet footer, usually one ranged request),
+/// or `None` when it is gone.
 pub async fn read_manifest(lake: &Location, path: &str) -> Result<Option<PartitionManifest>> {
     let full = lake.path(path);
-    let meta = match lake.store().head(&full).await {
-        Ok(m) => m,
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(Error::store(&full, e)),
+    let Some((tail, size)) = lake.get_suffix(&full, 64 << 10).await? else {
+        return Ok(None);
     };
-    let mut reader = ParquetObjectReader::new(lake.store().clone(), full.clone())
-        .with_file_size(meta.size);
-    let md = reader
-        .get_metadata(None)
-        .await
-        .map_err(|e| Error::data_file(path, e))?;
+    let bad = |e: &dyn std::fmt::Display| Error::data_file(path, e);
+    let n = tail.len();
+    let foot: [u8; 8] = tail
+        .get(n.saturating_sub(8)..)
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| bad(&"shorter than a Parquet footer"))?;
+    let len = FooterTail::try_new(&foot)
+        .map_err(|e| bad(&e))?
+        .metadata_length();
+    let meta = if len + 8 <= n {
+        tail.slice(n - 8 - len..n - 8)
+    } else {
+        let end = size.checked_sub(8).ok_or_else(|| bad(&"truncated"))?;
+        let start = end
+            .checked_sub(len as u64)
+            .ok_or_else(|| bad(&"truncated"))?;
+        lake.get_range(&full, start..end).await?
+    };
+    let md = ParquetMetaDataReader::decode_metadata(&meta).map_err(|e| bad(&e))?;
     manifest_of(path, &md).map(Some)
 }

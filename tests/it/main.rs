@@ -9,4 +9,5 @@ mod faults;
 mod fixtures;
 mod generated;
 mod incremental;
+mod retype;
 mod schema;

@@ -6,7 +6,7 @@ mod plan;
 mod read;
 mod retype;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -27,6 +27,8 @@ use crate::names;
 use crate::progress::{peak_rss_bytes, NoProgress, Progress};
 use crate::quarantine::QuarantineBuffer;
 use crate::report::CompactReport;
+use crate::schema::propose::{MetricObs, ProposalDoc};
+use crate::schema::store::CatalogStore;
 use crate::sources::list_staged;
 use crate::storage::Location;
 use plan::{ledger_entry, plan, run_tag};
@@ -148,7 +150,7 @@ impl Compact {
     async fn load_catalog(&self) -> Result<Catalog> {
         match &self.catalog {
             Some(dir) => Catalog::load_dir(dir).await,
-            None => Catalog::load_dir(&self.lake.child("_catalog")).await,
+            None => CatalogStore::new(&self.lake).load_catalog().await,
         }
     }
 
@@ -256,11 +258,21 @@ impl Compact {
             })
             .buffered(self.partition_concurrency);
         let mut changes = Vec::new();
+        let mut observed: BTreeMap<String, BTreeMap<String, MetricObs>> = BTreeMap::new();
         let mut good_accounted = 0u64;
         let mut tables = std::collections::BTreeSet::new();
         while let Some(res) = results.next().await {
             let res = res?;
             self.progress.advance(1, 0);
+            if let Some(obs) = res.observed {
+                let per_tenant = observed.entry(res.change.tenant.clone()).or_default();
+                match per_tenant.entry(res.change.metric.clone()) {
+                    std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().merge(obs),
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        e.insert(obs);
+                    }
+                }
+            }
             let (r, s) = (&mut phase.report, &res.stats);
             r.records.written += s.written;
             r.records.duplicates.exact += s.duplicates_exact;
@@ -293,6 +305,13 @@ impl Compact {
         if let Some(applied) = retype.applied.clone() {
             files.push(self.stage(&tag, retype::APPLIED_PATH, applied).await?);
         }
+        for (tenant, run) in &observed {
+            let prev = ProposalDoc::load(&self.lake, tenant).await?;
+            let doc = ProposalDoc::merge_run(prev, tenant, run, catalog.tenant(tenant), version);
+            let path = ProposalDoc::path(tenant);
+            files.push(self.stage(&tag, &path, doc.to_bytes()).await?);
+        }
+        phase.report.proposals.tenants = observed.keys().cloned().collect();
         let record = CommitRecord {
             version,
             run_id: tag.clone(),

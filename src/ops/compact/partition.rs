@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::model::{FieldType, PartitionKey, Rec};
 use crate::names;
 use crate::resolve::{raw, resolve_fields};
+use crate::schema::propose::{observe_record, MetricObs};
 use crate::storage::Location;
 use crate::write::index::{self, DataFile, PartitionManifest, SentNames};
 use crate::write::typed::{self, Columns};
@@ -32,6 +33,8 @@ pub struct PartitionResult {
     pub mismatches: Vec<(Arc<str>, u64)>,
     /// Lake records read back because the catalog changed how they resolve.
     pub retyped: u64,
+    /// What the new records showed about fields the catalog does not know (proposals).
+    pub observed: Option<MetricObs>,
 }
 
 /// Shared inputs of phase 2.
@@ -102,17 +105,23 @@ pub async fn build(ctx: &PartitionCtx, job: PartitionJob) -> Result<PartitionRes
             codec::decode_all(&bucket.buf, &objects, &mut names, &mut new);
             new.sort_unstable_by(|a, b| a.ts.cmp(&b.ts).then_with(|| a.arrival.cmp(&b.arrival)));
             let mut lake_recs = lake_recs;
-            resolve_all(&mut lake_recs, spec.as_ref(), |_, _| {})?;
+            resolve_all(&mut lake_recs, spec.as_ref(), |_, _, _| {})?;
             let mut mismatches = MismatchCount::default();
-            resolve_all(&mut new, spec.as_ref(), |_, v| mismatches.add(&v.mismatches))?;
+            let mut observed = (!new.is_empty()).then(|| MetricObs::new(spec.is_some()));
+            resolve_all(&mut new, spec.as_ref(), |r, fields, v| {
+                mismatches.add(&v.mismatches);
+                if let Some(obs) = observed.as_mut() {
+                    observe_record(obs, spec.as_ref(), fields, r.ts);
+                }
+            })?;
             let (winners, stats) = merge(lake_recs, new, keep);
             let fp = fingerprint(&catalog, &tenant, &winners);
             let enc = encode_partition(&winners, columns.as_ref(), &typed_path, version, fp)?;
-            Ok::<_, Error>((enc, stats, mismatches.0))
+            Ok::<_, Error>((enc, stats, mismatches.0, observed))
         })
         .await??
     };
-    let (enc, stats, mismatches) = enc;
+    let (enc, stats, mismatches, observed) = enc;
     let change_files = write_files(ctx, &key, &paths, enc, typed_path).await?;
     let (typed_add, untyped_staged, index_staged, bytes_written, counts) = change_files;
     let change = PartitionChange {
@@ -135,6 +144,7 @@ pub async fn build(ctx: &PartitionCtx, job: PartitionJob) -> Result<PartitionRes
         bytes_written,
         mismatches,
         retyped,
+        observed,
     })
 }
 
@@ -157,17 +167,20 @@ impl MismatchCount {
 fn resolve_all(
     recs: &mut [Rec],
     spec: Option<&MetricSpec>,
-    mut each: impl FnMut(&Rec, &crate::resolve::Values),
+    mut each: impl FnMut(&Rec, &raw::RawFields<'_>, &crate::resolve::Values),
 ) -> Result<()> {
     for r in recs.iter_mut() {
         let fields = raw::decode(&r.raw).ok_or_else(|| {
             Error::data_file(
                 &*r.arrival.source,
-                format!("record at position {} has damaged stored fields", r.arrival.position),
+                format!(
+                    "record at position {} has damaged stored fields",
+                    r.arrival.position
+                ),
             )
         })?;
         let v = resolve_fields(&fields, spec);
-        each(r, &v);
+        each(r, &fields, &v);
         r.typed = v.typed;
         r.untyped = v.untyped;
         r.hash = v.hash;
@@ -265,7 +278,13 @@ fn encode_partition(
     })
 }
 
-type Written = (Vec<TypedFile>, Option<String>, Option<String>, u64, (u64, u64));
+type Written = (
+    Vec<TypedFile>,
+    Option<String>,
+    Option<String>,
+    u64,
+    (u64, u64),
+);
 
 /// Puts the typed file in place (unreferenced until the Delta commit) and stages the others.
 async fn write_files(

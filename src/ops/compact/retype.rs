@@ -93,7 +93,11 @@ async fn plan_tenant(
             out.schemas.push(TableSchema {
                 tenant: tenant.to_string(),
                 metric: dir.clone(),
-                columns: spec.columns().iter().map(|(n, t)| (n.to_string(), *t)).collect(),
+                columns: spec
+                    .columns()
+                    .iter()
+                    .map(|(n, t)| (n.to_string(), *t))
+                    .collect(),
             });
         }
         for (day, index) in days {
@@ -153,7 +157,11 @@ async fn stored_partitions(
         let Ok(d) = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d") else {
             continue;
         };
-        let ms = d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_millis();
+        let ms = d
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight")
+            .and_utc()
+            .timestamp_millis();
         out.entry(names::unescape(metric))
             .or_default()
             .push((day_of(ms), rel.clone()));
