@@ -48,3 +48,20 @@ for set in $SIZES; do
   fi
   printf '%-22s %10s %10s %12s %10s | %10s %12s %10s | %7s\n' "$n-$fmt" "$records" "$secs" "$ours" "$((rss / 1024))" "$dsecs" "$duck" "$dmib" "$ratio"
 done
+
+# The cost of schema proposals and of re-typing, on the first data set: the same compaction
+# without proposals (best of 3 each way), then a re-typing run after a catalog change that
+# types one unknown field (`fw`) of every tenant's boiler.
+set_one="${SIZES%% *}"; n="${set_one%%:*}"; fmt="${set_one##*:}"; data="$WORK/sample-$n-$fmt"
+best() { sort -n | head -1; }
+with=$(for i in 1 2 3; do rm -rf "$WORK/lake"; time_rss "$BIN" compact --staged "$data/staged" --lake "$WORK/lake" --catalog "$data/catalog" | cut -d' ' -f1; done | best)
+without=$(for i in 1 2 3; do rm -rf "$WORK/lake"; time_rss "$BIN" compact --staged "$data/staged" --lake "$WORK/lake" --catalog "$data/catalog" --no-proposals | cut -d' ' -f1; done | best)
+echo "proposals on $n-$fmt: ${with}s with, ${without}s without ($(awk -v a="$with" -v b="$without" 'BEGIN { printf "%+.1f%%", (a / b - 1) * 100 }'))"
+rm -rf "$WORK/lake" "$WORK/catalog2"
+"$BIN" schema import --lake "$WORK/lake" "$data/catalog" > /dev/null
+"$BIN" compact --staged "$data/staged" --lake "$WORK/lake" > /dev/null
+for t in t01 t02 t03; do
+  "$BIN" schema accept --lake "$WORK/lake" --tenant "$t" --metric boiler --field fw > /dev/null
+done
+read -r rsecs rrss < <(time_rss "$BIN" compact --staged "$data/staged" --lake "$WORK/lake")
+echo "re-typing after accepting boiler.fw for 3 tenants: ${rsecs}s, peak $((rrss / 1024)) MiB; $(grep 're-typed' "$WORK/last.out" | sed 's/^ *//')"

@@ -151,6 +151,20 @@ impl CompactReport {
             self.records_per_second(),
             self.peak_rss_bytes >> 20,
         );
+        if !self.retype.tenants.is_empty() {
+            s.push_str(&format!(
+                "  catalog changed for {}: re-typed {} partitions ({} stored records resolved again)\n",
+                self.retype.tenants.join(", "),
+                self.retype.partitions,
+                self.retype.records
+            ));
+        }
+        if !self.proposals.tenants.is_empty() {
+            s.push_str(&format!(
+                "  schema proposals updated for {} (fineo-batch schema proposals --tenant T)\n",
+                self.proposals.tenants.join(", ")
+            ));
+        }
         for (reason, n) in &r.errors_by_reason {
             s.push_str(&format!("  errors[{reason}]: {n}\n"));
         }

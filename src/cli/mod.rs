@@ -82,6 +82,9 @@ struct CompactArgs {
     /// Print the JSON report on stdout instead of the human summary.
     #[arg(long)]
     json: bool,
+    /// Do not update the schema proposals (`<lake>/_proposals/`).
+    #[arg(long)]
+    no_proposals: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -187,6 +190,7 @@ async fn compact(a: CompactArgs) -> Result<i32> {
         .with_catalog(catalog)
         .with_keep(keep)
         .with_report(a.report.or(job.report))
+        .with_proposals(!a.no_proposals)
         .with_progress(progress);
     if let Some(mb) = a.memory_budget_mb.or(job.memory_budget_mb) {
         op = op.with_memory_budget(mb << 20);

@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
+use crate::model::RawValue;
 use crate::model::{Arrival, FastMap, Rec};
-use crate::resolve::raw::{self, put_len, put_str, RawFields};
+use crate::resolve::raw::{self, put_len, put_str};
 
 /// Appends one record: ts, object index, position, metric as sent, encoded fields.
 pub fn encode(
@@ -13,7 +14,7 @@ pub fn encode(
     object: u32,
     position: u64,
     metric_sent: &str,
-    fields: &[(std::borrow::Cow<'_, str>, crate::model::RawValue<'_>)],
+    fields: &[(std::borrow::Cow<'_, str>, RawValue<'_>)],
 ) {
     out.extend_from_slice(&ts.to_le_bytes());
     out.extend_from_slice(&object.to_le_bytes());
@@ -114,7 +115,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::RawValue;
+    use crate::resolve::raw::RawFields;
 
     #[test]
     fn encode_decode_round_trip() {

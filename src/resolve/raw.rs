@@ -62,15 +62,22 @@ pub fn decode(buf: &[u8]) -> Option<RawFields<'_>> {
     (r.pos == buf.len()).then_some(out)
 }
 
-/// Field names of an encoding (for the partition's name summary).
-pub fn names(buf: &[u8]) -> impl Iterator<Item = &str> {
-    decode(buf)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(n, _)| match n {
-            Cow::Borrowed(s) => s,
-            Cow::Owned(_) => unreachable!("decode borrows"),
-        })
+/// Field names of an encoding, as bytes, skipping the values without decoding them (for the
+/// partition's name summary; names are UTF-8 when the encoding is whole).
+pub fn name_bytes(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut r = Reader { buf, pos: 0 };
+    let n = r.len().unwrap_or(0);
+    (0..n).map_while(move |_| {
+        let name = r.bytes()?;
+        match r.byte()? {
+            NULL | FALSE | TRUE => {}
+            NUMBER | STR | NESTED => {
+                r.bytes()?;
+            }
+            _ => return None,
+        }
+        Some(name)
+    })
 }
 
 /// Writes a LEB128 length.
@@ -114,12 +121,15 @@ impl<'a> Reader<'a> {
         }
         None
     }
-    fn str(&mut self) -> Option<&'a str> {
+    fn bytes(&mut self) -> Option<&'a [u8]> {
         let n = self.len()?;
         let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len())?;
-        let s = std::str::from_utf8(&self.buf[self.pos..end]).ok()?;
+        let b = &self.buf[self.pos..end];
         self.pos = end;
-        Some(s)
+        Some(b)
+    }
+    fn str(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes()?).ok()
     }
 }
 
@@ -142,8 +152,8 @@ mod tests {
         encode(&mut buf, &fields);
         assert_eq!(decode(&buf).unwrap(), fields);
         assert_eq!(
-            names(&buf).collect::<Vec<_>>(),
-            ["b", "a", "n", "t", "f", "j", "é"]
+            name_bytes(&buf).collect::<Vec<_>>(),
+            ["b", "a", "n", "t", "f", "j", "é"].map(str::as_bytes)
         );
         assert!(decode(&buf[..buf.len() - 1]).is_none());
         assert!(decode(&[1, 1, b'a', 9]).is_none());

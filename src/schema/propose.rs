@@ -550,7 +550,7 @@ impl MetricObs {
     }
 
     /// Counts the chosen value of declared field `f` as converted or not.
-    fn observe_chosen(&mut self, spec: &MetricSpec, f: usize, v: &RawValue<'_>, ts: i64) {
+    fn observe_chosen(&mut self, spec: &MetricSpec, f: usize, v: &RawValue<'_>, ts: i64, ok: bool) {
         let field = &spec.fields[f];
         let slot = match self.lookup.slots[f] {
             Some(slot) if self.declared[slot].1.declared == field.ty => slot,
@@ -561,7 +561,7 @@ impl MetricObs {
             }
         };
         let d = &mut self.declared[slot].1;
-        if converts(v, field.ty) {
+        if ok {
             d.ok += 1;
         } else {
             d.failures.observe(v, ts);
@@ -585,6 +585,33 @@ pub fn observe_record(
     fields: &[(Cow<'_, str>, RawValue<'_>)],
     ts: i64,
 ) {
+    observe_with(obs, spec, fields, ts, |field, v| converts(v, field.ty));
+}
+
+/// [`observe_record`] for a record resolution already converted: `mismatches` are the
+/// canonical fields whose value did not convert ([`crate::resolve::Values::mismatches`]), so
+/// no value is converted twice.
+pub fn observe_resolved(
+    obs: &mut MetricObs,
+    spec: Option<&MetricSpec>,
+    fields: &[(Cow<'_, str>, RawValue<'_>)],
+    ts: i64,
+    mismatches: &[std::sync::Arc<str>],
+) {
+    observe_with(obs, spec, fields, ts, |field, _| {
+        !mismatches
+            .iter()
+            .any(|m| std::sync::Arc::ptr_eq(m, &field.name) || *m == field.name)
+    });
+}
+
+fn observe_with(
+    obs: &mut MetricObs,
+    spec: Option<&MetricSpec>,
+    fields: &[(Cow<'_, str>, RawValue<'_>)],
+    ts: i64,
+    converted: impl Fn(&crate::catalog::FieldSpec, &RawValue<'_>) -> bool,
+) {
     obs.record(ts);
     obs.bind(spec);
     for (i, (name, v)) in fields.iter().enumerate() {
@@ -607,7 +634,8 @@ pub fn observe_record(
         };
         if obs.lookup.chosen[f].is_some_and(|(_, c)| c == i) {
             obs.lookup.chosen[f] = None;
-            obs.observe_chosen(spec, f, v, ts);
+            let ok = converted(&spec.fields[f], v);
+            obs.observe_chosen(spec, f, v, ts, ok);
         }
     }
 }
@@ -1276,12 +1304,14 @@ mod tests {
         }
     }
 
-    /// Observes records the way compaction does: one accumulator per partition metric.
+    /// Observes records the way compaction does (resolution, then [`observe_resolved`]), one
+    /// accumulator per partition metric; checks [`observe_record`] agrees.
     fn observe_all(
         records: &[Map<String, Value>],
         catalog: Option<&TenantCatalog>,
     ) -> BTreeMap<String, MetricObs> {
         let mut run = BTreeMap::new();
+        let mut plain = BTreeMap::new();
         for rec in records {
             let metric = rec["metric"].as_str().expect("metric");
             let ts = parse_event_time(&raw(&rec["timestamp"])).expect("timestamp");
@@ -1293,10 +1323,16 @@ mod tests {
             let spec = catalog.and_then(|c| c.metric(metric));
             let key = spec.map_or(metric, |s| s.name.as_str()).to_string();
             let obs = run
+                .entry(key.clone())
+                .or_insert_with(|| MetricObs::new(spec.is_some()));
+            let resolved = crate::resolve::resolve_fields(&fields, spec);
+            observe_resolved(obs, spec, &fields, ts, &resolved.mismatches);
+            let check = plain
                 .entry(key)
                 .or_insert_with(|| MetricObs::new(spec.is_some()));
-            observe_record(obs, spec, &fields, ts);
+            observe_record(check, spec, &fields, ts);
         }
+        assert_eq!(run, plain, "observe_resolved and observe_record agree");
         run
     }
 
@@ -1486,6 +1522,23 @@ mod tests {
         assert!(!c.compatible(FieldType::Boolean));
         c.add(Double, 1);
         assert!(c.compatible(FieldType::Float) && !c.compatible(FieldType::Long));
+    }
+
+    #[test]
+    fn mostly_compatible_tolerates_rare_dirty_values_only() {
+        use PType::{Double, String};
+        let mut c = TypeCounts::default();
+        c.add(Double, 95);
+        c.add(String, 4);
+        assert!(!c.compatible(FieldType::Double));
+        assert!(c.mostly_compatible(FieldType::Double), "4% n/a");
+        c.add(String, 1);
+        assert!(!c.mostly_compatible(FieldType::Double), "5% is often");
+        assert!(c.mostly_compatible(FieldType::String));
+        let mut words = TypeCounts::default();
+        words.add(String, 2);
+        assert!(!words.mostly_compatible(FieldType::Double));
+        assert!(!TypeCounts::default().mostly_compatible(FieldType::String));
     }
 
     fn spec_catalog() -> TenantCatalog {

@@ -123,6 +123,41 @@ fn readme_examples_run() {
     }
     assert!(ran >= 3, "README has too few runnable examples");
     assert!(Path::new(&tmp.path().join("lake/_fineo")).is_dir());
+    readme_schema_workflow_took_effect(&tmp.path().join("lake"));
+}
+
+/// The README's worked schema example moved `rssi` and `fw` of t01's boiler into typed columns.
+fn readme_schema_workflow_took_effect(lake: &Path) {
+    let dump = lake_dump(lake);
+    let rows = &typed_rows(&dump)["t01/boiler"];
+    let filled = |c: &str| rows.iter().filter(|r| !r[c].is_null()).count();
+    assert!(
+        filled("rssi") > 10 && filled("firmware") > 10,
+        "{:?}",
+        rows.first()
+    );
+    assert!(rows
+        .iter()
+        .all(|r| r["rssi"].is_null() || r["rssi"].is_i64()));
+    for (part, lines) in untyped_lines(&dump) {
+        if part.starts_with("t01/boiler/") {
+            assert!(lines
+                .iter()
+                .all(|l| l.get("rssi").is_none() && l.get("fw").is_none()));
+        } else if part.starts_with("t02/boiler/") {
+            assert!(
+                lines.iter().any(|l| l.get("rssi").is_some()),
+                "t02 is not re-typed"
+            );
+        }
+    }
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(lake.parent().unwrap().join("t01.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        doc["metrics"]["boiler"]["fields"]["firmware"]["aliases"],
+        serde_json::json!(["fw"])
+    );
 }
 
 fn shell_words(cmd: &str) -> Vec<String> {

@@ -46,6 +46,7 @@ pub struct Compact {
     partition_concurrency: usize,
     memory_budget: usize,
     max_attempts: u32,
+    proposals: bool,
     progress: Arc<dyn Progress>,
 }
 
@@ -63,6 +64,7 @@ impl Compact {
             partition_concurrency: 4,
             memory_budget: 256 << 20,
             max_attempts: 5,
+            proposals: true,
             progress: Arc::new(NoProgress),
         }
     }
@@ -106,6 +108,12 @@ impl Compact {
     /// How many times to re-plan after losing a commit race.
     pub fn with_max_attempts(mut self, n: u32) -> Self {
         self.max_attempts = n.max(1);
+        self
+    }
+
+    /// Whether to update the schema proposals of the tenants seen (on by default).
+    pub fn with_proposals(mut self, on: bool) -> Self {
+        self.proposals = on;
         self
     }
 
@@ -234,6 +242,7 @@ impl Compact {
             keep: self.keep,
             tag: tag.clone(),
             version,
+            proposals: self.proposals,
         };
         self.progress.start("merge", Some(keys.len() as u64));
         phase.report.spilled_bytes = read.buckets.spilled_bytes;
@@ -284,7 +293,7 @@ impl Compact {
             r.output.bytes_written += res.bytes_written;
             r.output.partitions_touched += 1;
             r.retype.records += res.retyped;
-            r.retype.partitions += u64::from(res.retyped > 0);
+            r.retype.partitions += u64::from(res.rebuilt);
             for (f, n) in &res.mismatches {
                 let k = format!("{}/{}/{f}", res.change.tenant, res.change.metric);
                 *r.records.type_mismatches.entry(k).or_default() += n;
@@ -367,7 +376,7 @@ impl Compact {
             .map(|t| serde_json::to_string(&t.doc).expect("catalog json"))
             .collect();
         docs.sort();
-        format!("{:?}\n{}", self.keep, docs.join("\n"))
+        format!("{:?} {}\n{}", self.keep, self.proposals, docs.join("\n"))
     }
 
     /// Writes the quarantine lines of each tenant to staging (streamed, multipart when big).

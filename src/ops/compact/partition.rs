@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::model::{FieldType, PartitionKey, Rec};
 use crate::names;
 use crate::resolve::{raw, resolve_fields};
-use crate::schema::propose::{observe_record, MetricObs};
+use crate::schema::propose::{observe_resolved, MetricObs};
 use crate::storage::Location;
 use crate::write::index::{self, DataFile, PartitionManifest, SentNames};
 use crate::write::typed::{self, Columns};
@@ -31,6 +31,9 @@ pub struct PartitionResult {
     pub bytes_written: u64,
     /// Type mismatches of new records, by canonical field.
     pub mismatches: Vec<(Arc<str>, u64)>,
+    /// Whether the partition was rebuilt because the catalog changed (re-typed, emptied, or
+    /// receiving records of a metric that became an alias).
+    pub rebuilt: bool,
     /// Lake records read back because the catalog changed how they resolve.
     pub retyped: u64,
     /// What the new records showed about fields the catalog does not know (proposals).
@@ -46,6 +49,8 @@ pub struct PartitionCtx {
     /// Deterministic run tag used in file names.
     pub tag: String,
     pub version: u64,
+    /// Whether to observe new records for schema proposals.
+    pub proposals: bool,
 }
 
 /// One partition to rebuild: new records, and other lake partitions whose records now belong
@@ -85,6 +90,7 @@ pub async fn build(ctx: &PartitionCtx, job: PartitionJob) -> Result<PartitionRes
     let key = job.key;
     let paths = PartitionPaths::of(&key);
     let (lake_recs, manifest, moved) = read_lake(ctx, &key, &paths, &job.sources).await?;
+    let rebuilt = job.retype || !job.sources.is_empty();
     let retyped = if job.retype {
         lake_recs.len() as u64
     } else {
@@ -94,6 +100,7 @@ pub async fn build(ctx: &PartitionCtx, job: PartitionJob) -> Result<PartitionRes
     let columns = spec.as_ref().map(|s| Columns(s.columns()));
     let objects = ctx.objects.clone();
     let (keep, version, tenant) = (ctx.keep, ctx.version, key.tenant.clone());
+    let propose = ctx.proposals;
     let typed_path = format!("{}/part-{}-00000.parquet", paths.typed_rel, ctx.tag);
     let bucket = job.bucket;
     let catalog = ctx.catalog.clone();
@@ -107,11 +114,11 @@ pub async fn build(ctx: &PartitionCtx, job: PartitionJob) -> Result<PartitionRes
             let mut lake_recs = lake_recs;
             resolve_all(&mut lake_recs, spec.as_ref(), |_, _, _| {})?;
             let mut mismatches = MismatchCount::default();
-            let mut observed = (!new.is_empty()).then(|| MetricObs::new(spec.is_some()));
+            let mut observed = (propose && !new.is_empty()).then(|| MetricObs::new(spec.is_some()));
             resolve_all(&mut new, spec.as_ref(), |r, fields, v| {
                 mismatches.add(&v.mismatches);
                 if let Some(obs) = observed.as_mut() {
-                    observe_record(obs, spec.as_ref(), fields, r.ts);
+                    observe_resolved(obs, spec.as_ref(), fields, r.ts, &v.mismatches);
                 }
             })?;
             let (winners, stats) = merge(lake_recs, new, keep);
@@ -143,6 +150,7 @@ pub async fn build(ctx: &PartitionCtx, job: PartitionJob) -> Result<PartitionRes
         untyped_lines: counts.1,
         bytes_written,
         mismatches,
+        rebuilt,
         retyped,
         observed,
     })
@@ -190,21 +198,18 @@ fn resolve_all(
 
 /// The sent names of the winners and how the current catalog resolves them.
 fn fingerprint(catalog: &Catalog, tenant: &str, winners: &[Rec]) -> (SentNames, u64) {
-    let mut metrics = BTreeSet::new();
-    let mut fields = BTreeSet::new();
+    let mut metrics: BTreeSet<&str> = BTreeSet::new();
+    let mut fields: BTreeSet<&[u8]> = BTreeSet::new();
     for r in winners {
-        if !metrics.contains(r.metric_sent.as_ref()) {
-            metrics.insert(r.metric_sent.to_string());
-        }
-        for n in raw::names(&r.raw) {
-            if !fields.contains(n) {
-                fields.insert(n.to_string());
-            }
-        }
+        metrics.insert(&r.metric_sent);
+        fields.extend(raw::name_bytes(&r.raw));
     }
     let names = SentNames {
-        metrics: metrics.into_iter().collect(),
-        fields: fields.into_iter().collect(),
+        metrics: metrics.into_iter().map(str::to_string).collect(),
+        fields: fields
+            .into_iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect(),
     };
     let fp = catalog.resolution_fingerprint(tenant, &names.metrics, &names.fields);
     (names, fp)

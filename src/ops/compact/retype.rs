@@ -34,7 +34,8 @@ pub struct RetypePlan {
     pub jobs: BTreeMap<PartitionKey, RetypeJob>,
     /// Columns of the tables of every changed, declared metric.
     pub schemas: Vec<TableSchema>,
-    /// Tenants whose catalog changed since the lake was last built.
+    /// Tenants whose catalog changed since the lake was last built (a tenant's first catalog
+    /// counts only when it changes stored partitions).
     pub tenants: Vec<String>,
     /// The new applied-catalog document, when it changed.
     pub applied: Option<Bytes>,
@@ -58,8 +59,12 @@ pub async fn plan(lake: &Location, catalog: &Catalog) -> Result<RetypePlan> {
     for t in tenants {
         let (old, new) = (applied.get(t), current.get(t));
         if old != new {
-            out.tenants.push(t.clone());
+            let jobs = out.jobs.len();
             plan_tenant(lake, catalog, t, old, new, &mut out).await?;
+            // A tenant first seen with a catalog is no change unless stored data resolves anew.
+            if old.is_some() || out.jobs.len() > jobs {
+                out.tenants.push(t.clone());
+            }
         }
     }
     out.applied = Some(Bytes::from(
