@@ -1,7 +1,5 @@
-//! Typed rows: Arrow batches, Parquet files (sorted, with statistics) and Delta file stats;
-//! and reading a partition's typed rows back.
+//! Typed rows: Arrow batches, Parquet files (sorted, with statistics) and Delta file stats.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -12,14 +10,13 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use serde_json::{json, Map, Value};
 
 use crate::error::{Error, Result};
-use crate::model::{FieldType, Rec, TypedValue, TypedValues};
+use crate::model::{FieldType, Rec, TypedValue};
 
 /// The columns of a typed table after `timestamp`, in order.
 #[derive(Clone, Debug, PartialEq)]
@@ -170,66 +167,4 @@ fn min_max(col: &dyn Array) -> Option<(Value, Value)> {
 fn ts_json(us: i64) -> Value {
     let dt = chrono::DateTime::from_timestamp_micros(us).unwrap_or_default();
     json!(dt.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
-}
-
-/// Reads typed rows of a Parquet file: timestamp (ms) -> non-null values by column name.
-pub fn read_parquet(path: &str, bytes: Bytes) -> Result<HashMap<i64, TypedValues>> {
-    let err = |e: &dyn std::fmt::Display| Error::data_file(path, e);
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(|e| err(&e))?
-        .build()
-        .map_err(|e| err(&e))?;
-    let mut out = HashMap::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| err(&e))?;
-        let schema = batch.schema();
-        let ts = batch
-            .column_by_name("timestamp")
-            .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>())
-            .ok_or_else(|| err(&"no timestamp column"))?;
-        let cols: Vec<(Arc<str>, &ArrayRef)> = schema
-            .fields()
-            .iter()
-            .zip(batch.columns())
-            .filter(|(f, _)| f.name() != "timestamp")
-            .map(|(f, c)| (Arc::from(f.name().as_str()), c))
-            .collect();
-        for row in 0..batch.num_rows() {
-            let vals = cols
-                .iter()
-                .filter_map(|(n, c)| cell(c.as_ref(), row).map(|v| (n.clone(), v)))
-                .collect();
-            out.insert(ts.value(row).div_euclid(1000), vals);
-        }
-    }
-    Ok(out)
-}
-
-fn cell(col: &dyn Array, row: usize) -> Option<TypedValue> {
-    if col.is_null(row) {
-        return None;
-    }
-    let any = col.as_any();
-    if let Some(a) = any.downcast_ref::<TimestampMicrosecondArray>() {
-        return Some(TypedValue::Int(a.value(row).div_euclid(1000)));
-    }
-    if let Some(a) = any.downcast_ref::<Int64Array>() {
-        return Some(TypedValue::Int(a.value(row)));
-    }
-    if let Some(a) = any.downcast_ref::<Int32Array>() {
-        return Some(TypedValue::Int(a.value(row) as i64));
-    }
-    if let Some(a) = any.downcast_ref::<Float64Array>() {
-        return Some(TypedValue::Float(a.value(row)));
-    }
-    if let Some(a) = any.downcast_ref::<Float32Array>() {
-        return Some(TypedValue::Float(a.value(row) as f64));
-    }
-    if let Some(a) = any.downcast_ref::<BooleanArray>() {
-        return Some(TypedValue::Bool(a.value(row)));
-    }
-    if let Some(a) = any.downcast_ref::<StringArray>() {
-        return Some(TypedValue::Str(a.value(row).to_string()));
-    }
-    None
 }

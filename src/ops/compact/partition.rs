@@ -129,26 +129,25 @@ pub async fn build(ctx: &PartitionCtx, job: PartitionJob) -> Result<PartitionRes
         .await??
     };
     let (enc, stats, mismatches, observed) = enc;
-    let change_files = write_files(ctx, &key, &paths, enc, typed_path).await?;
-    let (typed_add, untyped_staged, index_staged, bytes_written, counts) = change_files;
+    let w = write_files(ctx, &key, &paths, enc, typed_path).await?;
     let change = PartitionChange {
         tenant: key.tenant.clone(),
         metric: key.metric.clone(),
         date: key.date(),
         columns: columns.map(|c| c.0.iter().map(|(n, t)| (n.to_string(), *t)).collect()),
-        typed_add,
+        typed_add: w.typed_add,
         typed_remove: manifest.typed,
-        untyped_staged,
+        untyped_staged: w.untyped_staged,
         untyped_path: paths.untyped,
-        index_staged,
+        index_staged: w.index_staged,
         index_path: paths.index,
     };
     Ok(PartitionResult {
         change,
         stats,
-        typed_rows: counts.0,
-        untyped_lines: counts.1,
-        bytes_written,
+        typed_rows: w.typed_rows,
+        untyped_lines: w.untyped_lines,
+        bytes_written: w.bytes,
         mismatches,
         rebuilt,
         retyped,
@@ -283,13 +282,15 @@ fn encode_partition(
     })
 }
 
-type Written = (
-    Vec<TypedFile>,
-    Option<String>,
-    Option<String>,
-    u64,
-    (u64, u64),
-);
+/// The files a partition wrote.
+struct Written {
+    typed_add: Vec<TypedFile>,
+    untyped_staged: Option<String>,
+    index_staged: Option<String>,
+    bytes: u64,
+    typed_rows: u64,
+    untyped_lines: u64,
+}
 
 /// Puts the typed file in place (unreferenced until the Delta commit) and stages the others.
 async fn write_files(
@@ -336,13 +337,14 @@ async fn write_files(
         }
         None => None,
     };
-    Ok((
+    Ok(Written {
         typed_add,
         untyped_staged,
         index_staged,
-        bytes_written,
-        (typed_rows, enc.untyped_count),
-    ))
+        bytes: bytes_written,
+        typed_rows,
+        untyped_lines: enc.untyped_count,
+    })
 }
 
 /// The lake's records that belong to this partition under the current catalog: its own (minus
