@@ -6,14 +6,17 @@
 //! ```text
 //! sources   list staged objects, arrival order            (src/sources)
 //!   -> decode    gzip / Avro / JSON Lines -> raw records  (src/decode)
-//!   -> resolve   catalog: aliases, types, untyped rest    (src/resolve, src/catalog)
+//!   -> resolve   admit: tenant, metric, time -> partition (src/resolve, src/catalog)
 //!   -> dedup     buckets per partition, merge with lake   (src/dedup)
+//!                (fields resolved here: aliases, types, untyped rest; new and stored alike)
 //!   -> write     typed Parquet, untyped JSONL, index      (src/write)
 //!   -> commit    lake log, ledger, Delta publish          (src/commit)
 //! ```
 //!
-//! Operations (one per command) live in [`ops`]; bad input goes to [`quarantine`]; every run
-//! ends with a [`report`]. Locations are URLs handled by `object_store` ([`storage`]).
+//! The index keeps every record as sent, so a catalog change re-types stored records through
+//! the same resolution ([`schema`]: proposals, catalog versions and edits). Operations (one
+//! per command) live in [`ops`]; bad input goes to [`quarantine`]; every run ends with a
+//! [`report`]. Locations are URLs handled by `object_store` ([`storage`]).
 
 pub mod catalog;
 pub mod commit;
