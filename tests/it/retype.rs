@@ -264,3 +264,55 @@ fn only_partitions_that_hold_an_accepted_field_are_rewritten() {
         .collect();
     assert_eq!(humidity, [json!(40.0), json!(41.5), Value::Null]);
 }
+
+#[test]
+fn hide_drops_a_column_and_unhide_brings_the_stored_values_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (staged, lake) = (tmp.path().join("staged"), tmp.path().join("lake"));
+    let doc = json!({"tenant": "tx", "metrics": {"boiler": {"fields": {
+        "temperature": {"type": "double", "aliases": ["temp"]}, "site": {"type": "string"}}}}});
+    let seed = tmp.path().join("tx.json");
+    std::fs::write(&seed, doc.to_string()).unwrap();
+    fineo_ok(&["schema", "import", "--lake", s(&lake), s(&seed)], 0);
+    put_object(
+        &staged,
+        "2026/01/01/00/s-1-2026-01-01-00-00-00-a",
+        &[
+            json!({"tenant": "tx", "metric": "boiler", "timestamp": 1000, "temp": "20.5", "site": "a"}),
+            json!({"tenant": "tx", "metric": "boiler", "timestamp": 2000, "temperature": 21, "site": "b", "x": 1}),
+        ],
+    );
+    compact(&staged, &lake, None, &[]);
+    let original = lake_content(&lake);
+    schema_json(
+        &lake,
+        "tx",
+        &["hide", "--metric", "boiler", "--field", "temperature"],
+    );
+    let hidden = compact(&staged, &lake, None, &[]);
+    assert_eq!(hidden["retype"]["partitions"], 1, "{hidden}");
+    let rows = &typed_rows(&lake_dump(&lake))["tx/boiler"];
+    let sites: Vec<&Value> = rows.iter().map(|r| &r["site"]).collect();
+    assert_eq!(sites, [&json!("a"), &json!("b")]);
+    for r in rows {
+        let mut cols: Vec<&String> = r.as_object().unwrap().keys().collect();
+        cols.sort();
+        assert_eq!(cols, ["date", "site", "timestamp"], "no temperature column");
+    }
+    let untyped = untyped_lines(&lake_dump(&lake));
+    assert_eq!(
+        untyped["tx/boiler/1970-01-01"],
+        [json!({"timestamp": 2000, "x": "1"})]
+    );
+    schema_json(
+        &lake,
+        "tx",
+        &["unhide", "--metric", "boiler", "--field", "temperature"],
+    );
+    compact(&staged, &lake, None, &[]);
+    assert_eq!(
+        lake_content(&lake),
+        original,
+        "unhide restores the stored values"
+    );
+}
