@@ -316,3 +316,51 @@ fn hide_drops_a_column_and_unhide_brings_the_stored_values_back() {
         "unhide restores the stored values"
     );
 }
+
+#[test]
+fn renaming_a_metric_moves_its_rows_to_the_new_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (staged, lake) = (tmp.path().join("staged"), tmp.path().join("lake"));
+    let doc = json!({"tenant": "tx", "metrics": {"boiler": {"aliases": ["machine1"], "fields": {
+        "temperature": {"type": "double"}}}}});
+    let seed = tmp.path().join("tx.json");
+    std::fs::write(&seed, doc.to_string()).unwrap();
+    fineo_ok(&["schema", "import", "--lake", s(&lake), s(&seed)], 0);
+    put_object(
+        &staged,
+        "2026/01/01/00/s-1-2026-01-01-00-00-00-a",
+        &[
+            json!({"tenant": "tx", "metric": "boiler", "timestamp": 1000, "temperature": 20.5}),
+            json!({"tenant": "tx", "metric": "machine1", "timestamp": 2000, "temperature": 21, "x": 1}),
+        ],
+    );
+    compact(&staged, &lake, None, &[]);
+    schema_json(
+        &lake,
+        "tx",
+        &["rename", "--metric", "boiler", "--to", "heater"],
+    );
+    let report = compact(&staged, &lake, None, &[]);
+    assert_eq!(report["retype"]["partitions"], 2, "{report}");
+    let dump = lake_dump(&lake);
+    let rows = typed_rows(&dump);
+    let temps: Vec<&Value> = rows["tx/heater"]
+        .iter()
+        .map(|r| &r["temperature"])
+        .collect();
+    assert_eq!(temps, [&json!(20.5), &json!(21.0)]);
+    assert_eq!(
+        rows.get("tx/boiler").map_or(0, Vec::len),
+        0,
+        "old table has no rows"
+    );
+    let untyped = untyped_lines(&dump);
+    assert_eq!(
+        untyped["tx/heater/1970-01-01"],
+        [json!({"timestamp": 2000, "x": "1"})]
+    );
+    assert!(!untyped.contains_key("tx/boiler/1970-01-01"));
+    assert!(!lake
+        .join("_fineo/index/tenant=tx/metric=boiler/date=1970-01-01.parquet")
+        .exists());
+}
