@@ -200,6 +200,15 @@ async fn accepted_proposals_retype_the_lake_as_if_the_catalog_had_been_there() {
     assert!(p["metrics"].get("machine1b").is_none(), "{p}");
 }
 
+/// `staged` and `lake` below `dir`, the lake's catalog store seeded with `doc`.
+fn tenant_lake(dir: &Path, doc: &Value) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (staged, lake) = (dir.join("staged"), dir.join("lake"));
+    let seed = dir.join("seed.json");
+    std::fs::write(&seed, doc.to_string()).unwrap();
+    fineo_ok(&["schema", "import", "--lake", s(&lake), s(&seed)], 0);
+    (staged, lake)
+}
+
 /// One staged JSON Lines object.
 fn put_object(staged: &Path, key: &str, lines: &[Value]) {
     let p = staged.join(key);
@@ -211,11 +220,8 @@ fn put_object(staged: &Path, key: &str, lines: &[Value]) {
 #[test]
 fn only_partitions_that_hold_an_accepted_field_are_rewritten() {
     let tmp = tempfile::tempdir().unwrap();
-    let (staged, lake) = (tmp.path().join("staged"), tmp.path().join("lake"));
     let doc = json!({"tenant": "tx", "metrics": {"boiler": {"fields": {"temperature": {"type": "double"}}}}});
-    let seed = tmp.path().join("tx.json");
-    std::fs::write(&seed, doc.to_string()).unwrap();
-    fineo_ok(&["schema", "import", "--lake", s(&lake), s(&seed)], 0);
+    let (staged, lake) = tenant_lake(tmp.path(), &doc);
     let day = 86_400_000i64;
     let rec = |d: i64, extra: Value| {
         let mut r = json!({"tenant": "tx", "metric": "boiler", "timestamp": d * day + 5, "temperature": 20.5});
@@ -268,12 +274,9 @@ fn only_partitions_that_hold_an_accepted_field_are_rewritten() {
 #[test]
 fn hide_drops_a_column_and_unhide_brings_the_stored_values_back() {
     let tmp = tempfile::tempdir().unwrap();
-    let (staged, lake) = (tmp.path().join("staged"), tmp.path().join("lake"));
     let doc = json!({"tenant": "tx", "metrics": {"boiler": {"fields": {
         "temperature": {"type": "double", "aliases": ["temp"]}, "site": {"type": "string"}}}}});
-    let seed = tmp.path().join("tx.json");
-    std::fs::write(&seed, doc.to_string()).unwrap();
-    fineo_ok(&["schema", "import", "--lake", s(&lake), s(&seed)], 0);
+    let (staged, lake) = tenant_lake(tmp.path(), &doc);
     put_object(
         &staged,
         "2026/01/01/00/s-1-2026-01-01-00-00-00-a",
@@ -320,12 +323,9 @@ fn hide_drops_a_column_and_unhide_brings_the_stored_values_back() {
 #[test]
 fn renaming_a_metric_moves_its_rows_to_the_new_table() {
     let tmp = tempfile::tempdir().unwrap();
-    let (staged, lake) = (tmp.path().join("staged"), tmp.path().join("lake"));
     let doc = json!({"tenant": "tx", "metrics": {"boiler": {"aliases": ["machine1"], "fields": {
         "temperature": {"type": "double"}}}}});
-    let seed = tmp.path().join("tx.json");
-    std::fs::write(&seed, doc.to_string()).unwrap();
-    fineo_ok(&["schema", "import", "--lake", s(&lake), s(&seed)], 0);
+    let (staged, lake) = tenant_lake(tmp.path(), &doc);
     put_object(
         &staged,
         "2026/01/01/00/s-1-2026-01-01-00-00-00-a",

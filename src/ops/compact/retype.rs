@@ -94,15 +94,12 @@ async fn plan_tenant(
             continue;
         }
         let spec = catalog.metric(tenant, &dir).filter(|s| s.name == dir);
-        if let Some(spec) = spec {
+        let want = spec.map(|s| s.columns());
+        if let Some(cols) = &want {
             out.schemas.push(TableSchema {
                 tenant: tenant.to_string(),
                 metric: dir.clone(),
-                columns: spec
-                    .columns()
-                    .iter()
-                    .map(|(n, t)| (n.to_string(), *t))
-                    .collect(),
+                columns: cols.iter().map(|(n, t)| (n.to_string(), *t)).collect(),
             });
         }
         for (day, index) in days {
@@ -110,8 +107,8 @@ async fn plan_tenant(
                 continue;
             };
             let fp = catalog.resolution_fingerprint(tenant, &m.names.metrics, &m.names.fields);
-            let fits = match spec {
-                Some(s) => columns_fit(&m.columns, &s.columns()),
+            let fits = match &want {
+                Some(cols) => columns_fit(&m.columns, cols),
                 None => m.columns.is_empty(),
             };
             if fp == m.resolution && fits {
