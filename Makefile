@@ -14,9 +14,10 @@ build:
 pyenv:
 	scripts/pyenv.sh
 
-## The whole suite: unit tests and the one integration-test binary.
+## The whole suite: unit tests and the one integration-test binary, beside a real S3 server
+## (moto on 127.0.0.1, started and stopped by PID by scripts/with-moto.sh).
 test: pyenv
-	FINEO_PYTHON=$(CURDIR)/.venv/bin/python cargo test --all-targets -- --test-threads=2
+	FINEO_PYTHON=$(CURDIR)/.venv/bin/python scripts/with-moto.sh cargo test --all-targets -- --test-threads=2
 
 ## Formatting and lints, warnings are errors.
 check:

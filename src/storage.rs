@@ -1,15 +1,54 @@
 //! Locations: a URL or local path turned into an object store plus a prefix, and the few
 //! store calls the pipeline needs (conditional create, optional get, listing).
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use url::Url;
 
 use crate::error::{Error, Result};
+
+/// Settings of the object store behind a location, as object_store configuration keys
+/// (`aws_endpoint`, `aws_region`, `aws_server_side_encryption`, `aws_sse_kms_key_id`, ...).
+/// They are applied over the standard environment (`AWS_*` variables, instance and task
+/// roles). Values may be credentials, so `Debug` prints the keys only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct StorageOptions(BTreeMap<String, String>);
+
+impl StorageOptions {
+    /// No settings beyond the environment.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets one configuration key (lower-case object_store name, e.g. `aws_endpoint`).
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.0.insert(key.into().to_ascii_lowercase(), value.into());
+        self
+    }
+
+    /// The value of a key, if set.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    /// Every key and value.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+impl fmt::Debug for StorageOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
 
 /// A place in an object store: the store, the prefix inside it, and the URL it came from.
 #[derive(Clone, Debug)]
@@ -33,6 +72,11 @@ impl Location {
     /// missing). S3 credentials, region, endpoint and SSE settings come from the standard AWS
     /// environment (`AWS_ENDPOINT_URL`, `AWS_SERVER_SIDE_ENCRYPTION`, `AWS_SSE_KMS_KEY_ID`, ...).
     pub fn parse(location: &str) -> Result<Self> {
+        Self::parse_with(location, &StorageOptions::default())
+    }
+
+    /// Like [`Location::parse`], with store settings that override the environment.
+    pub fn parse_with(location: &str, options: &StorageOptions) -> Result<Self> {
         let invalid = |reason: String| Error::InvalidLocation {
             location: location.to_string(),
             reason,
@@ -45,13 +89,18 @@ impl Location {
             let abs = std::fs::canonicalize(path).map_err(|e| invalid(e.to_string()))?;
             Url::from_directory_path(&abs).map_err(|_| invalid("not an absolute path".into()))?
         };
-        let (store, prefix) = build_store(&url).map_err(invalid)?;
+        let (store, prefix) = build_store(&url, options).map_err(invalid)?;
         Ok(Location { store, prefix, url })
     }
 
     /// Like [`Location::parse`] for inputs: a local directory must already exist (a typo in
     /// `--staged` or `--catalog` is an error, not an empty input).
     pub fn parse_existing(location: &str) -> Result<Self> {
+        Self::parse_existing_with(location, &StorageOptions::default())
+    }
+
+    /// Like [`Location::parse_existing`], with store settings that override the environment.
+    pub fn parse_existing_with(location: &str, options: &StorageOptions) -> Result<Self> {
         let local = match location.strip_prefix("file://") {
             Some(path) => Some(path),
             None if !location.contains("://") => Some(location),
@@ -65,7 +114,7 @@ impl Location {
                 });
             }
         }
-        Self::parse(location)
+        Self::parse_with(location, options)
     }
 
     /// A location over an explicit store (tests wrap stores to inject faults).
@@ -271,18 +320,17 @@ impl Location {
     }
 }
 
-fn build_store(url: &Url) -> std::result::Result<(Arc<dyn ObjectStore>, Path), String> {
+fn build_store(
+    url: &Url,
+    options: &StorageOptions,
+) -> std::result::Result<(Arc<dyn ObjectStore>, Path), String> {
     match url.scheme() {
         "s3" | "s3a" => {
             let bucket = url.host_str().ok_or("missing bucket")?;
-            let mut builder =
-                object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
-            if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
-                builder = builder
-                    .with_endpoint(&endpoint)
-                    .with_allow_http(endpoint.starts_with("http://"));
-            }
-            let store = builder.build().map_err(|e| e.to_string())?;
+            let store = s3_builder(options)?
+                .with_bucket_name(bucket)
+                .build()
+                .map_err(|e| e.to_string())?;
             let prefix = Path::from_url_path(url.path()).map_err(|e| e.to_string())?;
             Ok((Arc::new(store), prefix))
         }
@@ -296,8 +344,29 @@ fn build_store(url: &Url) -> std::result::Result<(Arc<dyn ObjectStore>, Path), S
             Ok((Arc::new(store), prefix))
         }
         _ => {
-            let (store, prefix) = object_store::parse_url(url).map_err(|e| e.to_string())?;
+            let (store, prefix) =
+                object_store::parse_url_opts(url, options.iter()).map_err(|e| e.to_string())?;
             Ok((Arc::from(store), prefix))
         }
     }
+}
+
+/// The environment's S3 settings, then `options`. A plain-HTTP endpoint (a local
+/// S3-compatible server) is allowed without a separate `aws_allow_http` (set on the builder,
+/// which keeps it inside the client options).
+fn s3_builder(options: &StorageOptions) -> std::result::Result<AmazonS3Builder, String> {
+    let mut builder = AmazonS3Builder::from_env();
+    for (key, value) in options.iter() {
+        let key: AmazonS3ConfigKey = key
+            .parse()
+            .map_err(|_| format!("unknown S3 storage option {key:?}"))?;
+        builder = builder.with_config(key, value);
+    }
+    let http = builder
+        .get_config_value(&AmazonS3ConfigKey::Endpoint)
+        .is_some_and(|e| e.starts_with("http://"));
+    if http {
+        builder = builder.with_allow_http(true);
+    }
+    Ok(builder)
 }

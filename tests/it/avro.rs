@@ -24,11 +24,11 @@ fn staged_record(ts: i64, temp: f64, extra: &str) -> Value {
            "fields": {"temp": {"$branch": "double", "value": temp}, "pressure": {"$branch": "long", "value": 7}, "note": extra, "gone": null}})
 }
 
-#[test]
-fn fastavro_codecs_schemas_truncation_and_gzip_members() {
-    let tmp = tempfile::tempdir().unwrap();
-    let staged = tmp.path().join("staged");
-    let catalog = tmp.path().join("catalog");
+fn fastavro_codecs_schemas_truncation_and_gzip_members(backend: Backend) {
+    let site = Site::new(backend);
+    let tmp = site.scratch();
+    let staged = tmp.join("staged");
+    let catalog = tmp.join("catalog");
     std::fs::create_dir_all(&catalog).unwrap();
     std::fs::write(
         catalog.join("t1.json"),
@@ -69,7 +69,7 @@ fn fastavro_codecs_schemas_truncation_and_gzip_members() {
         "codec": "deflate", "schema": staged_schema(), "records": many,
         "sync_interval": 200, "truncate_bytes": 30
     }));
-    let spec = tmp.path().join("spec.json");
+    let spec = tmp.join("spec.json");
     std::fs::write(&spec, serde_json::to_vec(&json!({"files": files})).unwrap()).unwrap();
     let out = Command::new(python())
         .arg(repo().join("scripts/write_avro.py"))
@@ -102,8 +102,9 @@ fn fastavro_codecs_schemas_truncation_and_gzip_members() {
     )
     .unwrap();
 
-    let lake = tmp.path().join("lake");
-    let report = compact(&staged, &lake, Some(&catalog), &[]);
+    let staged = site.put_tree(&staged, "staged-s");
+    let report = compact(&staged, site.url("lake"), Some(&catalog), &[]);
+    let lake = site.local("lake");
     let rows = typed_rows(&lake_dump(&lake))["t1/boiler"].clone();
     let by_ts = |ts: i64| {
         rows.iter()
@@ -163,3 +164,4 @@ fn fastavro_codecs_schemas_truncation_and_gzip_members() {
     let first = day.iter().find(|l| l["timestamp"] == T).unwrap();
     assert_eq!(first, &json!({"timestamp": T, "note": "null"}));
 }
+crate::both_backends! { fn fastavro_codecs_schemas_truncation_and_gzip_members; }

@@ -76,12 +76,12 @@ fn check(lake: &Path, report: &Value, exp: &Value) {
     );
 }
 
-#[test]
-fn resolution_rules_exact_rows() {
-    let tmp = tempfile::tempdir().unwrap();
+fn resolution_rules_exact_rows(backend: Backend) {
+    let site = Site::new(backend);
     let fx = testdata("fixtures/resolution");
-    let lake = tmp.path().join("lake");
-    let report = compact(&fx.join("staged"), &lake, Some(&fx.join("catalog")), &[]);
+    let staged = site.put_tree(&fx.join("staged"), "staged");
+    let report = compact(&staged, site.url("lake"), Some(&fx.join("catalog")), &[]);
+    let lake = site.local("lake");
     check(
         &lake,
         &report,
@@ -103,6 +103,7 @@ fn resolution_rules_exact_rows() {
     assert!(lake.join("errors/tenant=_unknown").is_dir());
     assert!(lake.join("errors/tenant=t1").is_dir());
 }
+crate::both_backends! { fn resolution_rules_exact_rows; }
 
 #[test]
 fn fail_on_error_exits_3_but_keeps_the_good_records() {
@@ -112,7 +113,7 @@ fn fail_on_error_exits_3_but_keeps_the_good_records() {
     let (staged, catalog) = (fx.join("staged"), fx.join("catalog"));
     let mut args = compact_args(&staged, &lake, Some(&catalog));
     args.retain(|a| *a != "--json");
-    args.push("--fail-on-error");
+    args.push("--fail-on-error".into());
     let stdout = fineo_ok(&args, 3);
     assert!(
         stdout.contains("16 in = 9 written + 0 duplicates"),
@@ -121,42 +122,46 @@ fn fail_on_error_exits_3_but_keeps_the_good_records() {
     assert_eq!(lake_dump(&lake)["totals"]["typed_rows"], 6);
 }
 
-#[test]
-fn corrections_win_latest_and_keep_first() {
+fn corrections_win_latest_and_keep_first(backend: Backend) {
     let fx = testdata("fixtures/dedup");
+    let site = Site::new(backend);
+    let staged = site.put_tree(&fx.join("staged"), "staged");
     for (keep, exp) in [
         ("latest", "expected_latest.json"),
         ("first", "expected_first.json"),
     ] {
-        let tmp = tempfile::tempdir().unwrap();
-        let lake = tmp.path().join("lake");
+        let lake = format!("lake-{keep}");
         let report = compact(
-            &fx.join("staged"),
-            &lake,
+            &staged,
+            site.url(&lake),
             Some(&fx.join("catalog")),
             &["--keep", keep],
         );
-        check(&lake, &report, &expected(&format!("fixtures/dedup/{exp}")));
+        let exp = expected(&format!("fixtures/dedup/{exp}"));
+        check(&site.local(&lake), &report, &exp);
     }
 }
+crate::both_backends! { fn corrections_win_latest_and_keep_first; }
 
-#[test]
-fn late_object_with_earlier_key_loses_to_the_lake() {
+fn late_object_with_earlier_key_loses_to_the_lake(backend: Backend) {
     // Run 1 sees objects A and B; object C (key time before both) is delivered afterwards.
-    let tmp = tempfile::tempdir().unwrap();
+    let site = Site::new(backend);
     let fx = testdata("fixtures/dedup");
-    let staged = tmp.path().join("staged");
-    let lake = tmp.path().join("lake");
+    let (first, late) = (site.scratch().join("first"), site.scratch().join("late"));
     for f in walk(&fx.join("staged")) {
-        if !f.to_str().unwrap().contains("cccccccc") {
-            let dest = staged.join(f.strip_prefix(fx.join("staged")).unwrap());
-            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-            std::fs::copy(&f, &dest).unwrap();
-        }
+        let dir = match f.to_str().unwrap().contains("cccccccc") {
+            true => &late,
+            false => &first,
+        };
+        let dest = dir.join(f.strip_prefix(fx.join("staged")).unwrap());
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(&f, &dest).unwrap();
     }
+    let staged = site.put_tree(&first, "staged");
+    let lake = site.url("lake");
     let r1 = compact(&staged, &lake, Some(&fx.join("catalog")), &[]);
     assert_eq!(r1["records"]["written"], 3);
-    copy_tree(&fx.join("staged"), &staged);
+    site.put_tree(&late, "staged");
     let r2 = compact(&staged, &lake, Some(&fx.join("catalog")), &[]);
     assert_eq!(r2["objects"]["read"], 1);
     assert_eq!(r2["records"]["records_in"], 2);
@@ -166,20 +171,19 @@ fn late_object_with_earlier_key_loses_to_the_lake() {
         "C's record loses to B's already in the lake"
     );
     let exp = expected("fixtures/dedup/expected_latest.json");
-    let typed = typed_rows(&lake_dump(&lake));
+    let typed = typed_rows(&lake_dump(&site.local("lake")));
     assert_eq!(
         Value::Array(typed["t1/boiler"].clone()),
         exp["typed"]["t1/boiler"]
     );
 }
+crate::both_backends! { fn late_object_with_earlier_key_loses_to_the_lake; }
 
-#[test]
-fn odd_names_and_keys_stay_inside_their_tenant() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (staged, catalog, lake) = (
-        tmp.path().join("staged"),
-        tmp.path().join("catalog"),
-        tmp.path().join("lake"),
+fn odd_names_and_keys_stay_inside_their_tenant(backend: Backend) {
+    let site = Site::new(backend);
+    let (staged_dir, catalog) = (
+        site.scratch().join("staged"),
+        site.scratch().join("catalog"),
     );
     std::fs::create_dir_all(&catalog).unwrap();
     std::fs::write(
@@ -187,18 +191,24 @@ fn odd_names_and_keys_stay_inside_their_tenant() {
         r#"{"tenant":"t1","metrics":{"boiler_room":{"aliases":["boiler room/2"],"fields":{"temp":{"type":"double"}}}}}"#,
     )
     .unwrap();
-    std::fs::create_dir_all(staged.join("odd dir")).unwrap();
+    std::fs::create_dir_all(staged_dir.join("odd dir")).unwrap();
     let lines = [
         r#"{"tenant":"t1","metric":"boiler room/2","timestamp":1767225600000,"temp":1.5}"#,
         r#"{"tenant":"t1","metric":"../../escape","timestamp":1767225600000,"x":"1"}"#,
         r#"{"tenant":"t1","metric":"a/b=c%d","timestamp":1767225600000,"y":"2"}"#,
     ];
     // Object keys with characters object stores treat specially.
-    std::fs::write(staged.join("odd dir/exp~1 [x]%41.json"), lines.join("\n")).unwrap();
-    let report = compact(&staged, &lake, Some(&catalog), &[]);
+    std::fs::write(
+        staged_dir.join("odd dir/exp~1 [x]%41.json"),
+        lines.join("\n"),
+    )
+    .unwrap();
+    let staged = site.put_tree(&staged_dir, "staged-s");
+    let report = compact(&staged, site.url("lake"), Some(&catalog), &[]);
     assert_eq!(report["records"]["written"], 3);
-    for f in walk(tmp.path()) {
-        let rel = f.strip_prefix(tmp.path()).unwrap().to_str().unwrap();
+    let lake = site.local("lake");
+    for f in walk(site.scratch()) {
+        let rel = f.strip_prefix(site.scratch()).unwrap().to_str().unwrap();
         assert!(
             rel.starts_with("staged/")
                 || rel.starts_with("catalog/")
@@ -223,5 +233,9 @@ fn odd_names_and_keys_stay_inside_their_tenant() {
     assert_eq!(untyped["t1/a/b=c%d/2026-01-01"][0]["y"], "2");
     assert_eq!(untyped["t1/../../escape/2026-01-01"][0]["x"], "1");
     // A second run finds the odd key in the ledger.
-    assert_eq!(compact(&staged, &lake, Some(&catalog), &[])["noop"], true);
+    assert_eq!(
+        compact(&staged, site.url("lake"), Some(&catalog), &[])["noop"],
+        true
+    );
 }
+crate::both_backends! { fn odd_names_and_keys_stay_inside_their_tenant; }

@@ -1,5 +1,5 @@
 //! A generated archive compacted and checked against the generator's ground truth, with the
-//! typed tables read back by deltalake and DuckDB.
+//! typed tables read back by deltalake and DuckDB; on a local directory and on S3.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -7,16 +7,17 @@ use serde_json::Value;
 
 use crate::harness::*;
 
-fn check_against_truth(keep: &str, policy: &str) {
-    let tmp = tempfile::tempdir().unwrap();
-    let sample = tmp.path().join("sample");
-    let lake = tmp.path().join("lake");
+fn check_against_truth(backend: Backend, keep: &str, policy: &str) {
+    let site = Site::new(backend);
+    let sample = site.scratch().join("sample");
     let truth = generate(&sample, 20_000, "mixed", 3, 3);
+    let staged = site.put_tree(&sample.join("staged"), "staged");
+    let catalog = site.put_tree(&sample.join("catalog"), "catalog");
     let report = compact(
-        &sample.join("staged"),
-        &lake,
-        Some(&sample.join("catalog")),
-        &["--keep", keep],
+        &staged,
+        site.url("lake"),
+        None,
+        &["--catalog", &catalog, "--keep", keep],
     );
     let rec = &report["records"];
     assert_eq!(rec["records_in"], truth["records"], "every record read");
@@ -46,7 +47,7 @@ fn check_against_truth(keep: &str, policy: &str) {
         truth[policy]["untyped_lines"]
     );
 
-    let dump = lake_dump(&lake);
+    let dump = lake_dump(&site.local("lake"));
     assert_eq!(
         dump["totals"]["typed_rows"], truth["typed_rows"],
         "rows as deltalake/DuckDB read them"
@@ -86,27 +87,26 @@ fn check_against_truth(keep: &str, policy: &str) {
     }
 }
 
-#[test]
-fn generated_archive_matches_ground_truth() {
-    check_against_truth("latest", "latest");
+fn generated_archive_matches_ground_truth(backend: Backend) {
+    check_against_truth(backend, "latest", "latest");
 }
+crate::both_backends! { fn generated_archive_matches_ground_truth; }
 
-#[test]
-fn generated_archive_keep_first_matches_ground_truth() {
-    check_against_truth("first", "first");
+fn generated_archive_keep_first_matches_ground_truth(backend: Backend) {
+    check_against_truth(backend, "first", "first");
 }
+crate::both_backends! { fn generated_archive_keep_first_matches_ground_truth; }
 
-#[test]
-fn tiny_memory_budget_spills_and_gives_the_same_lake() {
-    let tmp = tempfile::tempdir().unwrap();
-    let sample = tmp.path().join("sample");
+fn tiny_memory_budget_spills_and_gives_the_same_lake(backend: Backend) {
+    let site = Site::new(backend);
+    let sample = site.scratch().join("sample");
     generate(&sample, 5_000, "jsonl-gz", 11, 3);
-    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let staged = site.put_tree(&sample.join("staged"), "staged");
     let cat = sample.join("catalog");
-    let ra = compact(&sample.join("staged"), &a, Some(&cat), &[]);
+    let ra = compact(&staged, site.url("a"), Some(&cat), &[]);
     let rb = compact(
-        &sample.join("staged"),
-        &b,
+        &staged,
+        site.url("b"),
         Some(&cat),
         &["--memory-budget-mb", "0", "--fetch-concurrency", "1"],
     );
@@ -116,5 +116,9 @@ fn tiny_memory_budget_spills_and_gives_the_same_lake() {
         "budget 0 must spill"
     );
     assert_eq!(ra["records"], rb["records"]);
-    assert_eq!(lake_content(&a), lake_content(&b));
+    assert_eq!(
+        lake_content(&site.local("a")),
+        lake_content(&site.local("b"))
+    );
 }
+crate::both_backends! { fn tiny_memory_budget_spills_and_gives_the_same_lake; }

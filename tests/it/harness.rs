@@ -1,11 +1,16 @@
 //! Test harness: temp workspaces, the binary, the Python readers, and lake snapshots that can
 //! be compared whole.
 
+pub mod site;
+
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
+
+pub use site::*;
 
 /// The repository root.
 pub fn repo() -> PathBuf {
@@ -30,17 +35,18 @@ pub fn python() -> PathBuf {
     p
 }
 
-/// Runs the fineo-batch binary.
-pub fn fineo(args: &[&str]) -> Output {
+/// Runs the fineo-batch binary (with the AWS environment that reaches the test S3 server).
+pub fn fineo<S: AsRef<OsStr>>(args: &[S]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_fineo-batch"))
         .args(args)
+        .envs(s3_env())
         .env("RUST_LOG", "warn")
         .output()
         .expect("run fineo-batch")
 }
 
 /// Runs the binary and requires exit code `code`; returns stdout.
-pub fn fineo_ok(args: &[&str], code: i32) -> String {
+pub fn fineo_ok<S: AsRef<OsStr> + std::fmt::Debug>(args: &[S], code: i32) -> String {
     let out = fineo(args);
     assert_eq!(
         out.status.code(),
@@ -52,30 +58,36 @@ pub fn fineo_ok(args: &[&str], code: i32) -> String {
     String::from_utf8(out.stdout).expect("utf-8 stdout")
 }
 
-/// Arguments of `compact --json` over these locations.
-pub fn compact_args<'a>(
-    staged: &'a Path,
-    lake: &'a Path,
-    catalog: Option<&'a Path>,
-) -> Vec<&'a str> {
+/// Arguments of `compact --json` over these locations (local paths or URLs).
+pub fn compact_args(
+    staged: impl AsRef<OsStr>,
+    lake: impl AsRef<OsStr>,
+    catalog: Option<&Path>,
+) -> Vec<String> {
+    let loc = |l: &OsStr| l.to_str().expect("utf-8 location").to_string();
     let mut args = vec![
-        "compact",
-        "--json",
-        "--staged",
-        s(staged),
-        "--lake",
-        s(lake),
+        "compact".to_string(),
+        "--json".into(),
+        "--staged".into(),
+        loc(staged.as_ref()),
+        "--lake".into(),
+        loc(lake.as_ref()),
     ];
     if let Some(c) = catalog {
-        args.extend(["--catalog", s(c)]);
+        args.extend(["--catalog".into(), s(c).into()]);
     }
     args
 }
 
 /// `compact --json`: returns the report.
-pub fn compact(staged: &Path, lake: &Path, catalog: Option<&Path>, extra: &[&str]) -> Value {
+pub fn compact(
+    staged: impl AsRef<OsStr>,
+    lake: impl AsRef<OsStr>,
+    catalog: Option<&Path>,
+    extra: &[&str],
+) -> Value {
     let mut args = compact_args(staged, lake, catalog);
-    args.extend(extra);
+    args.extend(extra.iter().map(|a| a.to_string()));
     serde_json::from_str(&fineo_ok(&args, 0)).expect("report json")
 }
 
