@@ -247,15 +247,6 @@ pub fn generate(dir: &Path, records: u64, format: &str, seed: u64, days: u64) ->
     serde_json::from_slice(&std::fs::read(dir.join("truth.json")).unwrap()).unwrap()
 }
 
-/// Copies the staged objects `keys` of a sample into `dest` (a staged prefix).
-pub fn copy_objects<'a>(sample: &Path, keys: impl IntoIterator<Item = &'a String>, dest: &Path) {
-    for key in keys {
-        let to = dest.join(key);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(sample.join("staged").join(key), to).unwrap();
-    }
-}
-
 /// The truth's object keys in physical delivery order.
 pub fn deliveries(truth: &Value) -> Vec<String> {
     serde_json::from_value(truth["deliveries"].clone()).unwrap()

@@ -5,9 +5,11 @@ mod harness;
 
 mod avro;
 mod cli;
+mod fault_store;
 mod faults;
 mod fixtures;
 mod generated;
 mod incremental;
+mod races;
 mod retype;
 mod schema;

@@ -1,0 +1,215 @@
+//! An object store that fails at the Nth request (as an error, a transient error, or by
+//! aborting the process), and lake snapshots that compare a recovered lake file by file.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use object_store::path::Path as StorePath;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
+
+use fineo_batch::storage::Location;
+
+use crate::harness::*;
+
+/// Which requests are counted (and can fail).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Puts, multipart starts, copies and deletes.
+    Writes,
+    /// Every request, reads and listings included.
+    All,
+}
+
+/// What happens at the chosen request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// It and every later counted request fail: the process lost its connection for good.
+    Dead,
+    /// Only it fails (a flaky network); later requests succeed.
+    Transient,
+    /// The process aborts there (SIGABRT), mid-run, with nothing cleaned up.
+    Abort,
+}
+
+/// Passes requests through to `inner`, failing the `fail_at`-th counted one (0-based).
+#[derive(Debug)]
+pub struct FaultStore {
+    inner: Arc<dyn ObjectStore>,
+    scope: Scope,
+    mode: Mode,
+    fail_at: u64,
+    /// Counted requests so far.
+    pub count: AtomicU64,
+}
+
+impl fmt::Display for FaultStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "FaultStore({:?} {:?} at {})",
+            self.scope, self.mode, self.fail_at
+        )
+    }
+}
+
+impl FaultStore {
+    fn check(&self, write: bool) -> object_store::Result<()> {
+        if !write && self.scope == Scope::Writes {
+            return Ok(());
+        }
+        let n = self.count.fetch_add(1, Ordering::SeqCst);
+        let hit = match self.mode {
+            Mode::Dead => n >= self.fail_at,
+            Mode::Transient | Mode::Abort => n == self.fail_at,
+        };
+        if !hit {
+            return Ok(());
+        }
+        if self.mode == Mode::Abort {
+            std::process::abort();
+        }
+        Err(object_store::Error::Generic {
+            store: "FaultStore",
+            source: format!("injected failure at request #{n}").into(),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for FaultStore {
+    async fn put_opts(
+        &self,
+        location: &StorePath,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        self.check(true)?;
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &StorePath,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.check(true)?;
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &StorePath,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.check(false)?;
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<StorePath>>,
+    ) -> BoxStream<'static, object_store::Result<StorePath>> {
+        if let Err(e) = self.check(true) {
+            return futures::stream::once(async move { Err(e) }).boxed();
+        }
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&StorePath>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        if let Err(e) = self.check(false) {
+            return futures::stream::once(async move { Err(e) }).boxed();
+        }
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&StorePath>,
+    ) -> object_store::Result<ListResult> {
+        self.check(false)?;
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &StorePath,
+        to: &StorePath,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.check(true)?;
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// `plain` with its store wrapped in a [`FaultStore`].
+pub fn faulty(
+    plain: &Location,
+    scope: Scope,
+    mode: Mode,
+    fail_at: u64,
+) -> (Location, Arc<FaultStore>) {
+    let store = Arc::new(FaultStore {
+        inner: plain.store().clone(),
+        scope,
+        mode,
+        fail_at,
+        count: AtomicU64::new(0),
+    });
+    let loc = Location::with_store(store.clone(), plain.prefix().clone(), plain.url().clone());
+    (loc, store)
+}
+
+/// Every data file a reader could meet, by path and content hash, plus each Delta table's
+/// active files. Deterministic file names make a recovered lake byte-identical.
+pub fn snapshot(lake: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut active: BTreeMap<String, bool> = BTreeMap::new();
+    for f in walk(lake) {
+        let rel = f.strip_prefix(lake).unwrap().to_str().unwrap().to_string();
+        if rel.contains('#') {
+            // object_store's local temp file of a write cut short by kill -9: never renamed
+            // into place, so no reader (Delta log, *.jsonl glob) can meet it.
+            continue;
+        }
+        if rel.contains("/_delta_log/") && rel.ends_with(".json") {
+            let table = rel.split("/_delta_log/").next().unwrap().to_string();
+            for line in std::fs::read_to_string(&f).unwrap().lines() {
+                let a: serde_json::Value = serde_json::from_str(line).unwrap();
+                if let Some(p) = a["add"]["path"].as_str() {
+                    active.insert(format!("{table}/{p}"), true);
+                }
+                if let Some(p) = a["remove"]["path"].as_str() {
+                    active.insert(format!("{table}/{p}"), false);
+                }
+            }
+            continue;
+        }
+        let keep = rel.starts_with("typed/") && rel.ends_with(".parquet")
+            || rel.starts_with("untyped/")
+            || rel.starts_with("errors/")
+            || rel.starts_with("_fineo/index/")
+            || rel.starts_with("_proposals/")
+            || rel == "_fineo/catalog-applied.json";
+        if keep {
+            let h = xxhash_rust::xxh3::xxh3_64(&std::fs::read(&f).unwrap());
+            out.insert(rel, format!("{h:016x}"));
+        }
+    }
+    for (p, live) in active {
+        if live {
+            out.insert(format!("delta-active:{p}"), String::new());
+        }
+    }
+    out
+}
