@@ -370,3 +370,37 @@ fn s3_builder(options: &StorageOptions) -> std::result::Result<AmazonS3Builder, 
     }
     Ok(builder)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_option_is_named_and_its_value_never_shown() {
+        let opts = StorageOptions::new()
+            .with("aws_region", "eu-west-1")
+            .with("aws_not_an_option", "s3cr3t-value");
+        let err = Location::parse_with("s3://bucket/prefix", &opts).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("aws_not_an_option"), "{text}");
+        assert!(!text.contains("s3cr3t-value"), "{text}");
+        let debug = format!("{opts:?}");
+        assert_eq!(debug, r#"{"aws_not_an_option", "aws_region"}"#);
+    }
+
+    #[test]
+    fn options_override_the_environment_and_an_http_endpoint_is_allowed() {
+        let opts = StorageOptions::new()
+            .with("AWS_ENDPOINT", "http://127.0.0.1:1")
+            .with("aws_region", "eu-west-1");
+        let builder = s3_builder(&opts).unwrap();
+        let get = |k: AmazonS3ConfigKey| builder.get_config_value(&k);
+        assert_eq!(
+            get(AmazonS3ConfigKey::Endpoint).unwrap(),
+            "http://127.0.0.1:1"
+        );
+        assert_eq!(get(AmazonS3ConfigKey::Region).unwrap(), "eu-west-1");
+        let allow = AmazonS3ConfigKey::Client(object_store::ClientConfigKey::AllowHttp);
+        assert_eq!(get(allow).unwrap(), "true");
+    }
+}

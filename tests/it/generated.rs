@@ -47,7 +47,7 @@ fn check_against_truth(backend: Backend, keep: &str, policy: &str) {
         truth[policy]["untyped_lines"]
     );
 
-    let dump = lake_dump(&site.local("lake"));
+    let dump = site.dump("lake");
     assert_eq!(
         dump["totals"]["typed_rows"], truth["typed_rows"],
         "rows as deltalake/DuckDB read them"

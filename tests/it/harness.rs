@@ -129,9 +129,16 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
 
 /// The lake as other engines read it (`scripts/lake_dump.py`: deltalake + DuckDB + json).
 pub fn lake_dump(lake: &Path) -> Value {
+    lake_dump_with(lake, &[])
+}
+
+/// [`lake_dump`] with more script arguments.
+pub fn lake_dump_with(lake: &Path, args: &[&str]) -> Value {
     let out = Command::new(python())
         .arg(repo().join("scripts/lake_dump.py"))
         .arg(lake)
+        .args(args)
+        .envs(s3_env())
         .output()
         .expect("run lake_dump.py");
     assert!(

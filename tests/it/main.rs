@@ -13,3 +13,4 @@ mod incremental;
 mod races;
 mod retype;
 mod schema;
+mod storage;

@@ -162,6 +162,22 @@ impl Site {
         self.url(name)
     }
 
+    /// The lake `name` as other engines read it ([`crate::harness::lake_dump`]); on S3 read
+    /// from a local mirror, and every Delta table also straight from S3 by deltalake.
+    pub fn dump(&self, name: &str) -> serde_json::Value {
+        let local = self.local(name);
+        match self.backend {
+            Backend::Fs => crate::harness::lake_dump(&local),
+            Backend::S3 => {
+                let dump = crate::harness::lake_dump_with(&local, &["--s3-lake", &self.url(name)]);
+                let tables = dump["typed"].as_array().unwrap().len();
+                assert!(tables > 0, "no typed table to read on S3");
+                assert_eq!(dump["s3_tables_checked"], tables, "tables read on S3");
+                dump
+            }
+        }
+    }
+
     /// A local directory with the content of location `name`: the directory itself on the
     /// local backend, a fresh mirror (same keys, written through the local store) on S3.
     pub fn local(&self, name: &str) -> PathBuf {
