@@ -11,3 +11,4 @@ mod generated;
 mod incremental;
 mod retype;
 mod schema;
+mod security;
