@@ -13,6 +13,12 @@ pub enum Error {
     #[error("invalid location {location:?}: {reason}")]
     InvalidLocation { location: String, reason: String },
 
+    /// A storage setting (`--sse`, `--storage-option`, a job file's `[storage]`, or the AWS
+    /// environment) that is unknown or inconsistent. Names the key, never its value (values
+    /// may be credentials).
+    #[error("storage option {key}: {reason}")]
+    StorageOption { key: String, reason: String },
+
     /// An object store request failed.
     #[error("storage error on {path}: {source}")]
     Store {

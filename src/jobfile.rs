@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use crate::dedup::Keep;
 use crate::error::{Error, Result};
+use crate::storage::{Sse, StorageOptions};
 
 /// A job file.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -18,9 +19,41 @@ pub struct JobFile {
     /// Settings of `compact`.
     #[serde(default)]
     pub compact: Option<CompactJob>,
+    /// Storage settings of every location the job's commands use.
+    #[serde(default)]
+    pub storage: Option<StorageJob>,
     /// Schedule and deployment hints (read by the AWS artifacts, checked here).
     #[serde(default)]
     pub schedule: Option<Schedule>,
+}
+
+/// `[storage]` table of a job file: server-side encryption and object_store settings of every
+/// location (SPEC 15). Credentials do not belong here: they come from the environment or the
+/// task role.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageJob {
+    /// `aes256`, `aws:kms` or `aws:kms:dsse`.
+    pub sse: Option<Sse>,
+    /// KMS key id, ARN or `alias/...` (with `aws:kms` / `aws:kms:dsse`).
+    pub sse_kms_key_id: Option<String>,
+    /// object_store S3 configuration keys (`aws_endpoint`, `aws_region`, ...).
+    #[serde(default)]
+    pub options: StorageOptions,
+}
+
+impl StorageJob {
+    /// The settings: `options`, then `sse` and `sse_kms_key_id` over them.
+    pub fn storage_options(&self) -> StorageOptions {
+        let mut o = self.options.clone();
+        if let Some(sse) = self.sse {
+            o = o.with_sse(sse);
+        }
+        if let Some(id) = &self.sse_kms_key_id {
+            o = o.with_sse_kms_key_id(id.clone());
+        }
+        o
+    }
 }
 
 /// `[compact]` table of a job file.
@@ -57,7 +90,7 @@ impl JobFile {
             reason,
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let job: JobFile = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        let job: JobFile = toml::from_str(&text).map_err(|e| err(toml_error(&text, &e)))?;
         if let Some(s) = &job.schedule {
             if !(s.expression.starts_with("cron(") || s.expression.starts_with("rate(")) {
                 return Err(err(format!(
@@ -78,6 +111,86 @@ impl JobFile {
                 ));
             }
         }
+        if let Some(st) = &job.storage {
+            if st.sse_kms_key_id.is_some() && st.sse.is_some_and(|s| !s.uses_kms()) {
+                return Err(err(
+                    "[storage] sse_kms_key_id needs sse = \"aws:kms\" or \"aws:kms:dsse\"".into(),
+                ));
+            }
+        }
         Ok(job)
+    }
+}
+
+/// A TOML error as its message and position, without the quoted source line (which may hold
+/// a credential someone put in the file).
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("{} (line {line}, column {column})", e.message().trim_end())
+        }
+        None => e.message().trim_end().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<JobFile> {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        JobFile::load(f.path())
+    }
+
+    #[test]
+    fn storage_table_gives_the_settings() {
+        let job = load(
+            "[storage]\nsse = \"aws:kms\"\nsse_kms_key_id = \"alias/lake\"\n\
+             [storage.options]\nendpoint = \"http://127.0.0.1:9000\"\naws_region = \"eu-west-1\"\n",
+        )
+        .unwrap();
+        let st = job.storage.unwrap();
+        assert_eq!(st.sse, Some(Sse::Kms));
+        assert_eq!(
+            st.storage_options().iter().collect::<Vec<_>>(),
+            [
+                ("aws_endpoint", "http://127.0.0.1:9000"),
+                ("aws_region", "eu-west-1"),
+                ("aws_server_side_encryption", "aws:kms"),
+                ("aws_sse_kms_key_id", "alias/lake"),
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_storage_tables_are_refused_without_showing_values() {
+        let cases = [
+            (
+                "[storage]\nsse = \"kms\"\n",
+                "unknown server-side encryption \"kms\": expected aes256, aws:kms or \
+                 aws:kms:dsse (line 2, column 7)",
+            ),
+            (
+                "[storage]\nsse = \"aes256\"\nsse_kms_key_id = \"alias/lake\"\n",
+                "[storage] sse_kms_key_id needs sse = \"aws:kms\" or \"aws:kms:dsse\"",
+            ),
+            (
+                "[storage]\noptions = { aws_secret_acess_key = \"s3cr3t-in-file\" }\n",
+                "storage option aws_secret_acess_key: not an S3 storage option",
+            ),
+            (
+                "[storage]\nsecret = \"s3cr3t-in-file\"\n",
+                "unknown field `secret`",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = load(text).unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
+            assert!(!err.contains("s3cr3t-in-file"), "{err}");
+        }
     }
 }

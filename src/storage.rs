@@ -14,10 +14,74 @@ use url::Url;
 
 use crate::error::{Error, Result};
 
+/// Server-side encryption of the objects written to S3 (SPEC 15).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sse {
+    /// SSE-S3: keys managed by S3 (`AES256`).
+    Aes256,
+    /// SSE-KMS: a KMS key (the bucket's default, or the one given as the KMS key id).
+    Kms,
+    /// DSSE-KMS: dual-layer encryption with a KMS key.
+    DsseKms,
+}
+
+impl Sse {
+    /// The value S3 takes in `x-amz-server-side-encryption`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sse::Aes256 => "AES256",
+            Sse::Kms => "aws:kms",
+            Sse::DsseKms => "aws:kms:dsse",
+        }
+    }
+
+    /// Whether a KMS key id applies.
+    pub fn uses_kms(self) -> bool {
+        matches!(self, Sse::Kms | Sse::DsseKms)
+    }
+}
+
+impl fmt::Display for Sse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Sse {
+    type Err = Error;
+
+    /// `aes256`, `aws:kms` or `aws:kms:dsse`, in any case.
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "aes256" => Ok(Sse::Aes256),
+            "aws:kms" => Ok(Sse::Kms),
+            "aws:kms:dsse" => Ok(Sse::DsseKms),
+            _ => Err(Error::StorageOption {
+                key: SSE_KEY.into(),
+                reason: format!(
+                    "unknown server-side encryption {s:?}: expected aes256, aws:kms or aws:kms:dsse"
+                ),
+            }),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Sse {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+const SSE_KEY: &str = "aws_server_side_encryption";
+const KMS_KEY_ID_KEY: &str = "aws_sse_kms_key_id";
+const BUCKET_KEY_KEY: &str = "aws_sse_bucket_key_enabled";
+
 /// Settings of the object store behind a location, as object_store configuration keys
 /// (`aws_endpoint`, `aws_region`, `aws_server_side_encryption`, `aws_sse_kms_key_id`, ...).
 /// They are applied over the standard environment (`AWS_*` variables, instance and task
-/// roles). Values may be credentials, so `Debug` prints the keys only.
+/// roles), to `s3://` locations. Values may be credentials, so `Debug` prints the keys only,
+/// and no error message carries a value.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct StorageOptions(BTreeMap<String, String>);
 
@@ -27,9 +91,46 @@ impl StorageOptions {
         Self::default()
     }
 
-    /// Sets one configuration key (lower-case object_store name, e.g. `aws_endpoint`).
+    /// Sets one configuration key (lower-case object_store name, e.g. `aws_endpoint`),
+    /// unchecked; see [`StorageOptions::with_option`] for keys from users.
     pub fn with(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.0.insert(key.into().to_ascii_lowercase(), value.into());
+        self
+    }
+
+    /// Sets one S3 configuration key given by a user (`aws_endpoint`, `endpoint`,
+    /// `AWS_REGION`, ...), stored under its canonical name so later settings of the same key
+    /// replace it. An unknown key is an [`Error::StorageOption`] naming the key only.
+    pub fn with_option(self, key: &str, value: impl Into<String>) -> Result<Self> {
+        let canonical = canonical_key(key).ok_or_else(|| Error::StorageOption {
+            key: key.to_string(),
+            reason: "not an S3 storage option (object_store keys such as aws_endpoint, \
+                     aws_region, aws_server_side_encryption, aws_sse_kms_key_id)"
+                .into(),
+        })?;
+        Ok(self.with(canonical, value))
+    }
+
+    /// Server-side encryption of every object written. SSE-S3 takes no KMS key: choosing
+    /// it drops a KMS key id and bucket-key setting set before.
+    pub fn with_sse(mut self, sse: Sse) -> Self {
+        if !sse.uses_kms() {
+            self.0.remove(KMS_KEY_ID_KEY);
+            self.0.remove(BUCKET_KEY_KEY);
+        }
+        self.with(SSE_KEY, sse.as_str())
+    }
+
+    /// The KMS key (id, ARN or `alias/...`) of SSE-KMS / DSSE-KMS.
+    pub fn with_sse_kms_key_id(self, key_id: impl Into<String>) -> Self {
+        self.with(KMS_KEY_ID_KEY, key_id)
+    }
+
+    /// These settings, then `over`'s (which win).
+    pub fn merged(mut self, over: &StorageOptions) -> Self {
+        for (k, v) in over.iter() {
+            self.0.insert(k.to_string(), v.to_string());
+        }
         self
     }
 
@@ -42,6 +143,25 @@ impl StorageOptions {
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
+
+    /// Whether no setting is given.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The credential values among the settings (access key id, secret key, session token,
+    /// SSE-C key): what must never be printed.
+    pub fn credentials(&self) -> impl Iterator<Item = &str> {
+        self.iter()
+            .filter(|(k, _)| is_credential_key(k))
+            .map(|(_, v)| v)
+    }
+
+    /// Checks the settings as an `s3://` location would use them (over the environment):
+    /// a known server-side encryption, and a KMS key id only with SSE-KMS or DSSE-KMS.
+    pub fn check(&self) -> Result<()> {
+        s3_builder(self).map(|_| ())
+    }
 }
 
 impl fmt::Debug for StorageOptions {
@@ -50,12 +170,61 @@ impl fmt::Debug for StorageOptions {
     }
 }
 
+impl TryFrom<BTreeMap<String, String>> for StorageOptions {
+    type Error = Error;
+
+    /// Keys checked as by [`StorageOptions::with_option`].
+    fn try_from(map: BTreeMap<String, String>) -> Result<Self> {
+        map.into_iter()
+            .try_fold(StorageOptions::new(), |o, (k, v)| o.with_option(&k, v))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for StorageOptions {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let map = BTreeMap::<String, String>::deserialize(d)?;
+        StorageOptions::try_from(map).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The canonical object_store name of an S3 configuration key (`endpoint` ->
+/// `aws_endpoint`), `None` when object_store does not know it.
+fn canonical_key(key: &str) -> Option<String> {
+    let key: AmazonS3ConfigKey = key.to_ascii_lowercase().parse().ok()?;
+    Some(key.as_ref().to_string())
+}
+
+/// Whether an S3 configuration key (any spelling object_store accepts, e.g. an `AWS_*`
+/// variable name) holds a credential.
+pub fn is_credential_key(key: &str) -> bool {
+    canonical_key(key).is_some_and(|k| {
+        [
+            "aws_access_key_id",
+            "aws_secret_access_key",
+            "aws_session_token",
+            "aws_sse_customer_key_base64",
+        ]
+        .contains(&k.as_str())
+    })
+}
+
 /// A place in an object store: the store, the prefix inside it, and the URL it came from.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Location {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
     url: Url,
+}
+
+/// The URL and the store's name only: a store's own `Debug` may show its configuration
+/// (object_store's S3 client shows the access key id).
+impl fmt::Debug for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Location")
+            .field("url", &self.url.as_str())
+            .field("store", &format_args!("{}", self.store))
+            .finish()
+    }
 }
 
 /// Outcome of a conditional create.
@@ -89,7 +258,10 @@ impl Location {
             let abs = std::fs::canonicalize(path).map_err(|e| invalid(e.to_string()))?;
             Url::from_directory_path(&abs).map_err(|_| invalid("not an absolute path".into()))?
         };
-        let (store, prefix) = build_store(&url, options).map_err(invalid)?;
+        let (store, prefix) = build_store(&url, options).map_err(|e| match e {
+            BuildError::Option(e) => e,
+            BuildError::Other(reason) => invalid(reason),
+        })?;
         Ok(Location { store, prefix, url })
     }
 
@@ -320,14 +492,33 @@ impl Location {
     }
 }
 
+/// Why a store could not be built: a bad setting (its own error), or the location itself.
+enum BuildError {
+    Option(Error),
+    Other(String),
+}
+
+impl From<String> for BuildError {
+    fn from(reason: String) -> Self {
+        BuildError::Other(reason)
+    }
+}
+
+impl From<&str> for BuildError {
+    fn from(reason: &str) -> Self {
+        BuildError::Other(reason.to_string())
+    }
+}
+
 fn build_store(
     url: &Url,
     options: &StorageOptions,
-) -> std::result::Result<(Arc<dyn ObjectStore>, Path), String> {
+) -> std::result::Result<(Arc<dyn ObjectStore>, Path), BuildError> {
     match url.scheme() {
         "s3" | "s3a" => {
             let bucket = url.host_str().ok_or("missing bucket")?;
-            let store = s3_builder(options)?
+            let store = s3_builder(options)
+                .map_err(BuildError::Option)?
                 .with_bucket_name(bucket)
                 .build()
                 .map_err(|e| e.to_string())?;
@@ -351,24 +542,87 @@ fn build_store(
     }
 }
 
-/// The environment's S3 settings, then `options`. A plain-HTTP endpoint (a local
-/// S3-compatible server) is allowed without a separate `aws_allow_http` (set on the builder,
-/// which keeps it inside the client options).
-fn s3_builder(options: &StorageOptions) -> std::result::Result<AmazonS3Builder, String> {
+/// The environment's S3 settings, then `options`, checked: an encryption S3 knows, and a
+/// KMS key id only with SSE-KMS / DSSE-KMS (object_store would silently send none). A
+/// plain-HTTP endpoint (a local S3-compatible server) is allowed without a separate
+/// `aws_allow_http` (set on the builder, which keeps it inside the client options).
+fn s3_builder(options: &StorageOptions) -> Result<AmazonS3Builder> {
     let mut builder = AmazonS3Builder::from_env();
     for (key, value) in options.iter() {
-        let key: AmazonS3ConfigKey = key
-            .parse()
-            .map_err(|_| format!("unknown S3 storage option {key:?}"))?;
-        builder = builder.with_config(key, value);
+        let parsed: AmazonS3ConfigKey = key.parse().map_err(|_| Error::StorageOption {
+            key: key.to_string(),
+            reason: "not an S3 storage option".into(),
+        })?;
+        builder = builder.with_config(parsed, value);
     }
-    let http = builder
-        .get_config_value(&AmazonS3ConfigKey::Endpoint)
-        .is_some_and(|e| e.starts_with("http://"));
+    let config = |key: &str| {
+        builder.get_config_value(&key.parse::<AmazonS3ConfigKey>().expect("known S3 key"))
+    };
+    let sse = match config(SSE_KEY) {
+        // SSE-C (a customer key) is object_store's to check; it is not offered as `--sse`.
+        Some(v) if v == "sse-c" => None,
+        Some(v) => Some(v.parse::<Sse>()?),
+        None => None,
+    };
+    if config(KMS_KEY_ID_KEY).is_some() && !sse.is_some_and(Sse::uses_kms) {
+        return Err(Error::StorageOption {
+            key: KMS_KEY_ID_KEY.into(),
+            reason: format!(
+                "a KMS key id needs server-side encryption aws:kms or aws:kms:dsse, not {}",
+                sse.map_or("none".to_string(), |s| s.to_string())
+            ),
+        });
+    }
+    let http = config("aws_endpoint").is_some_and(|e| e.starts_with("http://"));
     if http {
         builder = builder.with_allow_http(true);
     }
     Ok(builder)
+}
+
+/// A single file given as a URL or local path (`s3://bucket/dir/report.json`,
+/// `out/report.json`): the location of its directory and its name.
+#[derive(Clone, Debug)]
+pub struct FileTarget {
+    dir: Location,
+    name: String,
+}
+
+impl FileTarget {
+    /// Parses `dest`; a local directory is created if missing.
+    pub fn parse_with(dest: &str, options: &StorageOptions) -> Result<Self> {
+        let (dir, name) = match dest.rsplit_once('/') {
+            Some((d, n)) if !d.is_empty() && !d.ends_with(':') && !d.ends_with("//") => {
+                (d.to_string(), n.to_string())
+            }
+            Some(("", n)) => ("/".to_string(), n.to_string()),
+            _ => (".".to_string(), dest.to_string()),
+        };
+        if name.is_empty() {
+            return Err(Error::InvalidLocation {
+                location: dest.to_string(),
+                reason: "names a directory, not a file".into(),
+            });
+        }
+        Ok(FileTarget {
+            dir: Location::parse_with(&dir, options)?,
+            name,
+        })
+    }
+
+    /// The file's URL.
+    pub fn url(&self) -> String {
+        format!(
+            "{}/{}",
+            self.dir.url().as_str().trim_end_matches('/'),
+            self.name
+        )
+    }
+
+    /// Writes (or overwrites) the file.
+    pub async fn put(&self, bytes: Bytes) -> Result<()> {
+        self.dir.put(&self.name, bytes).await
+    }
 }
 
 #[cfg(test)]
@@ -376,16 +630,169 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_unknown_option_is_named_and_its_value_never_shown() {
-        let opts = StorageOptions::new()
-            .with("aws_region", "eu-west-1")
-            .with("aws_not_an_option", "s3cr3t-value");
-        let err = Location::parse_with("s3://bucket/prefix", &opts).unwrap_err();
+    fn sse_modes_parse_in_any_case_and_unknown_ones_are_named() {
+        for (text, sse) in [
+            ("aes256", Sse::Aes256),
+            ("AES256", Sse::Aes256),
+            ("aws:kms", Sse::Kms),
+            ("AWS:KMS:DSSE", Sse::DsseKms),
+        ] {
+            assert_eq!(text.parse::<Sse>().unwrap(), sse);
+        }
+        assert_eq!(
+            "kms".parse::<Sse>().unwrap_err().to_string(),
+            "storage option aws_server_side_encryption: unknown server-side encryption \"kms\": \
+             expected aes256, aws:kms or aws:kms:dsse"
+        );
+        assert_eq!(Sse::DsseKms.to_string(), "aws:kms:dsse");
+    }
+
+    #[test]
+    fn options_take_canonical_keys_and_refuse_unknown_ones_without_their_value() {
+        let o = StorageOptions::new()
+            .with_option("endpoint", "http://a")
+            .unwrap()
+            .with_option("AWS_ENDPOINT_URL", "http://b")
+            .unwrap()
+            .with_option("region", "eu-west-1")
+            .unwrap();
+        assert_eq!(
+            o.iter().collect::<Vec<_>>(),
+            [("aws_endpoint", "http://b"), ("aws_region", "eu-west-1")]
+        );
+        let err = StorageOptions::new()
+            .with_option("aws_secret_acess_key", "s3cr3t-value")
+            .unwrap_err();
+        assert!(matches!(err, Error::StorageOption { .. }));
         let text = err.to_string();
-        assert!(text.contains("aws_not_an_option"), "{text}");
-        assert!(!text.contains("s3cr3t-value"), "{text}");
-        let debug = format!("{opts:?}");
-        assert_eq!(debug, r#"{"aws_not_an_option", "aws_region"}"#);
+        assert!(
+            text.starts_with("storage option aws_secret_acess_key: not an S3 storage option"),
+            "{text}"
+        );
+        assert!(!text.contains("s3cr3t-value"));
+        let err = StorageOptions::try_from(BTreeMap::from([(
+            "bogus".to_string(),
+            "s3cr3t-value".to_string(),
+        )]))
+        .unwrap_err();
+        assert!(!err.to_string().contains("s3cr3t-value"), "{err}");
+    }
+
+    #[test]
+    fn sse_settings_and_their_precedence() {
+        let kms = StorageOptions::new()
+            .with_sse(Sse::Kms)
+            .with_sse_kms_key_id("alias/lake")
+            .with("aws_sse_bucket_key_enabled", "true");
+        assert_eq!(kms.get("aws_server_side_encryption"), Some("aws:kms"));
+        assert_eq!(kms.get("aws_sse_kms_key_id"), Some("alias/lake"));
+        kms.check().unwrap();
+        // SSE-S3 has no KMS key: choosing it drops the key id and the bucket-key setting.
+        let s3 = kms.clone().with_sse(Sse::Aes256);
+        assert_eq!(
+            s3.iter().collect::<Vec<_>>(),
+            [("aws_server_side_encryption", "AES256")]
+        );
+        s3.check().unwrap();
+        // `merged`: the other's keys win, the rest stays.
+        let over = StorageOptions::new().with_sse(Sse::DsseKms);
+        let m = kms.merged(&over);
+        assert_eq!(m.get("aws_server_side_encryption"), Some("aws:kms:dsse"));
+        assert_eq!(m.get("aws_sse_kms_key_id"), Some("alias/lake"));
+        m.check().unwrap();
+    }
+
+    #[test]
+    fn inconsistent_sse_settings_are_refused() {
+        let cases = [
+            (
+                StorageOptions::new().with_sse_kms_key_id("alias/lake"),
+                "storage option aws_sse_kms_key_id: a KMS key id needs server-side encryption \
+                 aws:kms or aws:kms:dsse, not none",
+            ),
+            (
+                StorageOptions::new()
+                    .with_sse(Sse::Aes256)
+                    .with_sse_kms_key_id("alias/lake"),
+                "storage option aws_sse_kms_key_id: a KMS key id needs server-side encryption \
+                 aws:kms or aws:kms:dsse, not AES256",
+            ),
+            (
+                StorageOptions::new()
+                    .with_option("aws_server_side_encryption", "aws:kms2")
+                    .unwrap(),
+                "storage option aws_server_side_encryption: unknown server-side encryption \
+                 \"aws:kms2\": expected aes256, aws:kms or aws:kms:dsse",
+            ),
+        ];
+        for (o, msg) in cases {
+            assert_eq!(o.check().unwrap_err().to_string(), msg);
+            // An s3:// location with them is refused the same way.
+            let err = Location::parse_with("s3://bucket/lake", &o).unwrap_err();
+            assert_eq!(err.to_string(), msg);
+        }
+    }
+
+    #[test]
+    fn credentials_are_known_and_never_printed() {
+        let o = StorageOptions::new()
+            .with_option("aws_access_key_id", "AKIAUNITTESTKEY00001")
+            .unwrap()
+            .with_option("secret_access_key", "unit/secret/value/0123")
+            .unwrap()
+            .with_option("token", "unit-session-token-0123")
+            .unwrap()
+            .with_option("aws_region", "us-east-1")
+            .unwrap();
+        let mut creds: Vec<&str> = o.credentials().collect();
+        creds.sort();
+        assert_eq!(
+            creds,
+            [
+                "AKIAUNITTESTKEY00001",
+                "unit-session-token-0123",
+                "unit/secret/value/0123"
+            ]
+        );
+        for key in [
+            "AWS_SECRET_ACCESS_KEY",
+            "aws_session_token",
+            "token",
+            "sse_customer_key_base64",
+        ] {
+            assert!(is_credential_key(key), "{key}");
+        }
+        for key in ["AWS_REGION", "aws_sse_kms_key_id", "endpoint", "nonsense"] {
+            assert!(!is_credential_key(key), "{key}");
+        }
+        assert_eq!(
+            format!("{o:?}"),
+            "{\"aws_access_key_id\", \"aws_region\", \"aws_secret_access_key\", \"aws_session_token\"}"
+        );
+        // object_store's S3 client shows the access key id in its Debug; a Location does not
+        // show its store's.
+        let loc = Location::parse_with("s3://bucket/lake", &o).unwrap();
+        assert_eq!(
+            format!("{loc:?}"),
+            "Location { url: \"s3://bucket/lake\", store: AmazonS3(bucket) }"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_file_target_is_its_directory_and_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("reports/run.json");
+        let t = FileTarget::parse_with(dest.to_str().unwrap(), &StorageOptions::new()).unwrap();
+        t.put(Bytes::from_static(b"{}")).await.unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"{}");
+        assert!(t.url().starts_with("file:///") && t.url().ends_with("/reports/run.json"));
+        let s3 = FileTarget::parse_with("s3://bucket/r/run.json", &StorageOptions::new()).unwrap();
+        assert_eq!(s3.url(), "s3://bucket/r/run.json");
+        let err = FileTarget::parse_with("s3://bucket/r/", &StorageOptions::new()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid location \"s3://bucket/r/\": names a directory, not a file"
+        );
     }
 
     #[test]
@@ -395,10 +802,8 @@ mod tests {
             .with("aws_region", "eu-west-1");
         let builder = s3_builder(&opts).unwrap();
         let get = |k: AmazonS3ConfigKey| builder.get_config_value(&k);
-        assert_eq!(
-            get(AmazonS3ConfigKey::Endpoint).unwrap(),
-            "http://127.0.0.1:1"
-        );
+        let endpoint = get(AmazonS3ConfigKey::Endpoint).unwrap();
+        assert_eq!(endpoint, "http://127.0.0.1:1");
         assert_eq!(get(AmazonS3ConfigKey::Region).unwrap(), "eu-west-1");
         let allow = AmazonS3ConfigKey::Client(object_store::ClientConfigKey::AllowHttp);
         assert_eq!(get(allow).unwrap(), "true");

@@ -3,7 +3,9 @@
 
 mod progress;
 mod proposals;
+mod redact;
 mod schema;
+mod storage;
 mod table;
 
 use std::path::PathBuf;
@@ -14,11 +16,40 @@ use clap::{Parser, Subcommand, ValueEnum};
 use fineo_batch::dedup::Keep;
 use fineo_batch::jobfile::JobFile;
 use fineo_batch::ops::generate::SampleFormat;
-use fineo_batch::storage::Location;
+use fineo_batch::storage::{FileTarget, Location};
 use fineo_batch::{Compact, Generate};
+use storage::StorageArgs;
 
 /// Exit code: completed, but records were quarantined and `--fail-on-error` was given.
 const EXIT_QUARANTINED: i32 = 3;
+
+/// Exit code: the command line (or the settings it names) is wrong.
+const EXIT_USAGE: i32 = 2;
+
+/// A usage error found after clap's parsing (exit code 2).
+#[derive(Debug)]
+struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// 2 for usage errors (ours, and unknown or inconsistent storage settings), else 1.
+fn exit_code(e: &anyhow::Error) -> i32 {
+    let storage = matches!(
+        e.downcast_ref::<fineo_batch::Error>(),
+        Some(fineo_batch::Error::StorageOption { .. })
+    );
+    if storage || e.is::<Usage>() {
+        EXIT_USAGE
+    } else {
+        1
+    }
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -85,6 +116,8 @@ struct CompactArgs {
     /// Do not update the schema proposals (`<lake>/_proposals/`).
     #[arg(long)]
     no_proposals: bool,
+    #[command(flatten)]
+    storage: StorageArgs,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -110,6 +143,8 @@ struct GenerateArgs {
     /// Days of event time covered.
     #[arg(long, default_value_t = 3)]
     days: u64,
+    #[command(flatten)]
+    storage: StorageArgs,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -122,6 +157,7 @@ enum FormatArg {
 /// Parses arguments, runs the command, returns the process exit code.
 pub fn run() -> i32 {
     let cli = Cli::parse();
+    redact::register_env();
     init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -136,8 +172,8 @@ pub fn run() -> i32 {
     match runtime.block_on(dispatch(cli.command)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            1
+            eprintln!("error: {}", redact::redact(&format!("{e:#}")));
+            exit_code(&e)
         }
     }
 }
@@ -149,7 +185,7 @@ fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(redact::RedactingStderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -165,10 +201,11 @@ async fn dispatch(cmd: Command) -> Result<i32> {
 }
 
 async fn compact(a: CompactArgs) -> Result<i32> {
-    let job = match &a.job {
-        Some(p) => JobFile::load(p)?.compact.unwrap_or_default(),
-        None => Default::default(),
-    };
+    let file = a.job.as_deref().map(JobFile::load).transpose()?;
+    let opts = a
+        .storage
+        .options(file.as_ref().and_then(|f| f.storage.as_ref()))?;
+    let job = file.and_then(|f| f.compact).unwrap_or_default();
     let staged = a
         .staged
         .or(job.staged)
@@ -184,12 +221,20 @@ async fn compact(a: CompactArgs) -> Result<i32> {
         None => job.keep.unwrap_or_default(),
     };
     let fail_on_error = a.fail_on_error || job.fail_on_error.unwrap_or(false);
-    let catalog = catalog.map(|c| Location::parse_existing(&c)).transpose()?;
+    let catalog = catalog
+        .map(|c| Location::parse_existing_with(&c, &opts))
+        .transpose()?;
+    let report = a
+        .report
+        .or(job.report)
+        .map(|r| FileTarget::parse_with(&r, &opts))
+        .transpose()?;
     let progress: Arc<dyn fineo_batch::progress::Progress> = Arc::from(progress::for_stderr());
-    let mut op = Compact::new(Location::parse_existing(&staged)?, Location::parse(&lake)?)
+    let staged = Location::parse_existing_with(&staged, &opts)?;
+    let mut op = Compact::new(staged, Location::parse_with(&lake, &opts)?)
         .with_catalog(catalog)
         .with_keep(keep)
-        .with_report(a.report.or(job.report))
+        .with_report(report)
         .with_proposals(!a.no_proposals)
         .with_progress(progress);
     if let Some(mb) = a.memory_budget_mb.or(job.memory_budget_mb) {
@@ -217,7 +262,8 @@ async fn generate(a: GenerateArgs) -> Result<i32> {
         FormatArg::Avro => SampleFormat::Avro,
         FormatArg::Mixed => SampleFormat::Mixed,
     };
-    let truth = Generate::new(Location::parse(&a.out)?)
+    let opts = a.storage.options(None)?;
+    let truth = Generate::new(Location::parse_with(&a.out, &opts)?)
         .with_records(a.records)
         .with_format(format)
         .with_seed(a.seed)

@@ -11,9 +11,10 @@ use fineo_batch::ops::schema::{import_path, EditReport, HistoryReport, ImportRep
 use fineo_batch::ops::SchemaOp;
 use fineo_batch::schema::edit::SchemaEdit;
 use fineo_batch::schema::store::CatalogVersion;
-use fineo_batch::storage::Location;
+use fineo_batch::storage::{Location, StorageOptions};
 use serde::Serialize;
 
+use super::storage::StorageArgs;
 use super::{proposals, table};
 
 #[derive(Args, Debug)]
@@ -35,6 +36,8 @@ struct Common {
     /// Print JSON on stdout instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    #[command(flatten)]
+    storage: StorageArgs,
 }
 
 #[derive(Args, Debug)]
@@ -206,47 +209,55 @@ impl From<TypeArg> for FieldType {
 /// Runs one `schema` subcommand.
 pub async fn run(a: SchemaArgs) -> Result<i32> {
     let json = a.common.json;
-    let lake = lake_url(&a.common)?;
+    let (lake, opts) = lake_url(&a.common)?;
+    let existing = || Location::parse_existing_with(&lake, &opts);
+    let writable = || Location::parse_with(&lake, &opts);
     match a.command {
         SchemaCommand::Show { t, metric, version } => {
-            let op = SchemaOp::new(&Location::parse_existing(&lake)?, &t.tenant);
+            let op = SchemaOp::new(&existing()?, &t.tenant);
             let report = op.show(metric.as_deref(), version).await?;
             print_or_json(json, &report, show_text)
         }
         SchemaCommand::History { t } => {
-            let op = SchemaOp::new(&Location::parse_existing(&lake)?, &t.tenant);
+            let op = SchemaOp::new(&existing()?, &t.tenant);
             print_or_json(json, &op.history().await?, history_text)
         }
         SchemaCommand::Proposals { t, metric } => {
-            let op = SchemaOp::new(&Location::parse_existing(&lake)?, &t.tenant);
+            let op = SchemaOp::new(&existing()?, &t.tenant);
             let report = op.proposals(metric.as_deref()).await?;
             print_or_json(json, &report, proposals::text)
         }
         SchemaCommand::Import { path } => {
-            let report = import_path(&Location::parse(&lake)?, &path).await?;
+            let report = import_path(&writable()?, &path).await?;
             print_or_json(json, &report, import_text)
         }
         SchemaCommand::Export { t, version, out } => {
-            let op = SchemaOp::new(&Location::parse_existing(&lake)?, &t.tenant);
+            let op = SchemaOp::new(&existing()?, &t.tenant);
             export(&op.export(version).await?, out.as_deref())
         }
         SchemaCommand::Edit(edit) => {
             let (tenant, edit) = schema_edit(edit);
-            let op = SchemaOp::new(&Location::parse(&lake)?, &tenant);
+            let op = SchemaOp::new(&writable()?, &tenant);
             print_or_json(json, &op.edit(edit).await?, EditReport::summary)
         }
     }
 }
 
-fn lake_url(c: &Common) -> Result<String> {
-    if let Some(lake) = &c.lake {
-        return Ok(lake.clone());
-    }
-    let job = match &c.job {
-        Some(p) => JobFile::load(p)?.compact.unwrap_or_default(),
-        None => Default::default(),
+/// The lake (`--lake`, else the job file's) and the storage settings (the job file's
+/// `[storage]` under the flags).
+fn lake_url(c: &Common) -> Result<(String, StorageOptions)> {
+    let file = c.job.as_deref().map(JobFile::load).transpose()?;
+    let opts = c
+        .storage
+        .options(file.as_ref().and_then(|f| f.storage.as_ref()))?;
+    let lake = match &c.lake {
+        Some(lake) => lake.clone(),
+        None => file
+            .and_then(|f| f.compact)
+            .and_then(|c| c.lake)
+            .context("--lake is required (flag or job file)")?,
     };
-    job.lake.context("--lake is required (flag or job file)")
+    Ok((lake, opts))
 }
 
 /// The library edit of an edit subcommand, with its tenant.

@@ -13,4 +13,5 @@ mod incremental;
 mod races;
 mod retype;
 mod schema;
+mod security;
 mod storage;

@@ -30,7 +30,7 @@ use crate::report::CompactReport;
 use crate::schema::propose::{MetricObs, ProposalDoc};
 use crate::schema::store::CatalogStore;
 use crate::sources::list_staged;
-use crate::storage::Location;
+use crate::storage::{FileTarget, Location};
 use plan::{ledger_entry, plan, run_tag};
 use tokio::io::AsyncWriteExt;
 
@@ -40,7 +40,7 @@ pub struct Compact {
     lake: Location,
     catalog: Option<Location>,
     keep: Keep,
-    report: Option<String>,
+    report: Option<FileTarget>,
     limits: Limits,
     fetch_concurrency: usize,
     partition_concurrency: usize,
@@ -81,8 +81,8 @@ impl Compact {
         self
     }
 
-    /// Also writes the JSON report to this URL or path (a file).
-    pub fn with_report(mut self, report: Option<String>) -> Self {
+    /// Also writes the JSON report to this file (parsed with the run's storage settings).
+    pub fn with_report(mut self, report: Option<FileTarget>) -> Self {
         self.report = report;
         self
     }
@@ -431,7 +431,7 @@ impl Compact {
             .put(&format!("_runs/{}.json", report.run_id), json.clone())
             .await?;
         if let Some(dest) = &self.report {
-            write_to_url(dest, json).await?;
+            dest.put(json).await?;
         }
         Ok(())
     }
@@ -440,19 +440,6 @@ impl Compact {
 enum Attempt {
     Done,
     LostRace { version: u64, other: String },
-}
-
-/// Writes bytes to a file given as URL or local path.
-pub async fn write_to_url(dest: &str, bytes: Bytes) -> Result<()> {
-    let (dir, name) = match dest.rsplit_once('/') {
-        Some((d, n)) if !d.is_empty() && !d.ends_with(':') && !d.ends_with("//") => {
-            (d.to_string(), n.to_string())
-        }
-        Some(("", n)) => ("/".to_string(), n.to_string()),
-        _ => (".".to_string(), dest.to_string()),
-    };
-    let loc = Location::parse(&dir)?;
-    loc.put(&name, bytes).await
 }
 
 fn check_conservation(report: &mut CompactReport, good: u64, accounted: u64) -> Result<()> {
