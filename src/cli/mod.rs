@@ -172,10 +172,25 @@ pub fn run() -> i32 {
     match runtime.block_on(dispatch(cli.command)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", redact::redact(&format!("{e:#}")));
+            eprintln!("error: {}", redact::redact(&error_text(&e)));
             exit_code(&e)
         }
     }
+}
+
+/// The error and its causes, each cause only when the text so far does not already hold it
+/// (object_store and delta errors repeat their sources in their own messages).
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.is_empty() {
+            text = part;
+        } else if !text.contains(&part) {
+            text = format!("{text}: {part}");
+        }
+    }
+    text
 }
 
 fn init_logging(format: LogFormat) {
@@ -283,4 +298,26 @@ async fn generate(a: GenerateArgs) -> Result<i32> {
         a.out
     );
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_chain_is_printed_without_repeating_causes_already_in_the_message() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("Generic S3 error: request failed: 404 NoSuchBucket")]
+        struct Inner;
+        #[derive(Debug, thiserror::Error)]
+        #[error("storage error on lake/_fineo/log: {0}")]
+        struct Outer(#[source] Inner);
+        let e = anyhow::Error::new(Outer(Inner)).context("compact failed");
+        assert_eq!(
+            error_text(&e),
+            "compact failed: storage error on lake/_fineo/log: Generic S3 error: request failed: 404 NoSuchBucket"
+        );
+        let plain = anyhow::anyhow!("--lake is required");
+        assert_eq!(error_text(&plain), "--lake is required");
+    }
 }
