@@ -113,6 +113,7 @@ pub fn parse_line(line: &[u8], position: Position) -> Result<RawRecord<'_>, (Rea
         .and_then(|p| de.end().map(|_| p))
         .map_err(|e| (Reason::BadJson, e.to_string()))?;
     let mut rec = RawRecord::empty(pairs.len(), position);
+    rec.sent = line;
     if let Some(k) = duplicate_key(&pairs) {
         return Err((Reason::DuplicateKey, format!("key {k:?} appears twice")));
     }

@@ -151,6 +151,7 @@ pub(crate) mod testing {
                 .map(|(k, x)| (Cow::Owned(k.into_owned()), v(x)))
                 .collect(),
             position: r.position,
+            sent: &[],
         }
     }
 }
