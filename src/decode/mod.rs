@@ -62,7 +62,7 @@ pub fn decode_object(bytes: &[u8], limits: &Limits, sink: &mut dyn RecordSink) -
     if gzip::is_gzip(bytes) {
         let out = gzip::gunzip(bytes, limits.max_object_bytes);
         let inner = if out.data.starts_with(AVRO_MAGIC) {
-            avro::decode(&out.data, limits, sink);
+            avro::decode(&out.data, &[], limits, sink);
             Format::GzipAvro
         } else {
             json::decode(&out.data, &out.damaged_ranges, limits, sink);
@@ -74,7 +74,7 @@ pub fn decode_object(bytes: &[u8], limits: &Limits, sink: &mut dyn RecordSink) -
         return inner;
     }
     if bytes.starts_with(AVRO_MAGIC) {
-        avro::decode(bytes, limits, sink);
+        avro::decode(bytes, &[], limits, sink);
         return Format::Avro;
     }
     if looks_binary(bytes) {
