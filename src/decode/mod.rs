@@ -62,10 +62,10 @@ pub fn decode_object(bytes: &[u8], limits: &Limits, sink: &mut dyn RecordSink) -
     if gzip::is_gzip(bytes) {
         let out = gzip::gunzip(bytes, limits.max_object_bytes);
         let inner = if out.data.starts_with(AVRO_MAGIC) {
-            avro::decode(&out.data, &[], limits, sink);
+            avro::decode(&out.data, &out.untrusted(), limits, sink);
             Format::GzipAvro
         } else {
-            json::decode(&out.data, &out.damaged_ranges, limits, sink);
+            json::decode(&out.data, &out.cuts, limits, sink);
             Format::GzipJsonLines
         };
         for damage in out.damage {
