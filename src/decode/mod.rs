@@ -12,6 +12,9 @@ use crate::quarantine::{BadRecord, Raw, Reason};
 
 pub use json::parse_line;
 
+#[cfg(test)]
+mod props;
+
 /// Receives the records of one object, in order.
 pub trait RecordSink {
     /// A decoded record.
