@@ -5,6 +5,7 @@ mod harness;
 
 mod avro;
 mod cli;
+mod corpus;
 mod faults;
 mod fixtures;
 mod generated;
