@@ -84,6 +84,9 @@ pub struct RawRecord<'a> {
     /// Every other field, in the order sent.
     pub fields: Vec<(Cow<'a, str>, RawValue<'a>)>,
     pub position: Position,
+    /// The record's bytes exactly as sent when its encoding has them one record at a time (a
+    /// JSON line); empty otherwise. A quarantined record keeps these, not a re-serialization.
+    pub sent: &'a [u8],
 }
 
 impl RawRecord<'_> {
@@ -95,6 +98,7 @@ impl RawRecord<'_> {
             timestamp: RawValue::Null,
             fields: Vec::with_capacity(fields),
             position,
+            sent: &[],
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Gzip (Firehose GZIP): every member of a concatenated stream, damage located and survived.
 
 use std::io::Read;
+use std::ops::Range;
 
 use crate::model::Position;
 use crate::quarantine::{BadRecord, Raw, Reason};
@@ -10,9 +11,33 @@ pub struct Gunzipped {
     pub data: Vec<u8>,
     /// Object-level problems (truncated or corrupt members).
     pub damage: Vec<BadRecord>,
-    /// Byte ranges of `data` that end at a damaged member: a partial last line there is not
-    /// a record but part of the damage.
-    pub damaged_ranges: Vec<usize>,
+    /// Where the output of a damaged member stops, in order.
+    pub cuts: Vec<Cut>,
+}
+
+/// The end of a damaged member's output in [`Gunzipped::data`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cut {
+    /// Offset in `data` where the member's output stops: a partial last line there is not a
+    /// record but part of the damage.
+    pub at: usize,
+    /// The reason for what the damage cut off.
+    pub reason: Reason,
+    /// Where the member's output starts when the member failed its integrity check (a bad
+    /// CRC or deflate data): everything from here to `at` is untrusted. `None` when the member
+    /// was merely cut short (what it produced before the cut is as written).
+    pub untrusted_from: Option<usize>,
+}
+
+impl Gunzipped {
+    /// The ranges of `data` produced by members that failed their integrity check.
+    pub fn untrusted(&self) -> Vec<Range<usize>> {
+        self.cuts
+            .iter()
+            .filter_map(|c| c.untrusted_from.map(|from| from..c.at))
+            .filter(|r| !r.is_empty())
+            .collect()
+    }
 }
 
 /// Whether the bytes start with the gzip magic.
@@ -20,13 +45,14 @@ pub fn is_gzip(bytes: &[u8]) -> bool {
     bytes.len() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b
 }
 
-/// Decompresses every member; on a damaged member keeps what it produced, records the damage,
-/// and resynchronises at the next member header.
+/// Decompresses every member; on a damaged member keeps what it produced (marked untrusted
+/// when the member is corrupt rather than cut short), records the damage, and resynchronises
+/// at the next member header.
 pub fn gunzip(bytes: &[u8], max_out: usize) -> Gunzipped {
     let mut out = Gunzipped {
         data: Vec::with_capacity(bytes.len().saturating_mul(4).min(max_out)),
         damage: Vec::new(),
-        damaged_ranges: Vec::new(),
+        cuts: Vec::new(),
     };
     let mut pos = 0usize;
     while pos < bytes.len() {
@@ -41,7 +67,11 @@ pub fn gunzip(bytes: &[u8], max_out: usize) -> Gunzipped {
         match res {
             Ok(_) if out.data.len() > max_out => {
                 out.data.truncate(max_out);
-                out.damaged_ranges.push(out.data.len());
+                out.cuts.push(Cut {
+                    at: out.data.len(),
+                    reason: Reason::CorruptObject,
+                    untrusted_from: None,
+                });
                 out.damage.push(damage(
                     Reason::CorruptObject,
                     format!("decompressed size exceeds the limit of {max_out} bytes"),
@@ -53,12 +83,20 @@ pub fn gunzip(bytes: &[u8], max_out: usize) -> Gunzipped {
             Ok(_) => pos += consumed,
             Err(e) => {
                 let truncated = e.kind() == std::io::ErrorKind::UnexpectedEof;
-                out.damaged_ranges.push(out.data.len());
-                let (reason, what) = if truncated {
-                    (Reason::TruncatedObject, "gzip member ends early")
+                let (reason, what, untrusted_from) = if truncated {
+                    (Reason::TruncatedObject, "gzip member ends early", None)
                 } else {
-                    (Reason::CorruptObject, "corrupt gzip member")
+                    (
+                        Reason::CorruptObject,
+                        "corrupt gzip member (its output is quarantined, not written)",
+                        Some(start_len),
+                    )
                 };
+                out.cuts.push(Cut {
+                    at: out.data.len(),
+                    reason,
+                    untrusted_from,
+                });
                 out.damage
                     .push(damage(reason, format!("{what} at byte {pos}: {e}"), pos));
                 match next_member(bytes, pos + 1) {
@@ -108,7 +146,7 @@ mod tests {
     use flate2::write::GzEncoder;
     use std::io::Write;
 
-    fn gz(data: &[u8]) -> Vec<u8> {
+    pub fn gz(data: &[u8]) -> Vec<u8> {
         let mut e = GzEncoder::new(Vec::new(), flate2::Compression::default());
         e.write_all(data).unwrap();
         e.finish().unwrap()
@@ -121,6 +159,7 @@ mod tests {
         let out = gunzip(&all, 1 << 20);
         assert_eq!(out.data, b"a\nb\n");
         assert!(out.damage.is_empty());
+        assert!(out.cuts.is_empty());
 
         let mut broken = gz(b"a\n");
         let mut mid = gz(b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n");
@@ -129,13 +168,36 @@ mod tests {
         broken.extend(mid);
         broken.extend(gz(b"c\n"));
         let out = gunzip(&broken, 1 << 20);
-        assert!(out.data.starts_with(b"a\n"));
-        assert!(out.data.ends_with(b"c\n"));
+        assert_eq!(out.data, b"a\nxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\nc\n");
         assert_eq!(out.damage.len(), 1);
         assert_eq!(out.damage[0].reason, Reason::CorruptObject);
+        assert_eq!(
+            out.damage[0].position.byte_offset,
+            Some(gz(b"a\n").len() as u64)
+        );
+        assert_eq!(
+            out.cuts,
+            vec![Cut {
+                at: 42,
+                reason: Reason::CorruptObject,
+                untrusted_from: Some(2)
+            }]
+        );
+        assert_eq!(out.untrusted(), vec![2..42]);
 
         let whole = gz(b"line one\nline two\n");
         let out = gunzip(&whole[..whole.len() - 10], 1 << 20);
         assert_eq!(out.damage[0].reason, Reason::TruncatedObject);
+        assert_eq!(out.cuts[0].untrusted_from, None);
+        assert!(out.untrusted().is_empty());
+    }
+
+    #[test]
+    fn output_over_the_limit_is_cut_at_the_limit() {
+        let out = gunzip(&gz(&[b'x'; 10_000]), 4096);
+        assert_eq!(out.data.len(), 4096);
+        assert_eq!(out.damage.len(), 1);
+        assert_eq!(out.cuts[0].at, 4096);
+        assert!(out.untrusted().is_empty());
     }
 }

@@ -6,19 +6,22 @@ use std::fmt;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue as JsonRaw;
 
+use super::gzip::Cut;
 use super::{Limits, RecordSink};
 use crate::model::{Position, RawRecord, RawValue};
 use crate::quarantine::{BadRecord, Raw, Reason};
 
-/// Decodes JSON Lines; `cuts` are offsets where a damaged gzip member ended.
-pub fn decode(data: &[u8], cuts: &[usize], limits: &Limits, sink: &mut dyn RecordSink) {
+/// Decodes JSON Lines; `cuts` are where damaged gzip members stopped (see [`Cut`]).
+pub fn decode(data: &[u8], cuts: &[Cut], limits: &Limits, sink: &mut dyn RecordSink) {
     let mut ordinal = 0u64;
     let mut line_no = 0u64;
     let mut seg_start = 0usize;
-    let bounds = cuts.iter().copied().chain(std::iter::once(data.len()));
-    for (i, seg_end) in bounds.enumerate() {
-        let damaged = i < cuts.len();
-        let seg_end = seg_end.clamp(seg_start, data.len());
+    let ends = cuts.iter().map(Some).chain(std::iter::once(None::<&Cut>));
+    for cut in ends {
+        let seg_end = cut
+            .map_or(data.len(), |c| c.at)
+            .clamp(seg_start, data.len());
+        let untrusted_from = cut.and_then(|c| c.untrusted_from).unwrap_or(usize::MAX);
         let mut pos = seg_start;
         while pos < seg_end {
             let nl = memchr::memchr(b'\n', &data[pos..seg_end]).map(|i| pos + i);
@@ -31,20 +34,25 @@ pub fn decode(data: &[u8], cuts: &[usize], limits: &Limits, sink: &mut dyn Recor
                 byte_offset: Some(pos as u64),
                 ..Default::default()
             };
-            if nl.is_none() && damaged {
-                if !line.is_empty() {
-                    ordinal += 1;
-                    sink.bad(bad(
-                        Reason::TruncatedObject,
-                        "record cut off by damaged gzip member".into(),
+            if !line.is_empty() {
+                ordinal += 1;
+                match cut {
+                    Some(c) if nl.is_none() => sink.bad(bad(
+                        c.reason,
+                        "record cut off by a damaged gzip member".into(),
                         position,
                         line,
                         limits,
-                    ));
+                    )),
+                    Some(_) if end > untrusted_from => sink.bad(bad(
+                        Reason::CorruptObject,
+                        "record decoded from a gzip member that failed its integrity check".into(),
+                        position,
+                        line,
+                        limits,
+                    )),
+                    _ => one_line(line, position, limits, sink),
                 }
-            } else if !line.is_empty() {
-                ordinal += 1;
-                one_line(line, position, limits, sink);
             }
             pos = end + 1;
         }
@@ -113,6 +121,7 @@ pub fn parse_line(line: &[u8], position: Position) -> Result<RawRecord<'_>, (Rea
         .and_then(|p| de.end().map(|_| p))
         .map_err(|e| (Reason::BadJson, e.to_string()))?;
     let mut rec = RawRecord::empty(pairs.len(), position);
+    rec.sent = line;
     if let Some(k) = duplicate_key(&pairs) {
         return Err((Reason::DuplicateKey, format!("key {k:?} appears twice")));
     }
@@ -241,5 +250,42 @@ mod tests {
             ]
         );
         assert_eq!(sink.bad[0].position.record, 1);
+    }
+
+    #[test]
+    fn lines_of_a_damaged_gzip_member() {
+        let good = br#"{"tenant":"t1","metric":"m","timestamp":1}"#;
+        let mut data = good.to_vec();
+        data.push(b'\n');
+        let member_start = data.len();
+        data.extend_from_slice(b"{\"tenant\":\"t1\",\"metric\":\"m\",\"timestamp\":2}\n{\"ten");
+        let cut = |reason, untrusted_from| Cut {
+            at: data.len(),
+            reason,
+            untrusted_from,
+        };
+        let outcome = |cuts: &[Cut]| {
+            let mut sink = Collect::default();
+            decode(&data, cuts, &Limits::default(), &mut sink);
+            let bad: Vec<_> = sink
+                .bad
+                .iter()
+                .map(|b| (b.reason, b.position.record))
+                .collect();
+            (sink.records.len(), bad)
+        };
+        // Cut short: the complete line is kept, the partial one is the damage.
+        assert_eq!(
+            outcome(&[cut(Reason::TruncatedObject, None)]),
+            (2, vec![(Reason::TruncatedObject, 2)])
+        );
+        // Failed its check: nothing it produced is kept, earlier members are.
+        assert_eq!(
+            outcome(&[cut(Reason::CorruptObject, Some(member_start))]),
+            (
+                1,
+                vec![(Reason::CorruptObject, 1), (Reason::CorruptObject, 2)]
+            )
+        );
     }
 }

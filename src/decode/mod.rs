@@ -12,6 +12,9 @@ use crate::quarantine::{BadRecord, Raw, Reason};
 
 pub use json::parse_line;
 
+#[cfg(test)]
+mod props;
+
 /// Receives the records of one object, in order.
 pub trait RecordSink {
     /// A decoded record.
@@ -62,10 +65,10 @@ pub fn decode_object(bytes: &[u8], limits: &Limits, sink: &mut dyn RecordSink) -
     if gzip::is_gzip(bytes) {
         let out = gzip::gunzip(bytes, limits.max_object_bytes);
         let inner = if out.data.starts_with(AVRO_MAGIC) {
-            avro::decode(&out.data, limits, sink);
+            avro::decode(&out.data, &out.untrusted(), limits, sink);
             Format::GzipAvro
         } else {
-            json::decode(&out.data, &out.damaged_ranges, limits, sink);
+            json::decode(&out.data, &out.cuts, limits, sink);
             Format::GzipJsonLines
         };
         for damage in out.damage {
@@ -74,7 +77,7 @@ pub fn decode_object(bytes: &[u8], limits: &Limits, sink: &mut dyn RecordSink) -
         return inner;
     }
     if bytes.starts_with(AVRO_MAGIC) {
-        avro::decode(bytes, limits, sink);
+        avro::decode(bytes, &[], limits, sink);
         return Format::Avro;
     }
     if looks_binary(bytes) {
@@ -95,18 +98,53 @@ pub fn decode_object(bytes: &[u8], limits: &Limits, sink: &mut dyn RecordSink) -
     Format::JsonLines
 }
 
-/// Binary garbage: a NUL byte, or a first significant byte that cannot start JSON.
+/// Binary garbage: a first significant byte that cannot start JSON, or one that might but a
+/// NUL byte in the first 4 KiB. A JSON Lines object starts with `{`: when it does, it is text,
+/// and a NUL or control byte in a later line makes that line bad, not the whole object.
 fn looks_binary(bytes: &[u8]) -> bool {
     let head = &bytes[..bytes.len().min(4096)];
-    if memchr::memchr(0, head).is_some() {
-        return true;
-    }
-    let first = head
+    let body = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+    let first = body
         .iter()
         .find(|b| !b.is_ascii_whitespace())
         .copied()
         .unwrap_or(b'{');
-    !(first == b'{' || first == b'[' || first == b'"' || first.is_ascii_graphic() || first == 0xEF)
+    if first == b'{' {
+        return false;
+    }
+    memchr::memchr(0, head).is_some()
+        || !(first == b'[' || first == b'"' || first.is_ascii_graphic() || first == 0xEF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::Collect;
+    use super::*;
+
+    #[test]
+    fn binary_or_text() {
+        let good = br#"{"tenant":"t1","metric":"m","timestamp":1}"#;
+        let mut text = good.to_vec();
+        text.extend(b"\n{\"tenant\":\"t1\",\"x\":\"a\x00b\"}\n");
+        text.extend(good);
+        assert!(
+            !looks_binary(&text),
+            "a NUL in a later line is that line's problem"
+        );
+        let mut sink = Collect::default();
+        assert_eq!(
+            decode_object(&text, &Limits::default(), &mut sink),
+            Format::JsonLines
+        );
+        assert_eq!(sink.records.len(), 2);
+        assert_eq!(sink.bad.len(), 1);
+        assert_eq!(sink.bad[0].reason, Reason::BadJson);
+        assert!(!looks_binary(b"\xEF\xBB\xBF  {\"a\":1}"));
+        assert!(!looks_binary(b"[1,2]\nnot json"));
+        assert!(looks_binary(b"Obj\x02\x04\x00\x00"));
+        assert!(looks_binary(b"\x89PNG\r\n"));
+        assert!(looks_binary(b"\x03\x04"));
+    }
 }
 
 #[cfg(test)]
@@ -151,6 +189,7 @@ pub(crate) mod testing {
                 .map(|(k, x)| (Cow::Owned(k.into_owned()), v(x)))
                 .collect(),
             position: r.position,
+            sent: &[],
         }
     }
 }

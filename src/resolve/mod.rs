@@ -40,16 +40,17 @@ pub struct Values {
 /// it is bad. Field values are resolved later, by [`resolve_fields`], when the partition is
 /// merged: that is also how stored records are re-resolved after a catalog change.
 pub fn admit(rec: &RawRecord<'_>, catalog: &Catalog) -> Result<Admitted, Box<BadRecord>> {
+    let max_raw = crate::decode::Limits::default().max_raw_bytes;
     let bad = |reason: Reason, message: String, tenant: Option<String>| {
         Box::new(BadRecord {
             reason,
             message,
             position: rec.position,
             tenant,
-            raw: Raw::from_bytes(
-                raw_text(rec).as_bytes(),
-                crate::decode::Limits::default().max_raw_bytes,
-            ),
+            raw: match rec.sent {
+                [] => Raw::from_bytes(raw_text(rec).as_bytes(), max_raw),
+                sent => Raw::from_bytes(sent, max_raw),
+            },
             object_level: false,
         })
     };
@@ -179,29 +180,88 @@ fn resolve_declared(fields: &[(Cow<'_, str>, RawValue<'_>)], spec: &MetricSpec, 
     }
 }
 
-/// The record as compact JSON text, for quarantine lines.
+/// The record as compact JSON text, for quarantine lines: tenant, metric and timestamp first,
+/// then the fields in the order sent (a repeated name stays repeated). Numbers and nested
+/// values are written exactly as received, so a big integer or an exponent is not rounded
+/// through a double on its way to quarantine.
 pub fn raw_text(rec: &RawRecord<'_>) -> String {
-    fn json(v: &RawValue<'_>) -> serde_json::Value {
-        match v {
-            RawValue::Null => serde_json::Value::Null,
-            RawValue::Bool(b) => serde_json::Value::Bool(*b),
-            RawValue::Number(n) => serde_json::from_str(n).unwrap_or_else(|_| n.to_string().into()),
-            RawValue::Str(s) => serde_json::Value::String(s.to_string()),
-            RawValue::Nested(s) => serde_json::from_str(s).unwrap_or_else(|_| s.to_string().into()),
-        }
+    fn is_json(text: &str) -> bool {
+        serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
     }
-    let mut m = serde_json::Map::new();
-    for (k, v) in [
+    fn quoted(out: &mut String, s: &str) {
+        out.push_str(&serde_json::to_string(s).expect("a string serializes"));
+    }
+    let mut out = String::from("{");
+    let reserved = [
         ("tenant", &rec.tenant),
         ("metric", &rec.metric),
         ("timestamp", &rec.timestamp),
-    ] {
-        if !matches!(v, RawValue::Null) {
-            m.insert(k.into(), json(v));
+    ];
+    let pairs = reserved
+        .into_iter()
+        .filter(|(_, v)| !matches!(v, RawValue::Null))
+        .chain(rec.fields.iter().map(|(k, v)| (k.as_ref(), v)));
+    for (i, (k, v)) in pairs.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        quoted(&mut out, k);
+        out.push(':');
+        match v {
+            RawValue::Null => out.push_str("null"),
+            RawValue::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            RawValue::Number(n) | RawValue::Nested(n) if is_json(n) => out.push_str(n),
+            RawValue::Number(s) | RawValue::Nested(s) | RawValue::Str(s) => quoted(&mut out, s),
         }
     }
-    for (k, v) in &rec.fields {
-        m.insert(k.to_string(), json(v));
+    out.push('}');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Position;
+
+    #[test]
+    fn raw_text_keeps_numbers_and_order_as_sent() {
+        // Sent as {"metric":"m","tenant":"t1","timestamp":99999999999999999999,...}.
+        let mut rec = RawRecord::empty(0, Position::default());
+        rec.metric = RawValue::Str("m".into());
+        rec.tenant = RawValue::Str("t1".into());
+        rec.timestamp = RawValue::Number("99999999999999999999".into());
+        for (k, v) in [
+            ("big", RawValue::Number("12345678901234567890123".into())),
+            ("e", RawValue::Number("1.5e12".into())),
+            ("n", RawValue::Nested(r#"{"a":[1,2.50]}"#.into())),
+            ("s", RawValue::Str("q\"x".into())),
+            ("b", RawValue::Bool(true)),
+            ("z", RawValue::Null),
+            ("big", RawValue::Number("1".into())),
+            ("u", RawValue::Nested("<unrepresentable Avro value>".into())),
+        ] {
+            rec.fields.push((k.into(), v));
+        }
+        assert_eq!(
+            raw_text(&rec),
+            r#"{"tenant":"t1","metric":"m","timestamp":99999999999999999999,"big":12345678901234567890123,"e":1.5e12,"n":{"a":[1,2.50]},"s":"q\"x","b":true,"z":null,"big":1,"u":"<unrepresentable Avro value>"}"#
+        );
     }
-    serde_json::Value::Object(m).to_string()
+
+    #[test]
+    fn a_refused_json_line_is_quarantined_as_sent() {
+        let catalog = Catalog::default();
+        for line in [
+            &br#"{"tenant":"../x", "metric":"m","timestamp":1,"big":123456789012345678901234}"#[..],
+            br#"{ "timestamp" : 99999999999999999999 ,"tenant":"t1","metric":"m"}"#,
+            br#"{"tenant":"t1","metric":"m","timestamp":null,"v":1.50}"#,
+        ] {
+            let rec = crate::decode::parse_line(line, Position::default()).unwrap();
+            let bad = admit(&rec, &catalog).unwrap_err();
+            assert_eq!(
+                bad.raw,
+                Raw::Text(String::from_utf8(line.to_vec()).unwrap())
+            );
+        }
+    }
 }

@@ -5,6 +5,7 @@ mod harness;
 
 mod avro;
 mod cli;
+mod corpus;
 mod fault_store;
 mod faults;
 mod fixtures;

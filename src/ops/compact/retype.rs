@@ -135,13 +135,13 @@ async fn plan_tenant(
     Ok(())
 }
 
-/// The tenant's stored partitions: metric directory -> (day, index path).
+/// The tenant's stored partitions: metric (from its directory) -> (day, index path).
 async fn stored_partitions(
     lake: &Location,
     tenant: &str,
 ) -> Result<BTreeMap<String, Vec<(i32, String)>>> {
     let prefix = format!("_fineo/index/tenant={tenant}");
-    let mut out: BTreeMap<String, Vec<(i32, String)>> = BTreeMap::new();
+    let mut by_segment: BTreeMap<String, Vec<(i32, String)>> = BTreeMap::new();
     for meta in lake.list(&prefix).await? {
         let rel = lake.relative(&meta.location);
         let Some(rest) = rel.strip_prefix(&format!("{prefix}/metric=")) else {
@@ -164,9 +164,49 @@ async fn stored_partitions(
             .expect("midnight")
             .and_utc()
             .timestamp_millis();
-        out.entry(names::unescape(metric))
+        by_segment
+            .entry(metric.to_string())
             .or_default()
             .push((day_of(ms), rel.clone()));
     }
+    let mut out = BTreeMap::new();
+    for (segment, days) in by_segment {
+        let name = match names::is_shortened(&segment) {
+            false => Some(names::unescape(&segment)),
+            true => shortened_name(lake, &segment, &days).await?,
+        };
+        match name {
+            Some(name) => {
+                out.insert(name, days);
+            }
+            None => tracing::warn!(
+                tenant,
+                segment,
+                "no stored metric name matches the directory"
+            ),
+        }
+    }
     Ok(out)
+}
+
+/// The metric a shortened directory stands for (a long name, see
+/// [`names::metric_segment`]): the name as sent that the partition index records for it.
+async fn shortened_name(
+    lake: &Location,
+    segment: &str,
+    days: &[(i32, String)],
+) -> Result<Option<String>> {
+    for (_, index) in days {
+        if let Some(m) = read_manifest(lake, index).await? {
+            if let Some(n) = m
+                .names
+                .metrics
+                .into_iter()
+                .find(|n| names::metric_segment(n) == segment)
+            {
+                return Ok(Some(n));
+            }
+        }
+    }
+    Ok(None)
 }
