@@ -1,0 +1,121 @@
+//! An Avro record value turned into a raw record: tenant, metric, timestamp and fields, with a
+//! `fields` / `unknown_fields` map expanded into fields.
+
+use std::borrow::Cow;
+
+use apache_avro::types::Value;
+
+use crate::model::{Position, RawRecord, RawValue};
+use crate::quarantine::Reason;
+
+pub(super) type Bad = (Reason, String, String);
+
+pub(super) fn record(value: Value, position: Position) -> Result<RawRecord<'static>, Bad> {
+    let Value::Record(pairs) = value else {
+        let raw = to_json_text(value);
+        return Err((
+            Reason::MissingField,
+            "top-level Avro value is not a record".into(),
+            raw,
+        ));
+    };
+    let mut rec = RawRecord::empty(pairs.len(), position);
+    for (name, v) in pairs {
+        match name.as_str() {
+            "tenant" => rec.tenant = scalar(v),
+            "metric" => rec.metric = scalar(v),
+            "timestamp" => rec.timestamp = timestamp(v),
+            "fields" | "unknown_fields" if is_map(&v) => expand_map(v, &mut rec.fields),
+            _ => rec.fields.push((Cow::Owned(name), scalar(v))),
+        }
+    }
+    // A map key may repeat a top-level field or name a reserved one: ambiguous, like a JSON
+    // object with a key twice.
+    let mut seen = std::collections::HashSet::with_capacity(rec.fields.len());
+    for (name, _) in &rec.fields {
+        let reserved = matches!(name.as_ref(), "tenant" | "metric" | "timestamp");
+        if reserved || !seen.insert(name.as_ref()) {
+            let msg = format!("field {name:?} appears twice (or repeats a reserved name)");
+            return Err((Reason::DuplicateKey, msg, crate::resolve::raw_text(&rec)));
+        }
+    }
+    Ok(rec)
+}
+
+pub(super) fn unwrap_union(v: Value) -> Value {
+    match v {
+        Value::Union(_, inner) => unwrap_union(*inner),
+        v => v,
+    }
+}
+
+pub(super) fn is_map(v: &Value) -> bool {
+    match v {
+        Value::Map(_) => true,
+        Value::Union(_, inner) => is_map(inner),
+        _ => false,
+    }
+}
+
+pub(super) fn expand_map(v: Value, out: &mut Vec<(Cow<'static, str>, RawValue<'static>)>) {
+    if let Value::Map(map) = unwrap_union(v) {
+        let mut entries: Vec<_> = map.into_iter().collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        for (k, v) in entries {
+            out.push((Cow::Owned(k), scalar(v)));
+        }
+    }
+}
+
+/// Timestamps: long / timestamp-millis as ms, timestamp-micros and -nanos scaled down.
+pub(super) fn timestamp(v: Value) -> RawValue<'static> {
+    match unwrap_union(v) {
+        Value::TimestampMicros(us) | Value::LocalTimestampMicros(us) => {
+            RawValue::Number(Cow::Owned(us.div_euclid(1000).to_string()))
+        }
+        Value::TimestampNanos(ns) | Value::LocalTimestampNanos(ns) => {
+            RawValue::Number(Cow::Owned(ns.div_euclid(1_000_000).to_string()))
+        }
+        v => scalar(v),
+    }
+}
+
+pub(super) fn scalar(v: Value) -> RawValue<'static> {
+    let num = |s: String| RawValue::Number(Cow::Owned(s));
+    match unwrap_union(v) {
+        Value::Null => RawValue::Null,
+        Value::Boolean(b) => RawValue::Bool(b),
+        Value::Int(i) | Value::Date(i) | Value::TimeMillis(i) => num(i.to_string()),
+        Value::Long(i)
+        | Value::TimeMicros(i)
+        | Value::TimestampMillis(i)
+        | Value::TimestampMicros(i)
+        | Value::TimestampNanos(i)
+        | Value::LocalTimestampMillis(i)
+        | Value::LocalTimestampMicros(i)
+        | Value::LocalTimestampNanos(i) => num(i.to_string()),
+        Value::Float(f) => float_text(f as f64),
+        Value::Double(f) => float_text(f),
+        Value::String(s) | Value::Enum(_, s) => RawValue::Str(Cow::Owned(s)),
+        Value::Uuid(u) => RawValue::Str(Cow::Owned(u.to_string())),
+        other => RawValue::Nested(Cow::Owned(to_json_text(other))),
+    }
+}
+
+/// Floats in JSON form; non-finite values (not JSON numbers) travel as strings.
+pub(super) fn float_text(f: f64) -> RawValue<'static> {
+    if f.is_finite() {
+        RawValue::Number(Cow::Owned(
+            serde_json::Number::from_f64(f).expect("finite").to_string(),
+        ))
+    } else {
+        RawValue::Str(Cow::Owned(f.to_string()))
+    }
+}
+
+pub(super) fn to_json_text(v: Value) -> String {
+    match serde_json::Value::try_from(v) {
+        Ok(j) => j.to_string(),
+        Err(e) => format!("<unrepresentable Avro value: {e}>"),
+    }
+}
