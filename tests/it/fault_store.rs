@@ -1,5 +1,6 @@
-//! An object store that fails at the Nth request (as an error, a transient error, or by
-//! aborting the process), and lake snapshots that compare a recovered lake file by file.
+//! A pass-through object store that asks a hook before each request; the hook that fails the
+//! Nth request (an error for good, once, or a process abort); and lake snapshots that compare
+//! a recovered lake file by file.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,10 +20,142 @@ use fineo_batch::storage::Location;
 
 use crate::harness::*;
 
+/// A request a [`TapStore`] is about to pass on.
+#[derive(Clone, Copy, Debug)]
+pub enum Req<'a> {
+    Put(&'a StorePath),
+    Multipart(&'a StorePath),
+    /// A copy, by its target.
+    Copy(&'a StorePath),
+    /// The start of a delete request (its paths follow as [`Req::Delete`]).
+    DeleteStream,
+    Delete(&'a StorePath),
+    Get,
+    List,
+}
+
+impl Req<'_> {
+    fn is_write(&self) -> bool {
+        !matches!(self, Req::Get | Req::List)
+    }
+}
+
+/// What a [`TapStore`] does before each request: note it, or fail it.
+pub trait Hook: fmt::Debug + Send + Sync + 'static {
+    fn before(&self, req: Req<'_>) -> object_store::Result<()>;
+}
+
+/// Passes every request through to `inner`, after asking its hook.
+#[derive(Debug)]
+pub struct TapStore<H: Hook> {
+    inner: Arc<dyn ObjectStore>,
+    hook: Arc<H>,
+}
+
+impl<H: Hook> fmt::Display for TapStore<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TapStore({:?} over {})", self.hook, self.inner)
+    }
+}
+
+/// `plain` with its store wrapped in a [`TapStore`] asking `hook`.
+pub fn tap<H: Hook>(plain: &Location, hook: H) -> (Location, Arc<H>) {
+    let hook = Arc::new(hook);
+    let store = Arc::new(TapStore {
+        inner: plain.store().clone(),
+        hook: hook.clone(),
+    });
+    let loc = Location::with_store(store, plain.prefix().clone(), plain.url().clone());
+    (loc, hook)
+}
+
+fn failed<T: Send + 'static>(
+    e: object_store::Error,
+) -> BoxStream<'static, object_store::Result<T>> {
+    futures::stream::once(async move { Err(e) }).boxed()
+}
+
+#[async_trait::async_trait]
+impl<H: Hook> ObjectStore for TapStore<H> {
+    async fn put_opts(
+        &self,
+        location: &StorePath,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        self.hook.before(Req::Put(location))?;
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &StorePath,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.hook.before(Req::Multipart(location))?;
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &StorePath,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.hook.before(Req::Get)?;
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<StorePath>>,
+    ) -> BoxStream<'static, object_store::Result<StorePath>> {
+        if let Err(e) = self.hook.before(Req::DeleteStream) {
+            return failed(e);
+        }
+        let hook = self.hook.clone();
+        let noted = locations
+            .map(move |r| {
+                let p = r?;
+                hook.before(Req::Delete(&p))?;
+                Ok(p)
+            })
+            .boxed();
+        self.inner.delete_stream(noted)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&StorePath>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        if let Err(e) = self.hook.before(Req::List) {
+            return failed(e);
+        }
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&StorePath>,
+    ) -> object_store::Result<ListResult> {
+        self.hook.before(Req::List)?;
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &StorePath,
+        to: &StorePath,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.hook.before(Req::Copy(to))?;
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
 /// Which requests are counted (and can fail).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
-    /// Puts, multipart starts, copies and deletes.
+    /// Puts, multipart starts, copies and delete requests.
     Writes,
     /// Every request, reads and listings included.
     All,
@@ -39,10 +172,9 @@ pub enum Mode {
     Abort,
 }
 
-/// Passes requests through to `inner`, failing the `fail_at`-th counted one (0-based).
+/// The hook that fails the `fail_at`-th counted request (0-based).
 #[derive(Debug)]
-pub struct FaultStore {
-    inner: Arc<dyn ObjectStore>,
+pub struct Faults {
     scope: Scope,
     mode: Mode,
     fail_at: u64,
@@ -50,19 +182,14 @@ pub struct FaultStore {
     pub count: AtomicU64,
 }
 
-impl fmt::Display for FaultStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "FaultStore({:?} {:?} at {})",
-            self.scope, self.mode, self.fail_at
-        )
-    }
-}
-
-impl FaultStore {
-    fn check(&self, write: bool) -> object_store::Result<()> {
-        if !write && self.scope == Scope::Writes {
+impl Hook for Faults {
+    fn before(&self, req: Req<'_>) -> object_store::Result<()> {
+        // A delete request counts once, not per path.
+        let counted = match req {
+            Req::Delete(_) => false,
+            r => r.is_write() || self.scope == Scope::All,
+        };
+        if !counted {
             return Ok(());
         }
         let n = self.count.fetch_add(1, Ordering::SeqCst);
@@ -83,91 +210,15 @@ impl FaultStore {
     }
 }
 
-#[async_trait::async_trait]
-impl ObjectStore for FaultStore {
-    async fn put_opts(
-        &self,
-        location: &StorePath,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        self.check(true)?;
-        self.inner.put_opts(location, payload, opts).await
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &StorePath,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.check(true)?;
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(
-        &self,
-        location: &StorePath,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        self.check(false)?;
-        self.inner.get_opts(location, options).await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<StorePath>>,
-    ) -> BoxStream<'static, object_store::Result<StorePath>> {
-        if let Err(e) = self.check(true) {
-            return futures::stream::once(async move { Err(e) }).boxed();
-        }
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(
-        &self,
-        prefix: Option<&StorePath>,
-    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        if let Err(e) = self.check(false) {
-            return futures::stream::once(async move { Err(e) }).boxed();
-        }
-        self.inner.list(prefix)
-    }
-
-    async fn list_with_delimiter(
-        &self,
-        prefix: Option<&StorePath>,
-    ) -> object_store::Result<ListResult> {
-        self.check(false)?;
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(
-        &self,
-        from: &StorePath,
-        to: &StorePath,
-        options: CopyOptions,
-    ) -> object_store::Result<()> {
-        self.check(true)?;
-        self.inner.copy_opts(from, to, options).await
-    }
-}
-
-/// `plain` with its store wrapped in a [`FaultStore`].
-pub fn faulty(
-    plain: &Location,
-    scope: Scope,
-    mode: Mode,
-    fail_at: u64,
-) -> (Location, Arc<FaultStore>) {
-    let store = Arc::new(FaultStore {
-        inner: plain.store().clone(),
+/// `plain` with its store failing the `fail_at`-th request of `scope` as `mode` says.
+pub fn faulty(plain: &Location, scope: Scope, mode: Mode, fail_at: u64) -> (Location, Arc<Faults>) {
+    let faults = Faults {
         scope,
         mode,
         fail_at,
         count: AtomicU64::new(0),
-    });
-    let loc = Location::with_store(store.clone(), plain.prefix().clone(), plain.url().clone());
-    (loc, store)
+    };
+    tap(plain, faults)
 }
 
 /// Every data file a reader could meet, by path and content hash, plus each Delta table's

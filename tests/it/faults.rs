@@ -12,6 +12,11 @@ use fineo_batch::Compact;
 use crate::fault_store::*;
 use crate::harness::*;
 
+/// A local lake directory as a plain location.
+fn plain(dir: &Path) -> Location {
+    Location::parse(s(dir)).unwrap()
+}
+
 async fn run(
     sample: &Path,
     lake: Location,
@@ -38,7 +43,6 @@ async fn a_failure_at_every_write_then_rerun_gives_the_uninterrupted_lake() {
     let sample = tmp.path().join("sample");
     generate(&sample, 600, "mixed", 9, 1);
     let reference = tmp.path().join("reference");
-    let plain = |dir: &Path| Location::parse(s(dir)).unwrap();
     let (loc, counter) = faulty(&plain(&reference), Scope::Writes, Mode::Dead, u64::MAX);
     run(&sample, loc).await.unwrap();
     let writes = counter.count.load(Ordering::SeqCst);
@@ -80,7 +84,6 @@ async fn a_transient_failure_at_every_request_then_rerun() {
     let tmp = tempfile::tempdir().unwrap();
     let sample = tmp.path().join("sample");
     generate(&sample, 150, "mixed", 19, 1);
-    let plain = |dir: &Path| Location::parse(s(dir)).unwrap();
     let reference = tmp.path().join("reference");
     let (loc, counter) = faulty(&plain(&reference), Scope::All, Mode::Transient, u64::MAX);
     run(&sample, loc).await.unwrap();
@@ -144,7 +147,6 @@ async fn an_abort_at_write_points_then_rerun() {
     let sample = tmp.path().join("sample");
     generate(&sample, 600, "mixed", 9, 1);
     let reference = tmp.path().join("reference");
-    let plain = |dir: &Path| Location::parse(s(dir)).unwrap();
     let (loc, counter) = faulty(&plain(&reference), Scope::Writes, Mode::Dead, u64::MAX);
     run(&sample, loc).await.unwrap();
     let writes = counter.count.load(Ordering::SeqCst);
@@ -250,7 +252,6 @@ async fn a_failure_at_every_write_of_a_retyping_run_then_rerun() {
         .unwrap();
     let reference = tmp.path().join("reference");
     copy_tree(&base, &reference);
-    let plain = |dir: &Path| Location::parse(s(dir)).unwrap();
     let (loc, counter) = faulty(&plain(&reference), Scope::Writes, Mode::Dead, u64::MAX);
     let report = run(&sample, loc).await.unwrap();
     // t01's boiler partition re-typed, and machine1b's emptied into it.
