@@ -17,8 +17,13 @@ time_rss() {
   cat "$WORK/time.txt"
 }
 
+# BENCH_ONLY=backup runs only the backup/restore part (on the first data set).
+ONLY="${BENCH_ONLY:-all}"
+bytes_of() { du -sb --exclude=_runs "$1" | cut -f1; }
+
 printf '%-22s %10s %10s %12s %10s | %10s %12s %10s | %7s\n' dataset records seconds records/s rss_MiB duck_s duck_rec/s duck_MiB ratio
 for set in $SIZES; do
+  [ "$ONLY" = all ] || break
   n="${set%%:*}"; fmt="${set##*:}"
   data="$WORK/sample-$n-$fmt"
   if [ ! -f "$data/truth.json" ]; then
@@ -48,6 +53,29 @@ for set in $SIZES; do
   fi
   printf '%-22s %10s %10s %12s %10s | %10s %12s %10s | %7s\n' "$n-$fmt" "$records" "$secs" "$ours" "$((rss / 1024))" "$dsecs" "$duck" "$dmib" "$ratio"
 done
+
+set_one="${SIZES%% *}"; n="${set_one%%:*}"; fmt="${set_one##*:}"; data="$WORK/sample-$n-$fmt"
+if [ ! -f "$data/truth.json" ]; then
+  "$BIN" generate --out "$data" --records "$n" --format "$fmt" --seed 42 > /dev/null
+fi
+
+# Backup and restore (SPEC 11) on the first data set: compact it (catalog in the lake's store),
+# back it up, back it up again unchanged, verify, verify --deep, restore every tenant-day into
+# an empty lake; the restore's speed against the compaction of the same archive.
+rm -rf "$WORK/lake" "$WORK/bk" "$WORK/restored"
+"$BIN" schema import --lake "$WORK/lake" "$data/catalog" > /dev/null
+read -r csecs crss < <(time_rss "$BIN" compact --staged "$data/staged" --lake "$WORK/lake")
+read -r bsecs brss < <(time_rss "$BIN" backup --lake "$WORK/lake" --to "$WORK/bk")
+read -r b2secs _ < <(time_rss "$BIN" backup --lake "$WORK/lake" --to "$WORK/bk")
+read -r vsecs vrss < <(time_rss "$BIN" backup verify --from "$WORK/bk")
+read -r dsecs drss < <(time_rss "$BIN" backup verify --from "$WORK/bk" --deep)
+read -r rsecs rrss < <(time_rss "$BIN" restore --from "$WORK/bk" --lake "$WORK/restored")
+lake_b=$(bytes_of "$WORK/lake"); bk_b=$(bytes_of "$WORK/bk")
+echo "backup/restore on $n-$fmt ($(grep -c . <(find "$WORK/bk" -name manifest.json)) bundles):"
+echo "  compact ${csecs}s ($((crss / 1024)) MiB) | backup ${bsecs}s ($((brss / 1024)) MiB), unchanged again ${b2secs}s | verify ${vsecs}s ($((vrss / 1024)) MiB), --deep ${dsecs}s ($((drss / 1024)) MiB)"
+echo "  restore into an empty lake ${rsecs}s ($((rrss / 1024)) MiB): $(awk -v c="$csecs" -v r="$rsecs" 'BEGIN { printf "%.1fx", c / r }') faster than compacting the archive"
+echo "  bytes: lake ${lake_b}, bundles ${bk_b} ($(awk -v a="$bk_b" -v b="$lake_b" 'BEGIN { printf "%.2f", a / b }') of the lake)"
+[ "$ONLY" = all ] || exit 0
 
 # The cost of schema proposals and of re-typing, on the first data set: the same compaction
 # without proposals (best of 3 each way), then a re-typing run after a catalog change that

@@ -23,6 +23,8 @@ BASE_REQS=(
   "duckdb==2.0.0"
   "fastavro==1.13.1"
   "cramjam==2.14.0"
+  # boto3's TypeDeserializer reads the DynamoDB import files `restore --format dynamodb-json` writes
+  "boto3==1.44.5"
   "zstandard==0.25.0"
   # fastavro 1.13 writes/reads the Avro "zstandard" codec through backports.zstd
   # (compression.zstd on Python >= 3.14); without it that codec is unavailable.

@@ -83,6 +83,23 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The lake's latest version was committed but its publish did not finish.
+    #[error("lake version {version} is committed but not yet published (an interrupted run); run `fineo-batch compact` on the lake (it rolls the publish forward) and try again")]
+    Unpublished { version: u64 },
+
+    /// Selected bundles failed their checks; nothing was written.
+    #[error("refusing to restore: {count} problem(s) in the selected bundles, nothing was written:\n{list}\nrun `fineo-batch backup verify --from <backup> --deep` for a full check; pick older bundles with --as-of, or leave the damaged tenant-days out with --tenant/--since/--until")]
+    DamagedBundles { count: usize, list: String },
+
+    /// The days a restore replaces hold records of archive objects processed after the bundles
+    /// were taken, and no `--newer` policy says what becomes of them.
+    #[error("refusing to restore: the restored days hold {records} records of {objects} archive objects processed after the bundles were taken ({examples}); nothing was written. Say what becomes of them: --newer keep (merged on top of the bundles: nothing lost), --newer requeue (replaced now; the next compact reads those objects again), or --newer drop (replaced: gone from the lake unless replayed). `--dry-run` shows them per day")]
+    NewerRecords {
+        records: u64,
+        objects: usize,
+        examples: String,
+    },
+
     /// A worker task panicked or was cancelled.
     #[error("internal task failure: {0}")]
     Task(String),

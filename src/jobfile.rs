@@ -19,6 +19,9 @@ pub struct JobFile {
     /// Settings of `compact`.
     #[serde(default)]
     pub compact: Option<CompactJob>,
+    /// Settings of `backup`.
+    #[serde(default)]
+    pub backup: Option<BackupJob>,
     /// Storage settings of every location the job's commands use.
     #[serde(default)]
     pub storage: Option<StorageJob>,
@@ -71,6 +74,22 @@ pub struct CompactJob {
     pub fetch_concurrency: Option<usize>,
 }
 
+/// `[backup]` table of a job file.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupJob {
+    /// The lake to back up (default: `[compact] lake`).
+    pub lake: Option<String>,
+    /// The backup location.
+    pub to: Option<String>,
+    /// Only these tenants (default: all).
+    #[serde(default)]
+    pub tenants: Vec<String>,
+    pub report: Option<String>,
+    /// Tenant-days read and written at once.
+    pub concurrency: Option<usize>,
+}
+
 /// `[schedule]` table of a job file.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -109,6 +128,14 @@ impl JobFile {
                 return Err(err(
                     "memory_budget_mb and fetch_concurrency must be positive".into(),
                 ));
+            }
+        }
+        if let Some(b) = &job.backup {
+            if b.concurrency == Some(0) {
+                return Err(err("[backup] concurrency must be positive".into()));
+            }
+            if let Some(t) = b.tenants.iter().find(|t| !crate::names::valid_tenant(t)) {
+                return Err(err(format!("[backup] tenants: invalid tenant id {t:?}")));
             }
         }
         if let Some(st) = &job.storage {

@@ -16,8 +16,10 @@
 //! The index keeps every record as sent, so a catalog change re-types stored records through
 //! the same resolution ([`schema`]: proposals, catalog versions and edits). Operations (one
 //! per command) live in [`ops`]; bad input goes to [`quarantine`]; every run ends with a
-//! [`report`]. Locations are URLs handled by `object_store` ([`storage`]).
+//! [`report`]. Locations are URLs handled by `object_store` ([`storage`]). Backups are
+//! standalone tenant-day [`bundle`]s, restored through the same commit path.
 
+pub mod bundle;
 pub mod catalog;
 pub mod commit;
 pub mod decode;
@@ -37,4 +39,4 @@ pub mod storage;
 pub mod write;
 
 pub use error::{Error, Result};
-pub use ops::{Compact, Generate};
+pub use ops::{Backup, Compact, Generate, Restore};

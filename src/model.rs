@@ -236,3 +236,9 @@ pub fn day_to_date(day: i32) -> String {
         + chrono::Duration::days(day as i64);
     d.format("%Y-%m-%d").to_string()
 }
+
+/// The day number of a `YYYY-MM-DD` date, `None` when it is not one.
+pub fn date_to_day(date: &str) -> Option<i32> {
+    let d = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+    Some(day_of(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis()))
+}

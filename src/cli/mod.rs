@@ -1,6 +1,7 @@
 //! The command line: clap arguments, job files, logging and progress, turned into library
 //! operations; the only place that knows clap, indicatif and anyhow.
 
+mod backup;
 mod progress;
 mod proposals;
 mod redact;
@@ -79,6 +80,11 @@ enum Command {
     Generate(GenerateArgs),
     /// Show, edit, import and export the versioned schema catalog in the lake.
     Schema(schema::SchemaArgs),
+    /// Write standalone, checksummed backup bundles (one per changed tenant-day); `backup
+    /// verify` checks them.
+    Backup(backup::BackupArgs),
+    /// Restore tenant-days from backup bundles into a lake, or as archive objects.
+    Restore(backup::RestoreArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -212,6 +218,8 @@ async fn dispatch(cmd: Command) -> Result<i32> {
         Command::Compact(a) => compact(a).await,
         Command::Generate(a) => generate(a).await,
         Command::Schema(a) => schema::run(a).await,
+        Command::Backup(a) => backup::backup(a).await,
+        Command::Restore(a) => backup::restore(a).await,
     }
 }
 

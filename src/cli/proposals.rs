@@ -39,7 +39,11 @@ fn metric_rows(name: &str, m: &MetricProposal, rows: &mut Vec<Vec<String>>) {
     if !m.known {
         let suggestion = m.suggestion.as_ref().map(suggestion).unwrap_or_default();
         let count = m.count.to_string();
-        rows.push(row([name, "", &count, "", "", "", "", &suggestion]));
+        let seen = match (&m.first_seen, &m.last_seen) {
+            (Some(first), Some(last)) => format!("seen {first} .. {last}"),
+            _ => String::new(),
+        };
+        rows.push(row([name, "", &count, "", "", "", &seen, &suggestion]));
     }
     for (field, f) in &m.fields {
         rows.push(field_row(name, field, f));
@@ -143,6 +147,7 @@ mod tests {
                             "samples": ["high"], "suggestion": {"action": "set_type", "type": "string"}}
                     }},
                 "Pump #2": {"known": false, "count": 4,
+                    "first_seen": "2026-01-01T00:00:00.000Z", "last_seen": "2026-01-01T00:00:05.000Z",
                     "suggestion": {"action": "new_metric", "name": "Pump__2"}}
             }
         }))
@@ -150,10 +155,10 @@ mod tests {
         assert_eq!(
             text(&doc),
             "tenant t1: proposals as of lake version 3\n\
-             METRIC   FIELD   COUNT  NULLS  TYPE    TYPES             SAMPLES                      SUGGESTION\n\
-             Pump #2  -       4      -      -       -                 -                            new metric Pump__2\n\
-             boiler   Temp_C  3      25.0%  double  long 1, double 2  1, 2.5, a very long sample…  alias of temperature\n\
-             boiler   level   10     -      string  long 6, string 4  high                         set type string (4 of 10 values fail int)\n"
+             METRIC   FIELD   COUNT  NULLS  TYPE    TYPES             SAMPLES                                                    SUGGESTION\n\
+             Pump #2  -       4      -      -       -                 seen 2026-01-01T00:00:00.000Z .. 2026-01-01T00:00:05.000Z  new metric Pump__2\n\
+             boiler   Temp_C  3      25.0%  double  long 1, double 2  1, 2.5, a very long sample…                                alias of temperature\n\
+             boiler   level   10     -      string  long 6, string 4  high                                                       set type string (4 of 10 values fail int)\n"
         );
     }
 }

@@ -189,6 +189,29 @@ impl Table {
             .map_err(|e| Error::delta(self.loc.url(), e))
     }
 
+    /// The active files of one `date` partition.
+    pub async fn files_on(&self, date: &str) -> Result<Vec<DataFile>> {
+        use futures::TryStreamExt;
+        if !self.exists {
+            return Ok(Vec::new());
+        }
+        let views: Vec<_> = self
+            .table
+            .get_active_add_actions_by_partitions(&[])
+            .try_collect()
+            .await
+            .map_err(|e| Error::delta(self.loc.url(), e))?;
+        Ok(views
+            .iter()
+            .filter(|f| f.partition_values_map().get("date") == Some(&Some(date.to_string())))
+            .map(|f| DataFile {
+                path: f.path().into_owned(),
+                size: f.size() as u64,
+                rows: f.num_records().unwrap_or(0) as u64,
+            })
+            .collect())
+    }
+
     /// Whether the table exists.
     pub fn exists(&self) -> bool {
         self.exists

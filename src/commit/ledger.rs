@@ -40,11 +40,20 @@ impl Ledger {
             base -= CHECKPOINT_EVERY;
         }
         for version in base + 1..=v {
-            for e in log.read(version).await?.ledger {
-                ledger.entries.insert(e.key.clone(), e);
-            }
+            ledger.apply(&log.read(version).await?);
         }
         Ok(ledger)
+    }
+
+    /// Applies one version: its removed entries (objects a restore queued to be read again),
+    /// then its new ones.
+    pub fn apply(&mut self, record: &super::log::CommitRecord) {
+        for key in &record.ledger_removed {
+            self.entries.remove(key);
+        }
+        for e in &record.ledger {
+            self.entries.insert(e.key.clone(), e.clone());
+        }
     }
 
     fn read_checkpoint(&mut self, path: &str, bytes: &[u8]) -> Result<()> {

@@ -86,6 +86,14 @@ pub struct CommitRecord {
     /// Tables whose columns change with the catalog even where no partition is rewritten.
     #[serde(default)]
     pub schemas: Vec<TableSchema>,
+    /// Staged files put at their place only where nothing is yet (never overwritten): catalog
+    /// versions a restore brings to a lake that has none for the tenant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub creates: Vec<StagedCopy>,
+    /// Ledger entries removed: archive objects a restore queued to be read again by the next
+    /// compaction (their records in the restored days were replaced).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ledger_removed: Vec<String>,
 }
 
 /// The columns a typed table must have after a version (applied only to existing tables).

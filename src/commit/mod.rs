@@ -7,6 +7,7 @@
 //! rerun writes the same names again. A crash after the commit is rolled forward by the next
 //! run, which publishes the committed version before it plans anything.
 
+pub mod applied;
 pub mod delta;
 pub mod ledger;
 pub mod log;

@@ -8,7 +8,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::delta::Table;
 use super::ledger::Ledger;
-use super::log::{CommitRecord, LakeLog, PartitionChange, TypedFile};
+use super::log::{CommitRecord, LakeLog, PartitionChange, StagedCopy, TypedFile};
 use crate::error::Result;
 use crate::names;
 use crate::storage::Location;
@@ -89,14 +89,15 @@ pub async fn publish(lake: &Location, record: &CommitRecord) -> Result<PublishSt
         .buffer_unordered(CONCURRENCY)
         .try_collect::<Vec<()>>()
         .await?;
+    for c in &record.creates {
+        create_staged(lake, c, &log, record.version).await?;
+    }
     if record
         .version
         .is_multiple_of(super::ledger::CHECKPOINT_EVERY)
     {
         let mut ledger = Ledger::load(lake, &log, record.version - 1).await?;
-        for e in &record.ledger {
-            ledger.entries.insert(e.key.clone(), e.clone());
-        }
+        ledger.apply(record);
         ledger.checkpoint(lake, record.version).await?;
     }
     log.mark_published(record.version).await?;
@@ -183,5 +184,17 @@ async fn move_staged(
                 }
             }
         },
+    }
+}
+
+/// Puts a staged file at its place unless something is there already (never overwritten).
+async fn create_staged(lake: &Location, c: &StagedCopy, log: &LakeLog<'_>, v: u64) -> Result<()> {
+    match lake.get_opt(&c.staged).await? {
+        Some(bytes) => lake.put_create(&c.path, bytes).await.map(|_| ()),
+        None if log.is_published(v).await? => Ok(()),
+        None => Err(crate::error::Error::metadata(
+            &c.staged,
+            "staged file missing",
+        )),
     }
 }

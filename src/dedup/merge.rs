@@ -38,17 +38,33 @@ pub fn merge(lake: Vec<Rec>, new: Vec<Rec>, keep: Keep) -> (Vec<Rec>, MergeStats
         .map(|r| (r, false))
         .chain(new.into_iter().map(|r| (r, true)))
         .collect();
+    // Lake records first among equal arrivals: a new record with the arrival of a stored one
+    // is that record read again (an archive object compacted into a restored lake).
     all.sort_unstable_by(|a, b| {
         a.0.ts
             .cmp(&b.0.ts)
             .then_with(|| a.0.arrival.cmp(&b.0.arrival))
+            .then_with(|| a.1.cmp(&b.1))
     });
     let mut stats = MergeStats::default();
     let mut winners = Vec::with_capacity(all.len());
     let mut group: Vec<(Rec, bool)> = Vec::new();
     let mut iter = all.into_iter().peekable();
     while let Some(item) = iter.next() {
-        group.push(item);
+        let reread = group
+            .last()
+            .is_some_and(|(prev, prev_new)| !prev_new && item.1 && prev.arrival == item.0.arrival);
+        if reread {
+            match group
+                .last()
+                .is_some_and(|(prev, _)| prev.hash == item.0.hash)
+            {
+                true => stats.duplicates_exact += 1,
+                false => stats.duplicates_conflicting += 1,
+            }
+        } else {
+            group.push(item);
+        }
         if iter.peek().is_some_and(|n| n.0.ts == group[0].0.ts) {
             continue;
         }
@@ -90,6 +106,30 @@ mod tests {
             typed: vec![],
             untyped: vec![],
             hash,
+        }
+    }
+
+    #[test]
+    fn a_stored_record_read_again_is_a_duplicate_whatever_the_policy() {
+        let lake = vec![rec(1, 10, 3, 7)];
+        for keep in [Keep::Latest, Keep::First] {
+            let (w, s) = merge(lake.clone(), vec![rec(1, 10, 3, 7), rec(1, 5, 0, 9)], keep);
+            let want = match keep {
+                Keep::Latest => 7,
+                Keep::First => 9,
+            };
+            assert_eq!(w.iter().map(|r| r.hash).collect::<Vec<_>>(), vec![want]);
+            let counts = (
+                s.written,
+                s.duplicates_exact,
+                s.duplicates_conflicting,
+                s.lake_replaced,
+            );
+            let want = match keep {
+                Keep::Latest => (0, 1, 1, 0),
+                Keep::First => (1, 1, 0, 1),
+            };
+            assert_eq!(counts, want, "{keep:?}");
         }
     }
 

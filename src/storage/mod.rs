@@ -178,6 +178,30 @@ impl Location {
         }
     }
 
+    /// Reads an object with its metadata (size, ETag), `None` when it does not exist.
+    pub async fn get_with_meta(&self, rel: &str) -> Result<Option<(Bytes, ObjectMeta)>> {
+        let path = self.path(rel);
+        match self.store.get(&path).await {
+            Ok(r) => {
+                let meta = r.meta.clone();
+                let bytes = r.bytes().await.map_err(|e| Error::store(&path, e))?;
+                Ok(Some((bytes, meta)))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Error::store(&path, e)),
+        }
+    }
+
+    /// An object's metadata, `None` when it does not exist.
+    pub async fn head(&self, rel: &str) -> Result<Option<ObjectMeta>> {
+        let path = self.path(rel);
+        match self.store.head(&path).await {
+            Ok(m) => Ok(Some(m)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Error::store(&path, e)),
+        }
+    }
+
     /// The last `n` bytes of an object (all of it when smaller) and its size; `None` when it
     /// does not exist.
     pub async fn get_suffix(&self, path: &Path, n: u64) -> Result<Option<(Bytes, u64)>> {
@@ -281,6 +305,20 @@ impl Location {
         match stream.try_next().await {
             Ok(found) => Ok(found.is_some()),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(Error::store(&path, e)),
+        }
+    }
+
+    /// The names of the "directories" right below `rel` (one delimited listing).
+    pub async fn list_dirs(&self, rel: &str) -> Result<Vec<String>> {
+        let path = self.path(rel);
+        match self.store.list_with_delimiter(Some(&path)).await {
+            Ok(r) => Ok(r
+                .common_prefixes
+                .iter()
+                .filter_map(|p| p.filename().map(str::to_string))
+                .collect()),
+            Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
             Err(e) => Err(Error::store(&path, e)),
         }
     }

@@ -14,6 +14,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::file::metadata::KeyValue;
 use parquet::file::metadata::{FooterTail, ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::properties::WriterProperties;
+use parquet::file::statistics::Statistics;
 use serde::{Deserialize, Serialize};
 
 use crate::dedup::codec::Interner;
@@ -124,6 +125,9 @@ pub fn decode(path: &str, bytes: Bytes) -> Result<(Vec<Rec>, PartitionManifest)>
 }
 
 fn decode_batch(batch: &RecordBatch, names: &mut Interner, out: &mut Vec<Rec>) -> Option<()> {
+    if batch.num_columns() != schema().fields().len() {
+        return None;
+    }
     let int = |i: usize| batch.column(i).as_any().downcast_ref::<Int64Array>();
     let text = |i: usize| batch.column(i).as_any().downcast_ref::<StringArray>();
     let (ts, dl, pos, hash) = (int(0)?, int(1)?, int(3)?, int(4)?);
@@ -147,7 +151,7 @@ fn decode_batch(batch: &RecordBatch, names: &mut Interner, out: &mut Vec<Rec>) -
     Some(())
 }
 
-fn manifest_of(path: &str, meta: &ParquetMetaData) -> Result<PartitionManifest> {
+pub fn manifest_of(path: &str, meta: &ParquetMetaData) -> Result<PartitionManifest> {
     let err = |e: &dyn std::fmt::Display| Error::data_file(path, e);
     let manifest = meta
         .file_metadata()
@@ -158,9 +162,110 @@ fn manifest_of(path: &str, meta: &ParquetMetaData) -> Result<PartitionManifest> 
     serde_json::from_str(manifest).map_err(|e| err(&e))
 }
 
+/// The same index file under another manifest: every data page is kept byte for byte and only
+/// the footer is written anew (a restore points a copied index at the typed files it wrote).
+pub fn with_manifest(path: &str, bytes: &Bytes, manifest: &PartitionManifest) -> Result<Bytes> {
+    use parquet::file::metadata::{FileMetaData, ParquetMetaDataWriter};
+    let bad = |e: &dyn std::fmt::Display| Error::data_file(path, e);
+    let n = bytes.len();
+    let foot: [u8; 8] = bytes
+        .get(n.saturating_sub(8)..)
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| bad(&"shorter than a Parquet footer"))?;
+    let meta_len = FooterTail::try_new(&foot)
+        .map_err(|e| bad(&e))?
+        .metadata_length();
+    let data_end = n
+        .checked_sub(8 + meta_len)
+        .ok_or_else(|| bad(&"truncated"))?;
+    let md = ParquetMetaDataReader::decode_metadata(&bytes.slice(data_end..n - 8))
+        .map_err(|e| bad(&e))?;
+    let fm = md.file_metadata();
+    let mut kv: Vec<KeyValue> = fm
+        .key_value_metadata()
+        .into_iter()
+        .flatten()
+        .filter(|k| k.key != MANIFEST_KEY)
+        .cloned()
+        .collect();
+    let meta = serde_json::to_string(manifest).expect("manifest json");
+    kv.push(KeyValue::new(MANIFEST_KEY.into(), meta));
+    let file_meta = FileMetaData::new(
+        fm.version(),
+        fm.num_rows(),
+        fm.created_by().map(str::to_string),
+        Some(kv),
+        fm.schema_descr_ptr(),
+        fm.column_orders().cloned(),
+    );
+    let patched = ParquetMetaData::new(file_meta, md.row_groups().to_vec());
+    let mut out = bytes[..data_end].to_vec();
+    ParquetMetaDataWriter::new(&mut out, &patched)
+        .finish()
+        .map_err(|e| bad(&e))?;
+    Ok(Bytes::from(out))
+}
+
+/// The index's manifest, record count and event-time range, from its footer alone.
+pub fn footer_facts(path: &str, bytes: &Bytes) -> Result<(PartitionManifest, u64, i64, i64)> {
+    let bad = |e: &dyn std::fmt::Display| Error::data_file(path, e);
+    let md = ParquetMetaDataReader::new()
+        .parse_and_finish(bytes)
+        .map_err(|e| bad(&e))?;
+    let manifest = manifest_of(path, &md)?;
+    let records = md.file_metadata().num_rows() as u64;
+    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+    for rg in md.row_groups() {
+        match rg.columns().first().and_then(|c| c.statistics()) {
+            Some(Statistics::Int64(s)) => {
+                lo = lo.min(*s.min_opt().ok_or_else(|| bad(&"no timestamp statistics"))?);
+                hi = hi.max(*s.max_opt().ok_or_else(|| bad(&"no timestamp statistics"))?);
+            }
+            _ => return Err(bad(&"no timestamp statistics")),
+        }
+    }
+    if records == 0 {
+        return Err(bad(&"an index without records"));
+    }
+    Ok((manifest, records, lo, hi))
+}
+
+/// The source objects of an index file's records with their record counts (only that column
+/// is read).
+pub fn sources(path: &str, bytes: Bytes) -> Result<std::collections::BTreeMap<String, u64>> {
+    use parquet::arrow::ProjectionMask;
+    let err = |e: &dyn std::fmt::Display| Error::data_file(path, e);
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| err(&e))?;
+    let mask = ProjectionMask::leaves(builder.parquet_schema(), [2]);
+    let mut out = std::collections::BTreeMap::new();
+    for batch in builder.with_projection(mask).build().map_err(|e| err(&e))? {
+        let batch = batch.map_err(|e| err(&e))?;
+        let col = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| err(&"unexpected index schema"))?;
+        for v in col.iter().flatten() {
+            match out.get_mut(v) {
+                Some(n) => *n += 1,
+                None => {
+                    out.insert(v.to_string(), 1);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Reads only the manifest of an index file (its Parquet footer, usually one ranged request),
 /// or `None` when it is gone.
 pub async fn read_manifest(lake: &Location, path: &str) -> Result<Option<PartitionManifest>> {
+    Ok(read_footer(lake, path).await?.map(|(m, _)| m))
+}
+
+/// Reads the manifest and record count of an index file from its footer, or `None` when it is
+/// gone.
+pub async fn read_footer(lake: &Location, path: &str) -> Result<Option<(PartitionManifest, u64)>> {
     let full = lake.path(path);
     let Some((tail, size)) = lake.get_suffix(&full, 64 << 10).await? else {
         return Ok(None);
@@ -184,5 +289,6 @@ pub async fn read_manifest(lake: &Location, path: &str) -> Result<Option<Partiti
         lake.get_range(&full, start..end).await?
     };
     let md = ParquetMetaDataReader::decode_metadata(&meta).map_err(|e| bad(&e))?;
-    manifest_of(path, &md).map(Some)
+    let rows = md.file_metadata().num_rows() as u64;
+    manifest_of(path, &md).map(|m| Some((m, rows)))
 }

@@ -13,6 +13,9 @@ fn help_and_usage_errors() {
         &["--help"][..],
         &["compact", "--help"],
         &["generate", "--help"],
+        &["backup", "--help"],
+        &["backup", "verify", "--help"],
+        &["restore", "--help"],
     ] {
         let out = fineo(cmd);
         assert_eq!(out.status.code(), Some(0), "{cmd:?}");
@@ -44,12 +47,39 @@ fn every_job_file_parses() {
     for f in walk(&repo().join("jobs")) {
         if f.extension().is_some_and(|e| e == "toml") {
             let job = JobFile::load(&f).unwrap_or_else(|e| panic!("{e}"));
-            let c = job.compact.expect("a [compact] table");
-            assert!(c.staged.is_some() && c.lake.is_some(), "{}", f.display());
+            let steps = job
+                .schedule
+                .as_ref()
+                .map(|s| s.steps.clone())
+                .unwrap_or_default();
+            if job.compact.is_some() || steps.iter().any(|s| s == "compact") {
+                let c = job.compact.as_ref().expect("a [compact] table");
+                assert!(c.staged.is_some() && c.lake.is_some(), "{}", f.display());
+            }
+            if steps.iter().any(|s| s == "backup") {
+                let b = job
+                    .backup
+                    .as_ref()
+                    .expect("a [backup] table for the backup step");
+                let lake = b
+                    .lake
+                    .clone()
+                    .or(job.compact.as_ref().and_then(|c| c.lake.clone()));
+                assert!(
+                    lake.is_some() && b.to.is_some(),
+                    "{}: backup lake and to",
+                    f.display()
+                );
+            }
+            assert!(
+                job.compact.is_some() || job.backup.is_some(),
+                "{}",
+                f.display()
+            );
             n += 1;
         }
     }
-    assert!(n >= 2);
+    assert!(n >= 3);
     let bad = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(bad.path(), "[compact]\nstaged = 3\n").unwrap();
     let err = JobFile::load(bad.path()).unwrap_err().to_string();

@@ -251,6 +251,7 @@ pub fn snapshot(lake: &Path) -> BTreeMap<String, String> {
             || rel.starts_with("errors/")
             || rel.starts_with("_fineo/index/")
             || rel.starts_with("_proposals/")
+            || rel.starts_with("_catalog/")
             || rel == "_fineo/catalog-applied.json";
         if keep {
             let h = xxhash_rust::xxh3::xxh3_64(&std::fs::read(&f).unwrap());
@@ -263,4 +264,24 @@ pub fn snapshot(lake: &Path) -> BTreeMap<String, String> {
         }
     }
     out
+}
+
+/// The fault points of an S3 run: `k` write points spread over its `writes` plus its last
+/// `last` writes (the commit and every publish step), dead; and `k` request points spread over
+/// its `requests`, transient.
+pub fn s3_fault_points(writes: u64, requests: u64, k: u64, last: u64) -> Vec<(Scope, Mode, u64)> {
+    let spread = |n: u64| -> Vec<u64> { (0..k).map(|i| i * n / k).collect() };
+    let mut write_points = spread(writes);
+    write_points.extend(writes.saturating_sub(last)..writes);
+    write_points.sort_unstable();
+    write_points.dedup();
+    write_points
+        .into_iter()
+        .map(|p| (Scope::Writes, Mode::Dead, p))
+        .chain(
+            spread(requests)
+                .into_iter()
+                .map(|p| (Scope::All, Mode::Transient, p)),
+        )
+        .collect()
 }

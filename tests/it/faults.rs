@@ -196,20 +196,7 @@ async fn s3_failures_at_write_and_request_points_then_rerun() {
     let (loc, requests) = faulty(&site.location("counted"), Scope::All, Mode::Dead, u64::MAX);
     run(&sample, loc).await.unwrap();
     let requests = requests.count.load(Ordering::SeqCst);
-    let spread = |n: u64, k: u64| -> Vec<u64> { (0..k).map(|i| i * n / k).collect() };
-    // The last writes are the commit and the publish steps: all of them.
-    let mut write_points = spread(writes, 12);
-    write_points.extend(writes.saturating_sub(12)..writes);
-    write_points.sort_unstable();
-    write_points.dedup();
-    let cases = write_points
-        .iter()
-        .map(|&p| (Scope::Writes, Mode::Dead, p))
-        .chain(
-            spread(requests, 12)
-                .into_iter()
-                .map(|p| (Scope::All, Mode::Transient, p)),
-        );
+    let cases = s3_fault_points(writes, requests, 12, 12);
     let mut tried = 0;
     for (scope, mode, fail_at) in cases {
         let name = format!("lake-{scope:?}-{fail_at}");

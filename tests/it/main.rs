@@ -4,6 +4,7 @@
 mod harness;
 
 mod avro;
+mod backup;
 mod cli;
 mod corpus;
 mod fault_store;
@@ -12,6 +13,7 @@ mod fixtures;
 mod generated;
 mod incremental;
 mod races;
+mod restore_faults;
 mod retype;
 mod schema;
 mod security;

@@ -754,12 +754,12 @@ fn proposals_are_refreshed_and_accept_takes_their_suggestions() {
     assert_eq!(
         schema_ok(lake, &["proposals"]),
         "tenant t1: proposals as of lake version 4\n\
-         METRIC   FIELD      COUNT  NULLS  TYPE    TYPES                SAMPLES          SUGGESTION\n\
-         Pump #2  -          5      -      -       -                    -                new metric Pump__2\n\
-         Pump #2  flow       5      0.0%   double  double 5             1.5              new field flow (double)\n\
-         boiler   Fan Speed  2      0.0%   long    long 2               1200, 1300       new field Fan_Speed (long)\n\
-         boiler   Temp_C     3      25.0%  double  long 1, double 2     21, 21.5, 22.25  alias of temperature\n\
-         boiler   running    10     -      string  boolean 6, string 4  on, off          set type string (4 of 10 values fail boolean)\n"
+         METRIC   FIELD      COUNT  NULLS  TYPE    TYPES                SAMPLES                                                    SUGGESTION\n\
+         Pump #2  -          5      -      -       -                    seen 2026-01-01T00:00:00.000Z .. 2026-01-02T00:00:00.000Z  new metric Pump__2\n\
+         Pump #2  flow       5      0.0%   double  double 5             1.5                                                        new field flow (double)\n\
+         boiler   Fan Speed  2      0.0%   long    long 2               1200, 1300                                                 new field Fan_Speed (long)\n\
+         boiler   Temp_C     3      25.0%  double  long 1, double 2     21, 21.5, 22.25                                            alias of temperature\n\
+         boiler   running    10     -      string  boolean 6, string 4  on, off                                                    set type string (4 of 10 values fail boolean)\n"
     );
     let only = json_of(lake, &["proposals", "--metric", "machine1"]);
     assert_eq!(
@@ -879,4 +879,104 @@ fn every_schema_subcommand_has_help() {
             "{sub}: {text}"
         );
     }
+}
+
+/// Issue 14: a lake compacted with `--catalog DIR` has no catalog version of its own; its
+/// proposals must still be seen against the catalog it was built with. A known metric with
+/// undeclared fields gets only field rows; an unknown metric's row has its real count and
+/// first/last event time, in the table and in `--json`, and still after a second compaction.
+#[test]
+fn known_metrics_are_never_proposed_as_new_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let catalog = tmp.path().join("catalog");
+    std::fs::create_dir_all(&catalog).unwrap();
+    let mut doc = base_doc();
+    doc["tenant"] = json!("t03");
+    doc["metrics"]["energy"] =
+        json!({"aliases": [], "fields": {"kwh": {"type": "double", "aliases": []}}, "hidden": []});
+    std::fs::write(catalog.join("t03.json"), doc.to_string()).unwrap();
+    let staged = tmp.path().join("staged");
+    let day = 1_767_225_600_000i64; // 2026-01-01T00:00:00Z
+    let line = |metric: &str, ts: i64, extra: &str| {
+        format!(r#"{{"tenant":"t03","metric":"{metric}","timestamp":{ts},{extra}}}"#)
+    };
+    let mut first = Vec::new();
+    for i in 0..4 {
+        first.push(line("energy", day + i * 1000, r#""kwh":1.5,"phase":"L1""#));
+        first.push(line("machine1", day + i * 1000, r#""temp":20,"fw":"1.2""#));
+    }
+    for i in 0..3 {
+        first.push(line("pump", day + 5000 + i * 1000, r#""flow":2.5"#));
+    }
+    std::fs::create_dir_all(staged.join("2026/01/01/00")).unwrap();
+    std::fs::write(
+        staged.join("2026/01/01/00/s-1-2026-01-01-00-10-00-a.json"),
+        first.join("\n") + "\n",
+    )
+    .unwrap();
+    let lake = tmp.path().join("lake");
+    compact(&staged, &lake, Some(&catalog), &[]);
+    let lake = s(&lake);
+    let proposals = |args: &[&str]| {
+        let mut all = vec!["schema", "proposals", "--lake", lake, "--tenant", "t03"];
+        all.extend(args);
+        fineo_ok(&all, 0)
+    };
+    let first = "tenant t03: proposals as of lake version 1\n\
+         METRIC  FIELD  COUNT  NULLS  TYPE    TYPES     SAMPLES                                                    SUGGESTION\n\
+         boiler  fw     4      0.0%   double  double 4  1.2                                                        new field fw (double)\n\
+         energy  phase  4      0.0%   string  string 4  L1                                                         new field phase (string)\n\
+         pump    -      3      -      -       -         seen 2026-01-01T00:00:05.000Z .. 2026-01-01T00:00:07.000Z  new metric pump\n\
+         pump    flow   3      0.0%   double  double 3  2.5                                                        new field flow (double)\n";
+    assert_eq!(proposals(&[]), first);
+    let check_json = |count: u64| {
+        let doc: Value = serde_json::from_str(&proposals(&["--json"])).unwrap();
+        for known in ["boiler", "energy"] {
+            let m = &doc["metrics"][known];
+            assert_eq!(m["known"], true, "{known}: {m}");
+            assert!(m["suggestion"].is_null(), "{known}: {m}");
+        }
+        let pump = &doc["metrics"]["pump"];
+        assert_eq!(pump["known"], false);
+        assert_eq!(pump["count"], count);
+        assert_eq!(pump["first_seen"], "2026-01-01T00:00:05.000Z");
+        assert_eq!(pump["suggestion"]["action"], "new_metric");
+    };
+    check_json(3);
+    // A second compaction folds more records in and refreshes the document.
+    let more = [
+        line("pump", day + 9000, r#""flow":3.5"#),
+        line("energy", day + 9000, r#""kwh":2"#),
+    ];
+    std::fs::write(
+        staged.join("2026/01/01/00/s-1-2026-01-01-00-20-00-b.json"),
+        more.join("\n") + "\n",
+    )
+    .unwrap();
+    compact(&staged, Path::new(lake), Some(&catalog), &[]);
+    let second = proposals(&[]);
+    assert!(
+        second.starts_with("tenant t03: proposals as of lake version 2\n"),
+        "{second}"
+    );
+    let rows: Vec<Vec<&str>> = second
+        .lines()
+        .skip(2)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows.iter().map(|r| (r[0], r[1], r[2])).collect::<Vec<_>>(),
+        [
+            ("boiler", "fw", "4"),
+            ("energy", "phase", "4"),
+            ("pump", "-", "4"),
+            ("pump", "flow", "4"),
+        ]
+    );
+    assert!(
+        second
+            .contains("seen 2026-01-01T00:00:05.000Z .. 2026-01-01T00:00:09.000Z  new metric pump"),
+        "{second}"
+    );
+    check_json(4);
 }

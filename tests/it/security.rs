@@ -143,6 +143,11 @@ const KINDS: &[&str] = &[
     "/lake/_proposals/",
     "/lake/_catalog/t01/",
     "/reports/run.json",
+    "/bk/tenant=",
+    "/restored/typed/tenant=",
+    "/restored/_fineo/index/",
+    "/restored/_catalog/t01/",
+    "/reload/tenant=",
 ];
 
 /// Writes every kind of object to S3 through the binary, with the storage settings of
@@ -213,23 +218,32 @@ fn sse_on_every_write(mode: SseMode) {
         serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
     };
     let staged = format!("{sample}/staged");
+    let (bk, restored, reload) = (site.url("bk"), site.url("restored"), site.url("reload"));
     let report = format!("{}/run.json", site.url("reports"));
     let extra = site.url("extra");
     let catalog = local.join("catalog");
     #[rustfmt::skip]
-    let steps: [(&[&str], &[String]); 6] = [
+    let steps: [(&[&str], &[String]); 10] = [
         (&["generate", "--out", &sample, "--records", "3000", "--format", "mixed", "--seed", "31", "--days", "2"], &generate_flags),
         (&["schema", "import", s(&catalog), "--lake", &lake, "--json"], &import_flags),
         (&["compact", "--json", "--staged", &staged, "--lake", &lake, "--report", &report], &flags),
         (&["compact", "--json", "--staged", &extra, "--lake", &lake], &flags),
         (&["schema", "accept", "--tenant", "t01", "--metric", "boiler", "--field", "fw", "--type", "string", "--lake", &lake], &flags),
         (&["compact", "--json", "--staged", &extra, "--lake", &lake], &flags),
+        (&["backup", "--json", "--lake", &lake, "--to", &bk], &flags),
+        (&["backup", "verify", "--json", "--from", &bk, "--deep"], &flags),
+        (&["restore", "--json", "--from", &bk, "--lake", &restored], &flags),
+        (&["restore", "--json", "--from", &bk, "--staged", &reload, "--format", "dynamodb-json"], &flags),
     ];
     let reports: Vec<Value> = steps.iter().map(|(a, f)| fineo(a, f)).collect();
     assert_eq!(reports[1]["written"].as_array().unwrap().len(), 3);
     assert_eq!(reports[2]["committed_version"], 1);
     assert_eq!(reports[3]["records"]["errors"], 400);
     assert_eq!(reports[5]["retype"]["tenants"], serde_json::json!(["t01"]));
+    assert_eq!(reports[6]["backup"]["written"].as_array().unwrap().len(), 8);
+    assert_eq!(reports[7]["verify"]["ok"], 8);
+    assert_eq!(reports[8]["committed_version"], 1);
+    assert!(reports[9]["restore"]["objects_written"].as_u64().unwrap() >= 8);
 
     let expected = mode.expected();
     let requests = tap.requests();
@@ -256,7 +270,8 @@ fn sse_on_every_write(mode: SseMode) {
         .count();
     assert!(staging > 0, "staging files are written too");
     let written: Vec<String> = creating.iter().map(|r| r.key(&bucket)).collect();
-    let prefixes = ["sample", "lake", "reports"].map(|n| key_prefix(&site.url(n)));
+    let prefixes =
+        ["sample", "lake", "reports", "bk", "restored", "reload"].map(|n| key_prefix(&site.url(n)));
     let heads = head_objects(&prefixes);
     for kind in KINDS {
         assert!(

@@ -1,9 +1,9 @@
 //! `compact`: staged archive -> deduplicated lake. Plans from the ledger, reads and buckets
 //! new objects, merges each touched partition, commits one lake version, publishes it.
 
-mod partition;
+pub(crate) mod partition;
 mod plan;
-mod read;
+pub(crate) mod read;
 mod retype;
 
 use std::collections::BTreeMap;
@@ -331,6 +331,8 @@ impl Compact {
             errors,
             files,
             schemas: retype.schemas.clone(),
+            creates: Vec::new(),
+            ledger_removed: Vec::new(),
         };
         if !log.create(&record).await? {
             // Discard only what is surely ours: a read error is returned, never guessed at.

@@ -129,7 +129,7 @@ pub async fn build(ctx: &PartitionCtx, job: PartitionJob) -> Result<PartitionRes
         .await??
     };
     let (enc, stats, mismatches, observed) = enc;
-    let w = write_files(ctx, &key, &paths, enc, typed_path).await?;
+    let w = write_files(&ctx.lake, &ctx.tag, &key, &paths, enc, typed_path).await?;
     let change = PartitionChange {
         tenant: key.tenant.clone(),
         metric: key.metric.clone(),
@@ -171,7 +171,7 @@ impl MismatchCount {
 }
 
 /// Resolves every record's fields against `spec`; `each` sees the record and its values.
-fn resolve_all(
+pub(crate) fn resolve_all(
     recs: &mut [Rec],
     spec: Option<&MetricSpec>,
     mut each: impl FnMut(&Rec, &raw::RawFields<'_>, &crate::resolve::Values),
@@ -196,7 +196,7 @@ fn resolve_all(
 }
 
 /// The sent names of the winners and how the current catalog resolves them.
-fn fingerprint(catalog: &Catalog, tenant: &str, winners: &[Rec]) -> (SentNames, u64) {
+pub(crate) fn fingerprint(catalog: &Catalog, tenant: &str, winners: &[Rec]) -> (SentNames, u64) {
     let mut metrics: BTreeSet<&str> = BTreeSet::new();
     let mut fields: BTreeSet<&[u8]> = BTreeSet::new();
     for r in winners {
@@ -215,17 +215,17 @@ fn fingerprint(catalog: &Catalog, tenant: &str, winners: &[Rec]) -> (SentNames, 
 }
 
 /// A partition's encoded files.
-struct Encoded {
-    typed: Option<(Bytes, String)>,
-    lines: Vec<u8>,
-    untyped_count: u64,
+pub(crate) struct Encoded {
+    pub typed: Option<(Bytes, String)>,
+    pub lines: Vec<u8>,
+    pub untyped_count: u64,
     /// `None` when the partition is now empty.
-    index: Option<Bytes>,
-    rows: u64,
+    pub index: Option<Bytes>,
+    pub rows: u64,
 }
 
 /// CPU part of writing: Parquet + stats, JSON lines, index.
-fn encode_partition(
+pub(crate) fn encode_partition(
     winners: &[Rec],
     columns: Option<&Columns>,
     typed_path: &str,
@@ -283,24 +283,25 @@ fn encode_partition(
 }
 
 /// The files a partition wrote.
-struct Written {
-    typed_add: Vec<TypedFile>,
-    untyped_staged: Option<String>,
-    index_staged: Option<String>,
-    bytes: u64,
-    typed_rows: u64,
-    untyped_lines: u64,
+pub(crate) struct Written {
+    pub typed_add: Vec<TypedFile>,
+    pub untyped_staged: Option<String>,
+    pub index_staged: Option<String>,
+    pub bytes: u64,
+    pub typed_rows: u64,
+    pub untyped_lines: u64,
 }
 
 /// Puts the typed file in place (unreferenced until the Delta commit) and stages the others.
-async fn write_files(
-    ctx: &PartitionCtx,
+pub(crate) async fn write_files(
+    lake: &Location,
+    tag: &str,
     key: &PartitionKey,
     paths: &PartitionPaths,
     enc: Encoded,
     typed_path: String,
 ) -> Result<Written> {
-    let staging = format!("_fineo/staging/{}", ctx.tag);
+    let staging = format!("_fineo/staging/{tag}");
     let rel_name = names::table_dir(&key.tenant, &key.metric);
     let date = key.date();
     let mut bytes_written = 0u64;
@@ -316,14 +317,13 @@ async fn write_files(
             },
             stats,
         });
-        ctx.lake
-            .put(&format!("{}/{}", paths.table, typed_path), bytes)
+        lake.put(&format!("{}/{}", paths.table, typed_path), bytes)
             .await?;
     }
     let untyped_staged = if enc.untyped_count > 0 {
         let p = format!("{staging}/untyped/{rel_name}/date={date}.jsonl");
         bytes_written += enc.lines.len() as u64;
-        ctx.lake.put(&p, Bytes::from(enc.lines)).await?;
+        lake.put(&p, Bytes::from(enc.lines)).await?;
         Some(p)
     } else {
         None
@@ -332,7 +332,7 @@ async fn write_files(
         Some(bytes) => {
             let p = format!("{staging}/index/{rel_name}/date={date}.parquet");
             bytes_written += bytes.len() as u64;
-            ctx.lake.put(&p, bytes).await?;
+            lake.put(&p, bytes).await?;
             Some(p)
         }
         None => None,
@@ -379,4 +379,68 @@ async fn read_lake(
 pub fn columns_fit(had: &[(String, FieldType)], want: &[(Arc<str>, FieldType)]) -> bool {
     had.iter()
         .all(|(n, t)| want.iter().any(|(w, wt)| w.as_ref() == n && wt == t))
+}
+
+/// A partition rebuilt from given records rather than merged into the lake (restore, replay).
+pub(crate) struct Rebuilt {
+    pub change: PartitionChange,
+    pub stats: MergeStats,
+    pub typed_rows: u64,
+    pub untyped_lines: u64,
+    pub bytes: u64,
+}
+
+/// Builds partition `key` from `base` merged with `new` (`new` wins ties by arrival like new
+/// input in a compaction), resolved under `catalog`; writes its files under the run's `tag`
+/// and replaces `typed_remove`. An empty result empties the partition.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn rebuild(
+    lake: &Location,
+    tag: &str,
+    version: u64,
+    catalog: &Arc<Catalog>,
+    key: &PartitionKey,
+    base: Vec<Rec>,
+    new: Vec<Rec>,
+    typed_remove: Vec<DataFile>,
+) -> Result<Rebuilt> {
+    let paths = PartitionPaths::of(key);
+    let spec = catalog.metric(&key.tenant, &key.metric).cloned();
+    let columns = spec.as_ref().map(|s| Columns(s.columns()));
+    let typed_path = format!("{}/part-{tag}-00000.parquet", paths.typed_rel);
+    let enc = {
+        let (catalog, tenant) = (catalog.clone(), key.tenant.clone());
+        let (columns, typed_path) = (columns.clone(), typed_path.clone());
+        on_rayon(move || {
+            let (mut base, mut new) = (base, new);
+            resolve_all(&mut base, spec.as_ref(), |_, _, _| {})?;
+            resolve_all(&mut new, spec.as_ref(), |_, _, _| {})?;
+            let (winners, stats) = merge(base, new, Keep::Latest);
+            let fp = fingerprint(&catalog, &tenant, &winners);
+            let enc = encode_partition(&winners, columns.as_ref(), &typed_path, version, fp)?;
+            Ok::<_, Error>((enc, stats))
+        })
+        .await??
+    };
+    let (enc, stats) = enc;
+    let w = write_files(lake, tag, key, &paths, enc, typed_path).await?;
+    let change = PartitionChange {
+        tenant: key.tenant.clone(),
+        metric: key.metric.clone(),
+        date: key.date(),
+        columns: columns.map(|c| c.0.iter().map(|(n, t)| (n.to_string(), *t)).collect()),
+        typed_add: w.typed_add,
+        typed_remove,
+        untyped_staged: w.untyped_staged,
+        untyped_path: paths.untyped,
+        index_staged: w.index_staged,
+        index_path: paths.index,
+    };
+    Ok(Rebuilt {
+        change,
+        stats,
+        typed_rows: w.typed_rows,
+        untyped_lines: w.untyped_lines,
+        bytes: w.bytes,
+    })
 }

@@ -88,14 +88,26 @@ pub async fn read_objects(
     Ok(out)
 }
 
-/// Runs CPU work on the rayon pool without blocking the async runtime.
+/// Runs CPU work on the rayon pool without blocking the async runtime. A panic in `f` (a bug,
+/// or a decoder meeting input it did not expect) is an error of this call, never an abort of
+/// the process.
 pub async fn on_rayon<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     rayon::spawn(move || {
-        let _ = tx.send(f());
+        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
     });
-    rx.await
-        .map_err(|_| Error::Task("rayon worker dropped its result".into()))
+    match rx.await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(panic)) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown panic");
+            Err(Error::Task(format!("a worker panicked: {what}")))
+        }
+        Err(_) => Err(Error::Task("rayon worker dropped its result".into())),
+    }
 }
 
 fn decode_one(index: usize, bytes: &[u8], catalog: &Catalog, limits: &Limits) -> ObjectOutput {

@@ -10,14 +10,12 @@ use bytes::Bytes;
 use super::partition::columns_fit;
 use crate::catalog::{Catalog, MetricDoc, TenantDoc};
 use crate::commit::log::TableSchema;
-use crate::error::{Error, Result};
-use crate::model::{day_of, PartitionKey};
-use crate::names;
+use crate::error::Result;
+use crate::model::PartitionKey;
 use crate::storage::Location;
 use crate::write::index::read_manifest;
 
-/// The catalog the lake's partitions were last built with, per tenant.
-pub const APPLIED_PATH: &str = "_fineo/catalog-applied.json";
+pub use crate::commit::applied::APPLIED_PATH;
 
 /// A partition to rebuild for the catalog change.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -43,10 +41,7 @@ pub struct RetypePlan {
 
 /// Compares `catalog` with the one the lake was built with and finds the partitions to rebuild.
 pub async fn plan(lake: &Location, catalog: &Catalog) -> Result<RetypePlan> {
-    let applied: BTreeMap<String, TenantDoc> = match lake.get_opt(APPLIED_PATH).await? {
-        Some(b) => serde_json::from_slice(&b).map_err(|e| Error::metadata(APPLIED_PATH, e))?,
-        None => BTreeMap::new(),
-    };
+    let applied = crate::commit::applied::load(lake).await?;
     let current: BTreeMap<String, TenantDoc> = catalog
         .tenants()
         .map(|t| (t.doc.tenant.clone(), t.doc.clone()))
@@ -67,9 +62,7 @@ pub async fn plan(lake: &Location, catalog: &Catalog) -> Result<RetypePlan> {
             }
         }
     }
-    out.applied = Some(Bytes::from(
-        serde_json::to_vec_pretty(&current).expect("catalog json"),
-    ));
+    out.applied = Some(crate::commit::applied::to_bytes(&current));
     Ok(out)
 }
 
@@ -89,7 +82,7 @@ async fn plan_tenant(
     new: Option<&TenantDoc>,
     out: &mut RetypePlan,
 ) -> Result<()> {
-    for (dir, days) in stored_partitions(lake, tenant).await? {
+    for (dir, days) in crate::write::stored::by_metric(lake, tenant, new.or(old)).await? {
         if metric_view(old, &dir) == metric_view(new, &dir) {
             continue;
         }
@@ -133,80 +126,4 @@ async fn plan_tenant(
         }
     }
     Ok(())
-}
-
-/// The tenant's stored partitions: metric (from its directory) -> (day, index path).
-async fn stored_partitions(
-    lake: &Location,
-    tenant: &str,
-) -> Result<BTreeMap<String, Vec<(i32, String)>>> {
-    let prefix = format!("_fineo/index/tenant={tenant}");
-    let mut by_segment: BTreeMap<String, Vec<(i32, String)>> = BTreeMap::new();
-    for meta in lake.list(&prefix).await? {
-        let rel = lake.relative(&meta.location);
-        let Some(rest) = rel.strip_prefix(&format!("{prefix}/metric=")) else {
-            continue;
-        };
-        let Some((metric, file)) = rest.split_once('/') else {
-            continue;
-        };
-        let Some(date) = file
-            .strip_prefix("date=")
-            .and_then(|f| f.strip_suffix(".parquet"))
-        else {
-            continue;
-        };
-        let Ok(d) = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d") else {
-            continue;
-        };
-        let ms = d
-            .and_hms_opt(0, 0, 0)
-            .expect("midnight")
-            .and_utc()
-            .timestamp_millis();
-        by_segment
-            .entry(metric.to_string())
-            .or_default()
-            .push((day_of(ms), rel.clone()));
-    }
-    let mut out = BTreeMap::new();
-    for (segment, days) in by_segment {
-        let name = match names::is_shortened(&segment) {
-            false => Some(names::unescape(&segment)),
-            true => shortened_name(lake, &segment, &days).await?,
-        };
-        match name {
-            Some(name) => {
-                out.insert(name, days);
-            }
-            None => tracing::warn!(
-                tenant,
-                segment,
-                "no stored metric name matches the directory"
-            ),
-        }
-    }
-    Ok(out)
-}
-
-/// The metric a shortened directory stands for (a long name, see
-/// [`names::metric_segment`]): the name as sent that the partition index records for it.
-async fn shortened_name(
-    lake: &Location,
-    segment: &str,
-    days: &[(i32, String)],
-) -> Result<Option<String>> {
-    for (_, index) in days {
-        if let Some(m) = read_manifest(lake, index).await? {
-            if let Some(n) = m
-                .names
-                .metrics
-                .into_iter()
-                .find(|n| names::metric_segment(n) == segment)
-            {
-                return Ok(Some(n));
-            }
-        }
-    }
-    Ok(None)
 }

@@ -175,8 +175,17 @@ impl SchemaOp {
 
     /// The proposals against the latest catalog version, optionally of one metric (canonical
     /// name, an alias, or the name an unknown metric was sent with).
+    /// Without a catalog version in the lake (a lake compacted with `--catalog DIR`), the
+    /// proposals are seen against the catalog the lake was built with, so metrics it declares
+    /// are never listed as new.
     pub async fn proposals(&self, metric: Option<&str>) -> Result<ProposalDoc> {
-        let doc = self.current().await?;
+        let doc = match self.store.latest(&self.tenant).await? {
+            Some(v) => v.catalog,
+            None => crate::commit::applied::load(&self.lake)
+                .await?
+                .remove(&self.tenant)
+                .unwrap_or_else(|| empty_doc(&self.tenant)),
+        };
         let mut proposals = self
             .refreshed(&doc)
             .await?

@@ -29,13 +29,14 @@ pub struct ProposalDoc {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MetricProposal {
     pub known: bool,
-    /// Records, for unknown metrics (0 for known ones).
+    /// Records seen (kept for known metrics too, so a metric that a later catalog no longer
+    /// declares shows its real count).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub count: u64,
-    /// Event time of the earliest record (unknown metrics), RFC 3339 ms UTC.
+    /// Event time of the earliest record, RFC 3339 ms UTC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_seen: Option<String>,
-    /// Event time of the latest record (unknown metrics), RFC 3339 ms UTC.
+    /// Event time of the latest record, RFC 3339 ms UTC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen: Option<String>,
     /// For unknown metrics: alias of a declared metric, or a new metric.
@@ -247,11 +248,9 @@ impl MetricProposal {
     /// Folds one run's observations of this metric.
     fn fold(&mut self, obs: &MetricObs) {
         self.known = obs.known;
-        if !obs.known {
-            self.count += obs.count;
-            let (first, last) = seen_texts(obs.seen);
-            widen_texts(&mut self.first_seen, &mut self.last_seen, first, last);
-        }
+        self.count += obs.count;
+        let (first, last) = seen_texts(obs.seen);
+        widen_texts(&mut self.first_seen, &mut self.last_seen, first, last);
         for (name, f) in &obs.fields {
             let fresh = FieldProposal::from_obs(name, f.clone());
             self.add_field(name, fresh);
@@ -292,9 +291,6 @@ impl MetricProposal {
     /// Under a metric the catalog declares (by this canonical name).
     fn refresh_known(&mut self, spec: &MetricSpec) {
         self.known = true;
-        self.count = 0;
-        self.first_seen = None;
-        self.last_seen = None;
         self.suggestion = None;
         self.fields.retain(|name, _| !declares(spec, name));
         self.type_changes.retain(|name, tc| {
@@ -431,6 +427,13 @@ impl ProposalDoc {
                 known: true,
                 ..Default::default()
             });
+            target.count += p.count;
+            widen_texts(
+                &mut target.first_seen,
+                &mut target.last_seen,
+                p.first_seen,
+                p.last_seen,
+            );
             for (name, f) in p.fields {
                 if !declares(spec, &name) {
                     target.add_field(&name, f);

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+mod summary;
+
 /// Objects seen by a run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ObjectCounts {
@@ -74,9 +76,106 @@ pub struct ProposalCounts {
     pub tenants: Vec<String>,
 }
 
-/// The report of one `compact` run.
+/// What `backup` did (SPEC 11).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct CompactReport {
+pub struct BackupCounts {
+    /// The lake version the new bundles reflect.
+    pub lake_version: u64,
+    /// Tenant-days selected.
+    pub tenant_days: u64,
+    /// Bundles written (their directories below the backup location).
+    pub written: Vec<String>,
+    /// Tenant-days unchanged since their latest bundle: nothing written.
+    pub unchanged: u64,
+    /// Tenant-days whose bundle already existed complete (a rerun): nothing written.
+    pub already_complete: u64,
+    /// Tenant-days that changed while they were read: not backed up, run again.
+    pub changed_during_backup: Vec<String>,
+    pub files_written: u64,
+    pub bytes_written: u64,
+    /// Bytes of the lake files the new bundles were made from.
+    pub lake_bytes_read: u64,
+    pub records: u64,
+}
+
+/// What `backup verify` found.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct VerifyCounts {
+    pub deep: bool,
+    pub bundles: u64,
+    pub ok: u64,
+    pub bytes_checked: u64,
+    /// Every problem found, naming the bundle and file.
+    pub damage: Vec<crate::bundle::Damage>,
+    /// Bundle directories without a manifest (interrupted or running backups).
+    pub incomplete: Vec<String>,
+}
+
+/// What `restore` did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RestoreCounts {
+    /// `lake` (partitions rebuilt in a lake) or `staged` / `dynamodb-json` (archive objects).
+    pub target: String,
+    pub dry_run: bool,
+    /// The bundles restored (their directories), one per tenant-day.
+    pub bundles: Vec<String>,
+    /// Bundle bytes checked before anything was written.
+    pub bytes_verified: u64,
+    pub records: u64,
+    /// Partitions whose files were copied from their bundle as they are.
+    pub partitions_copied: u64,
+    /// Partitions rebuilt from the bundle's records: the target lake was built with another
+    /// catalog, or a concurrent run added records the restore kept.
+    pub partitions_rebuilt: u64,
+    /// Partitions of the restored days that the bundles do not hold, emptied.
+    pub partitions_emptied: u64,
+    /// Records committed by runs that raced the restore, kept on top of the bundles.
+    pub concurrent_records_kept: u64,
+    /// `--newer`: what became of records of archive objects processed after the bundles were
+    /// taken (`keep`, `requeue`, `drop`; `refuse` refuses when there are any).
+    pub newer_policy: String,
+    /// Those records, and their objects.
+    pub newer_records: u64,
+    pub newer_objects: Vec<String>,
+    /// Objects taken out of the ledger (`--newer requeue`): the next compaction reads them.
+    pub requeued_objects: u64,
+    /// Catalog versions written to the target (it had none for the tenant).
+    pub catalog_versions_added: Vec<String>,
+    /// Archive objects written (`--staged`).
+    pub objects_written: u64,
+    /// Archive objects already there from an earlier, interrupted run (`--staged`).
+    pub objects_existing: u64,
+    pub bytes_written: u64,
+    /// Per restored tenant-day: what it held and what the bundle brings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub days: Vec<RestoreDay>,
+    /// Selected tenant-days that have bundles, but none at or below `--as-of`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub no_bundle_at_or_before: Vec<String>,
+}
+
+/// One restored tenant-day.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RestoreDay {
+    /// The bundle directory.
+    pub bundle: String,
+    /// Records in the bundle.
+    pub records: u64,
+    /// Partitions of the day in the target before the restore, and their records.
+    pub current_partitions: u64,
+    pub current_records: u64,
+    /// Of those, records of objects processed after the bundle was taken, and records of runs
+    /// that raced the restore.
+    pub newer_records: u64,
+    pub concurrent_records: u64,
+    /// Partitions the bundle holds, and current ones it does not (emptied).
+    pub partitions: u64,
+    pub emptied: u64,
+}
+
+/// The report of one run of any command (SPEC 9); the command's own section is filled.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
     pub run_id: String,
     pub command: String,
     pub tool_version: String,
@@ -103,9 +202,49 @@ pub struct CompactReport {
     /// Lake versions rolled forward from an interrupted earlier run.
     pub recovered_versions: Vec<u64>,
     pub conservation_ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupCounts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifyCounts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreCounts>,
 }
 
-impl CompactReport {
+/// The report of a `compact` run.
+pub type CompactReport = RunReport;
+
+impl RunReport {
+    /// A report for `command`, started now.
+    pub fn start(command: &str) -> Self {
+        RunReport {
+            command: command.into(),
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            started_at: chrono::Utc::now().to_rfc3339(),
+            ..Default::default()
+        }
+    }
+
+    /// Ends the report: elapsed time and peak memory; keeps it under `<runs>/_runs/` (the lake)
+    /// and writes it to `--report`.
+    pub async fn finish(
+        &mut self,
+        started: std::time::Instant,
+        runs: Option<&crate::storage::Location>,
+        dest: Option<&crate::storage::FileTarget>,
+    ) -> crate::Result<()> {
+        self.elapsed_seconds = started.elapsed().as_secs_f64();
+        self.peak_rss_bytes = crate::progress::peak_rss_bytes();
+        let json = bytes::Bytes::from(serde_json::to_vec_pretty(self).expect("report json"));
+        if let Some(lake) = runs {
+            lake.put(&format!("_runs/{}.json", self.run_id), json.clone())
+                .await?;
+        }
+        if let Some(dest) = dest {
+            dest.put(json).await?;
+        }
+        Ok(())
+    }
+
     /// Whether any record or object was quarantined.
     pub fn has_errors(&self) -> bool {
         self.records.errors > 0
@@ -122,6 +261,15 @@ impl CompactReport {
 
     /// A one-screen human summary.
     pub fn summary(&self) -> String {
+        if let Some(b) = &self.backup {
+            return crate::report::summary::backup(self, b);
+        }
+        if let Some(v) = &self.verify {
+            return crate::report::summary::verify(self, v);
+        }
+        if let Some(r) = &self.restore {
+            return crate::report::summary::restore(self, r);
+        }
         let r = &self.records;
         let mut s = format!(
             "fineo-batch compact {}\n  {}\n  objects: {} listed, {} read ({} bytes), {} already processed, {} changed\n  records: {} in = {} written + {} duplicates ({} exact, {} conflicting) + {} errors  [{}]\n  output: {} typed rows, {} untyped lines in {} partitions of {} tables; {} files added, {} removed\n  lake version: {} -> {}   elapsed {:.2}s ({:.0} records/s), peak memory {} MiB\n",
