@@ -292,6 +292,11 @@ def main():
     if args.s3_lake:
         doc["s3_tables_checked"] = check_typed_on_s3(args.s3_lake, typed)
     print(json.dumps(doc, sort_keys=True))
+    # The dump is complete: leave without the interpreter's teardown, where the native thread
+    # pools of deltalake/pyarrow (S3 clients) now and then abort with "terminate called without
+    # an active exception" after everything was read and printed.
+    sys.stdout.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -100,6 +100,18 @@ pub enum Error {
         examples: String,
     },
 
+    /// Archived objects a replay must read again are gone from the archive, or changed since
+    /// they were compacted; nothing was replaced.
+    #[error(
+        "replay stopped, nothing was replaced: {}{}",
+        gone_list("gone from the archive", missing),
+        gone_list("changed since they were compacted", changed)
+    )]
+    ArchiveGone {
+        missing: Vec<String>,
+        changed: Vec<String>,
+    },
+
     /// A worker task panicked or was cancelled.
     #[error("internal task failure: {0}")]
     Task(String),
@@ -151,6 +163,22 @@ impl Error {
         Error::Io {
             path: path.to_string(),
             source,
+        }
+    }
+}
+
+/// `"<what>: a, b (and 3 more); "` for a non-empty list.
+fn gone_list(what: &str, keys: &[String]) -> String {
+    match keys.len() {
+        0 => String::new(),
+        n => {
+            let shown: Vec<&str> = keys.iter().take(5).map(String::as_str).collect();
+            let more = if n > 5 {
+                format!(" (and {} more)", n - 5)
+            } else {
+                String::new()
+            };
+            format!("{n} archived objects {what}: {}{more}; ", shown.join(", "))
         }
     }
 }

@@ -22,6 +22,12 @@ pub struct JobFile {
     /// Settings of `backup`.
     #[serde(default)]
     pub backup: Option<BackupJob>,
+    /// Settings of `replay`.
+    #[serde(default)]
+    pub replay: Option<ReplayJob>,
+    /// Settings of `ingest`.
+    #[serde(default)]
+    pub ingest: Option<IngestJob>,
     /// Storage settings of every location the job's commands use.
     #[serde(default)]
     pub storage: Option<StorageJob>,
@@ -90,6 +96,47 @@ pub struct BackupJob {
     pub concurrency: Option<usize>,
 }
 
+/// `[replay]` table of a job file: where a replay reads and writes (the window is given on
+/// the command line).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayJob {
+    pub staged: Option<String>,
+    pub lake: Option<String>,
+    /// Write the rebuilt partitions into this lake instead (a dark launch).
+    pub to: Option<String>,
+    pub catalog: Option<String>,
+    pub report: Option<String>,
+    pub memory_budget_mb: Option<usize>,
+    pub fetch_concurrency: Option<usize>,
+}
+
+/// `[ingest]` table of a job file: how a customer's export files map to staged records
+/// (`ingest --dry-run --write-job FILE` writes one from what it detected).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestJob {
+    /// The file or prefix to ingest.
+    pub source: Option<String>,
+    pub tenant: Option<String>,
+    pub staged: Option<String>,
+    pub metric: Option<String>,
+    pub metric_column: Option<String>,
+    pub timestamp_column: Option<String>,
+    pub timestamp_format: Option<String>,
+    pub timezone: Option<String>,
+    pub ambiguous: Option<String>,
+    pub nonexistent: Option<String>,
+    /// Source column -> field name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub rename: std::collections::BTreeMap<String, String>,
+    /// `csv`, `jsonl`, `avro` or `parquet` (detected when absent).
+    pub format: Option<String>,
+    /// CSV delimiter, one character.
+    pub delimiter: Option<String>,
+    pub max_bad_rows: Option<u64>,
+}
+
 /// `[schedule]` table of a job file.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -118,7 +165,7 @@ impl JobFile {
                 )));
             }
             for step in &s.steps {
-                if !["compact", "backup"].contains(&step.as_str()) {
+                if !["compact", "backup", "replay", "ingest"].contains(&step.as_str()) {
                     return Err(err(format!("unknown step {step:?}")));
                 }
             }

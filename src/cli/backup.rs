@@ -7,7 +7,6 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use fineo_batch::bundle::VerifyDepth;
-use fineo_batch::jobfile::JobFile;
 use fineo_batch::model::date_to_day;
 use fineo_batch::ops::backup::{Selection, VerifyBundles};
 use fineo_batch::ops::restore::{self, NewerPolicy, RestoreStaged, StagedFormat};
@@ -81,10 +80,10 @@ impl SelectArgs {
 pub struct OutputArgs {
     /// Print the JSON report on stdout instead of the summary.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
     /// Also write the JSON report to this file URL or path.
     #[arg(long)]
-    report: Option<String>,
+    pub(super) report: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -194,18 +193,9 @@ pub async fn backup(a: BackupArgs) -> Result<i32> {
     if let Some(BackupCommand::Verify(v)) = a.command {
         return verify(v).await;
     }
-    let file = a.job.as_deref().map(JobFile::load).transpose()?;
-    let opts = a
-        .storage
-        .options(file.as_ref().and_then(|f| f.storage.as_ref()))?;
-    let job = file
-        .as_ref()
-        .and_then(|f| f.backup.clone())
-        .unwrap_or_default();
-    let compact_lake = file
-        .as_ref()
-        .and_then(|f| f.compact.as_ref())
-        .and_then(|c| c.lake.clone());
+    let (file, opts) = a.storage.with_job(a.job.as_deref())?;
+    let job = file.backup.clone().unwrap_or_default();
+    let compact_lake = file.compact.as_ref().and_then(|c| c.lake.clone());
     let lake = a
         .lake
         .or(job.lake)
@@ -236,13 +226,10 @@ pub async fn backup(a: BackupArgs) -> Result<i32> {
 }
 
 async fn verify(a: VerifyArgs) -> Result<i32> {
-    let file = a.job.as_deref().map(JobFile::load).transpose()?;
-    let opts = a
-        .storage
-        .options(file.as_ref().and_then(|f| f.storage.as_ref()))?;
+    let (file, opts) = a.storage.with_job(a.job.as_deref())?;
     let from = a
         .from
-        .or(file.and_then(|f| f.backup).and_then(|b| b.to))
+        .or(file.backup.and_then(|b| b.to))
         .context("--from is required (flag or a job file's [backup] to)")?;
     let report = VerifyBundles::new(Location::parse_existing_with(&from, &opts)?)
         .with_selection(a.select.selection(&[])?)
@@ -260,14 +247,8 @@ async fn verify(a: VerifyArgs) -> Result<i32> {
 
 /// `fineo-batch restore ...`.
 pub async fn restore(a: RestoreArgs) -> Result<i32> {
-    let file = a.job.as_deref().map(JobFile::load).transpose()?;
-    let opts = a
-        .storage
-        .options(file.as_ref().and_then(|f| f.storage.as_ref()))?;
-    let job = file
-        .as_ref()
-        .and_then(|f| f.backup.clone())
-        .unwrap_or_default();
+    let (file, opts) = a.storage.with_job(a.job.as_deref())?;
+    let job = file.backup.clone().unwrap_or_default();
     let from = a
         .from
         .or(job.to)
@@ -362,7 +343,7 @@ fn target(report: Option<String>, opts: &StorageOptions) -> Result<Option<FileTa
         .transpose()?)
 }
 
-fn print(json: bool, report: &RunReport) -> Result<()> {
+pub fn print(json: bool, report: &RunReport) -> Result<()> {
     match json {
         true => println!("{}", serde_json::to_string_pretty(report)?),
         false => print!("{}", report.summary()),

@@ -2,9 +2,11 @@
 //! operations; the only place that knows clap, indicatif and anyhow.
 
 mod backup;
+mod ingest;
 mod progress;
 mod proposals;
 mod redact;
+mod replay;
 mod schema;
 mod storage;
 mod table;
@@ -15,8 +17,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use fineo_batch::dedup::Keep;
-use fineo_batch::jobfile::JobFile;
 use fineo_batch::ops::generate::SampleFormat;
+use fineo_batch::ops::PipelineOptions;
 use fineo_batch::storage::{FileTarget, Location};
 use fineo_batch::{Compact, Generate};
 use storage::StorageArgs;
@@ -85,6 +87,13 @@ enum Command {
     Backup(backup::BackupArgs),
     /// Restore tenant-days from backup bundles into a lake, or as archive objects.
     Restore(backup::RestoreArgs),
+    /// Reprocess the archived objects delivered in a window and rebuild the partitions they
+    /// fed, in the lake or (--to) in another one.
+    Replay(replay::ReplayArgs),
+    /// Compare two lakes partition by partition (exit 0 equal, 3 different).
+    Diff(replay::DiffArgs),
+    /// Turn customer export files (CSV, JSON Lines, Avro, Parquet) into staged archive objects.
+    Ingest(ingest::IngestArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -220,15 +229,15 @@ async fn dispatch(cmd: Command) -> Result<i32> {
         Command::Schema(a) => schema::run(a).await,
         Command::Backup(a) => backup::backup(a).await,
         Command::Restore(a) => backup::restore(a).await,
+        Command::Replay(a) => replay::replay(a).await,
+        Command::Diff(a) => replay::diff(a).await,
+        Command::Ingest(a) => ingest::ingest(a).await,
     }
 }
 
 async fn compact(a: CompactArgs) -> Result<i32> {
-    let file = a.job.as_deref().map(JobFile::load).transpose()?;
-    let opts = a
-        .storage
-        .options(file.as_ref().and_then(|f| f.storage.as_ref()))?;
-    let job = file.and_then(|f| f.compact).unwrap_or_default();
+    let (file, opts) = a.storage.with_job(a.job.as_deref())?;
+    let job = file.compact.unwrap_or_default();
     let staged = a
         .staged
         .or(job.staged)

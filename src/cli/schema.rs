@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use fineo_batch::catalog::TenantDoc;
-use fineo_batch::jobfile::JobFile;
 use fineo_batch::model::FieldType;
 use fineo_batch::ops::schema::{import_path, EditReport, HistoryReport, ImportReport, ShowReport};
 use fineo_batch::ops::SchemaOp;
@@ -246,14 +245,11 @@ pub async fn run(a: SchemaArgs) -> Result<i32> {
 /// The lake (`--lake`, else the job file's) and the storage settings (the job file's
 /// `[storage]` under the flags).
 fn lake_url(c: &Common) -> Result<(String, StorageOptions)> {
-    let file = c.job.as_deref().map(JobFile::load).transpose()?;
-    let opts = c
-        .storage
-        .options(file.as_ref().and_then(|f| f.storage.as_ref()))?;
+    let (file, opts) = c.storage.with_job(c.job.as_deref())?;
     let lake = match &c.lake {
         Some(lake) => lake.clone(),
         None => file
-            .and_then(|f| f.compact)
+            .compact
             .and_then(|c| c.lake)
             .context("--lake is required (flag or job file)")?,
     };

@@ -5,7 +5,7 @@ use std::fmt;
 
 use anyhow::Result;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use fineo_batch::jobfile::StorageJob;
+use fineo_batch::jobfile::{JobFile, StorageJob};
 use fineo_batch::storage::{Sse, StorageOptions};
 
 use super::{redact, Usage};
@@ -69,6 +69,13 @@ fn parse_assignment(arg: &str) -> Result<Assignment, std::convert::Infallible> {
 }
 
 impl StorageArgs {
+    /// The job file (empty without `--job`) and the storage settings from it and the flags.
+    pub fn with_job(&self, job: Option<&std::path::Path>) -> Result<(JobFile, StorageOptions)> {
+        let file = job.map(JobFile::load).transpose()?.unwrap_or_default();
+        let opts = self.options(file.storage.as_ref())?;
+        Ok((file, opts))
+    }
+
     /// The settings of every location of the command: the job file's, then the flags'
     /// (`--storage-option`s, then `--sse` and `--sse-kms-key-id`), checked over the
     /// environment. Credential values among them are registered for redaction.

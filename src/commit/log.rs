@@ -20,6 +20,13 @@ pub struct LedgerEntry {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
     pub delivery_ms: i64,
+    /// The lake version that last read it (its commit names the file of what it fed).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub version: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// A typed data file with its Delta statistics.
@@ -94,6 +101,9 @@ pub struct CommitRecord {
     /// compaction (their records in the restored days were replaced).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ledger_removed: Vec<String>,
+    /// The file of what the objects this run read fed ([`super::fed`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fed: Option<String>,
 }
 
 /// The columns a typed table must have after a version (applied only to existing tables).
@@ -152,6 +162,21 @@ impl<'a> LakeLog<'a> {
             }
         }
         Ok(best)
+    }
+
+    /// The latest version once it is published: a lake that is only read waits for a run
+    /// finishing its publish (up to a minute), never publishes itself.
+    pub async fn latest_published(&self) -> Result<u64> {
+        for _ in 0..60 {
+            let v = self.latest().await?;
+            if self.is_published(v).await? {
+                return Ok(v);
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+        Err(Error::Unpublished {
+            version: self.latest().await?,
+        })
     }
 
     /// Reads one version.

@@ -9,10 +9,42 @@
 
 pub mod applied;
 pub mod delta;
+pub mod fed;
 pub mod ledger;
 pub mod log;
 pub mod publish;
 
+mod discard;
+
+pub use discard::discard;
 pub use ledger::Ledger;
 pub use log::{CommitRecord, LakeLog, LedgerEntry};
 pub use publish::publish;
+
+/// How one commit attempt of a run ended.
+pub enum Attempt {
+    /// Committed (or nothing to commit).
+    Done,
+    /// Another run took `version` first.
+    LostRace { version: u64, other: String },
+}
+
+/// After attempt number `attempts` lost the race for `version` to run `other`: an error once
+/// `max` attempts were made, else a warning that the `what` plans again.
+pub fn after_lost_race(
+    attempts: u32,
+    max: u32,
+    version: u64,
+    other: String,
+    what: &str,
+) -> crate::Result<()> {
+    if attempts >= max {
+        return Err(crate::Error::Conflict {
+            version,
+            other_run: other,
+            reason: format!("gave up after {attempts} attempts"),
+        });
+    }
+    tracing::warn!(version, other_run = %other, "another run committed first; planning the {what} again");
+    Ok(())
+}

@@ -3,7 +3,7 @@
 
 mod avro;
 mod gzip;
-mod json;
+pub(crate) mod json;
 
 use serde::Serialize;
 

@@ -14,6 +14,8 @@ pub struct Bucket {
     pub known: bool,
     pub buf: Vec<u8>,
     pub count: u64,
+    /// The metric names its records were sent with (one object's bucket; usually one or two).
+    pub sent: Vec<String>,
     spill: Option<PathBuf>,
 }
 

@@ -2,14 +2,20 @@
 
 pub mod backup;
 pub mod compact;
+pub mod diff;
 pub mod generate;
+pub mod ingest;
 pub mod options;
+pub mod replay;
 pub mod restore;
 pub mod schema;
 
 pub use backup::Backup;
 pub use compact::Compact;
+pub use diff::Diff;
 pub use generate::Generate;
-pub use options::{CommonOptions, Selection};
+pub use ingest::Ingest;
+pub use options::{CommonOptions, PipelineOptions, Selection};
+pub use replay::Replay;
 pub use restore::Restore;
 pub use schema::SchemaOp;

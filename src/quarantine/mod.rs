@@ -118,3 +118,29 @@ impl BadRecord {
 mod buffer;
 
 pub use buffer::QuarantineBuffer;
+
+/// Writes the quarantine lines of each tenant to the run's staging (streamed, multipart when
+/// big), to be moved to `errors/tenant=<t>/date=<run day>/<tag>.jsonl` on publish.
+pub async fn stage(
+    lake: &crate::storage::Location,
+    tag: &str,
+    quarantine: &QuarantineBuffer,
+) -> crate::Result<Vec<crate::commit::log::StagedCopy>> {
+    use tokio::io::AsyncWriteExt;
+    let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let mut out = Vec::new();
+    for tenant in quarantine.tenants() {
+        let rel = format!("errors/tenant={tenant}/date={day}/{tag}.jsonl");
+        let staged = format!("_fineo/staging/{tag}/{rel}");
+        let path = lake.path(&staged);
+        let mut w = object_store::buffered::BufWriter::new(lake.store().clone(), path.clone());
+        for line in quarantine.lines(&tenant) {
+            w.write_all(&line?)
+                .await
+                .map_err(|e| crate::Error::io(&path, e))?;
+        }
+        w.shutdown().await.map_err(|e| crate::Error::io(&path, e))?;
+        out.push(crate::commit::log::StagedCopy { staged, path: rel });
+    }
+    Ok(out)
+}

@@ -18,6 +18,10 @@ pub struct ObjectCounts {
     /// Objects read by this run.
     pub read: u64,
     pub bytes_read: u64,
+    /// Objects written by `ingest` whose source file's ingest did not finish (or was replaced
+    /// by a newer ingest of the file): not read yet.
+    #[serde(default)]
+    pub pending_ingest: u64,
     /// Objects per detected encoding.
     pub by_format: BTreeMap<String, u64>,
     /// Damage to objects themselves (corrupt or truncated), by reason; each also has a
@@ -154,6 +158,37 @@ pub struct RestoreCounts {
     pub no_bundle_at_or_before: Vec<String>,
 }
 
+/// What `replay` did (SPEC 12).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReplayCounts {
+    /// The window `[since, until)` of delivery times, RFC 3339.
+    pub since: String,
+    pub until: String,
+    /// The lake the rebuilt partitions went to, when not the source (`--to`).
+    pub to: Option<String>,
+    pub dry_run: bool,
+    /// Objects below the staged prefix.
+    pub objects_listed: u64,
+    /// The window's objects the lake had processed, replayed.
+    pub window_objects: Vec<String>,
+    /// The window's objects not compacted yet (left to `compact`).
+    pub unprocessed_objects: Vec<String>,
+    /// Every archived object read (the window's and the others that fed its partitions).
+    pub objects_read: u64,
+    pub objects_outside_window: u64,
+    /// Partitions rebuilt (`tenant/metric/date`), and those left empty.
+    pub partitions: Vec<String>,
+    pub partitions_emptied: Vec<String>,
+    /// Records of the objects read that went into the rebuilt partitions, and the others
+    /// (their partitions were not replayed).
+    pub records_taken: u64,
+    pub records_elsewhere: u64,
+    /// Objects read whose ETag differs from when they were compacted, with the same size (an
+    /// archive copied on a local disk, or re-uploaded); read as they are now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub etag_changed: Vec<String>,
+}
+
 /// One restored tenant-day.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RestoreDay {
@@ -208,6 +243,12 @@ pub struct RunReport {
     pub verify: Option<VerifyCounts>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<RestoreCounts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<ReplayCounts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff: Option<crate::ops::diff::DiffCounts>,
+    #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub ingest: Option<crate::ops::ingest::IngestCounts>,
 }
 
 /// The report of a `compact` run.
@@ -269,6 +310,15 @@ impl RunReport {
         }
         if let Some(r) = &self.restore {
             return crate::report::summary::restore(self, r);
+        }
+        if let Some(r) = &self.replay {
+            return crate::report::summary::replay(self, r);
+        }
+        if let Some(d) = &self.diff {
+            return crate::ops::diff::summary(self, d);
+        }
+        if let Some(i) = &self.ingest {
+            return crate::report::summary::ingest(self, i);
         }
         let r = &self.records;
         let mut s = format!(

@@ -1,6 +1,6 @@
 //! One-screen summaries of the backup, verify and restore reports.
 
-use super::{BackupCounts, RestoreCounts, RunReport, VerifyCounts};
+use super::{BackupCounts, ReplayCounts, RestoreCounts, RunReport, VerifyCounts};
 
 fn footer(r: &RunReport) -> String {
     format!(
@@ -128,6 +128,139 @@ pub fn restore(r: &RunReport, c: &RestoreCounts) -> String {
     }
     for d in &c.no_bundle_at_or_before {
         s.push_str(&format!("  no bundle at or before --as-of for {d}\n"));
+    }
+    s + &footer(r)
+}
+
+/// `replay`.
+pub fn replay(r: &RunReport, c: &ReplayCounts) -> String {
+    let mut s = format!(
+        "fineo-batch replay {}\n  {}\n  window [{}, {}): {} objects of {} listed; {} archived objects read ({} outside the window)\n",
+        r.run_id,
+        r.message,
+        c.since,
+        c.until,
+        c.window_objects.len(),
+        c.objects_listed,
+        c.objects_read,
+        c.objects_outside_window,
+    );
+    if !c.unprocessed_objects.is_empty() {
+        s.push_str(&format!(
+            "  {} objects of the window were never compacted: left to `compact`\n",
+            c.unprocessed_objects.len()
+        ));
+    }
+    s.push_str(&format!("  partitions: {} rebuilt", c.partitions.len()));
+    if !c.partitions_emptied.is_empty() {
+        s.push_str(&format!(" ({} emptied)", c.partitions_emptied.len()));
+    }
+    s.push('\n');
+    for p in c.partitions.iter().take(12) {
+        s.push_str(&format!("    {p}\n"));
+    }
+    if c.partitions.len() > 12 {
+        s.push_str(&format!(
+            "    ... {} more (see the JSON report)\n",
+            c.partitions.len() - 12
+        ));
+    }
+    if !c.dry_run && r.committed_version.is_some() {
+        let rec = &r.records;
+        s.push_str(&format!(
+            "  records: {} read: {} into the rebuilt partitions ({} written, {} duplicates), {} of other partitions, {} bad (quarantined when first compacted)\n  lake version {} -> {}\n",
+            rec.records_in,
+            c.records_taken,
+            rec.written,
+            rec.duplicates.exact + rec.duplicates.conflicting,
+            c.records_elsewhere,
+            rec.errors,
+            r.base_version,
+            r.committed_version.map_or("unchanged".into(), |v| v.to_string()),
+        ));
+    }
+    s + &footer(r)
+}
+
+/// `ingest`.
+pub fn ingest(r: &RunReport, c: &crate::ops::ingest::IngestCounts) -> String {
+    let mut s = format!(
+        "fineo-batch ingest {}\n  {}\n  rows: {} read = {} staged + {} bad\n",
+        r.run_id, r.message, c.rows, c.staged_rows, c.bad_rows
+    );
+    for f in &c.files {
+        s.push_str(&format!("  {} [{}]", f.source, f.status));
+        if let Some(fmt) = f.format {
+            s.push_str(&format!(
+                " {}{}",
+                fmt.name(),
+                if f.gzip { " (gzip)" } else { "" }
+            ));
+        }
+        s.push_str(&format!(
+            ": {} rows, {} staged, {} bad, {} objects\n",
+            f.rows,
+            f.staged_rows,
+            f.bad_rows,
+            f.objects.len()
+        ));
+        if let Some(d) = &f.dialect {
+            s.push_str(&format!(
+                "    dialect: delimiter {:?}, quote {:?}, header {:?}{}\n",
+                d.delimiter,
+                d.quote,
+                d.header,
+                if d.bom { ", BOM" } else { "" }
+            ));
+        }
+        for col in &f.columns {
+            let ty = col
+                .r#type
+                .map(|t| {
+                    format!(
+                        " ({})",
+                        serde_json::to_value(t)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default()
+                    )
+                })
+                .unwrap_or_default();
+            s.push_str(&format!(
+                "    column {:?} -> {}{ty}\n",
+                col.column, col.role
+            ));
+        }
+        for w in &f.widened {
+            s.push_str(&format!(
+                "    column {:?} sniffed as {:?} became text: record {} holds {:?}\n",
+                w.column, w.sniffed, w.record, w.value
+            ));
+        }
+        for line in &f.samples {
+            s.push_str(&format!("    sample {line}\n"));
+        }
+        for b in &f.bad {
+            s.push_str(&format!(
+                "    bad row {} (line {}, byte {}){}: {} {}: {:?}\n",
+                b.record,
+                b.line.map_or("-".into(), |l| l.to_string()),
+                b.offset.map_or("-".into(), |o| o.to_string()),
+                b.column
+                    .as_ref()
+                    .map(|c| format!(" column {c:?}"))
+                    .unwrap_or_default(),
+                b.reason,
+                b.message,
+                b.raw
+            ));
+        }
+        if let Some(e) = &f.error_file {
+            s.push_str(&format!("    every bad row: {e}\n"));
+        }
+        if let Some(reason) = &f.reason {
+            s.push_str(&format!("    {reason}\n"));
+        }
     }
     s + &footer(r)
 }

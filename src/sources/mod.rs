@@ -20,10 +20,19 @@ pub struct StagedObject {
     pub delivery_ms: i64,
 }
 
-/// Lists the staged prefix in arrival order.
+/// Lists the staged prefix in arrival order; keys with a path segment starting with `_` or
+/// `.` are bookkeeping (`_ingest/`, `_SUCCESS`, `.tmp`), not archive objects.
 pub async fn list_staged(staged: &Location) -> Result<Vec<StagedObject>> {
     let metas = staged.list("").await?;
-    let mut objects: Vec<StagedObject> = metas.iter().map(|m| from_meta(staged, m)).collect();
+    let mut objects: Vec<StagedObject> = metas
+        .iter()
+        .map(|m| from_meta(staged, m))
+        .filter(|o| {
+            !o.key
+                .split('/')
+                .any(|s| s.starts_with('_') || s.starts_with('.'))
+        })
+        .collect();
     sort_arrival(&mut objects);
     Ok(objects)
 }

@@ -50,6 +50,39 @@ pub struct PartitionManifest {
     /// ([`crate::catalog::TenantCatalog::resolution_fingerprint`]).
     #[serde(default)]
     pub resolution: u64,
+    /// Fingerprint of the partition's records (key and content of each), the same in every lake
+    /// holding the same records: `diff` skips partitions whose fingerprints match.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub content: String,
+    /// Archive objects that fed records to the partition but are the source of none of them
+    /// (each of their records lost to a later arrival): with the records' sources, every object
+    /// that fed the partition, which a replay reads again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also_fed: Vec<String>,
+}
+
+/// The content fingerprint of a partition's records (sorted by timestamp).
+pub fn content_fingerprint(records: &[Rec]) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for r in records {
+        h.update(&r.ts.to_le_bytes());
+        h.update(&r.hash.to_le_bytes());
+    }
+    format!("{:032x}", h.digest128())
+}
+
+/// The objects among `fed` that are the source of none of `winners`, sorted.
+pub fn also_fed<'a>(fed: impl IntoIterator<Item = &'a str>, winners: &[Rec]) -> Vec<String> {
+    let sources: std::collections::HashSet<&str> =
+        winners.iter().map(|r| &*r.arrival.source).collect();
+    let mut out: Vec<String> = fed
+        .into_iter()
+        .filter(|s| !sources.contains(s))
+        .map(str::to_string)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// The distinct names a partition's records were sent with, sorted.

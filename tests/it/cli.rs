@@ -16,6 +16,9 @@ fn help_and_usage_errors() {
         &["backup", "--help"],
         &["backup", "verify", "--help"],
         &["restore", "--help"],
+        &["replay", "--help"],
+        &["diff", "--help"],
+        &["ingest", "--help"],
     ] {
         let out = fineo(cmd);
         assert_eq!(out.status.code(), Some(0), "{cmd:?}");
@@ -71,15 +74,44 @@ fn every_job_file_parses() {
                     f.display()
                 );
             }
-            assert!(
-                job.compact.is_some() || job.backup.is_some(),
-                "{}",
-                f.display()
-            );
+            if let Some(r) = &job.replay {
+                let lake = r
+                    .lake
+                    .clone()
+                    .or(job.compact.as_ref().and_then(|c| c.lake.clone()));
+                assert!(
+                    r.staged.is_some() && lake.is_some(),
+                    "{}: replay staged and lake",
+                    f.display()
+                );
+            }
+            if let Some(i) = &job.ingest {
+                assert!(
+                    i.source.is_some() && i.tenant.is_some() && i.staged.is_some(),
+                    "{}: ingest source, tenant and staged",
+                    f.display()
+                );
+                assert!(
+                    i.metric.is_some() != i.metric_column.is_some(),
+                    "{}: exactly one of metric / metric_column",
+                    f.display()
+                );
+                if let Some(tz) = &i.timezone {
+                    fineo_batch::ops::ingest::parse_timezone(tz)
+                        .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+                }
+            }
+            let tables = [
+                job.compact.is_some(),
+                job.backup.is_some(),
+                job.replay.is_some(),
+                job.ingest.is_some(),
+            ];
+            assert!(tables.iter().any(|t| *t), "{}", f.display());
             n += 1;
         }
     }
-    assert!(n >= 3);
+    assert!(n >= 5);
     let bad = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(bad.path(), "[compact]\nstaged = 3\n").unwrap();
     let err = JobFile::load(bad.path()).unwrap_err().to_string();

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::Ordering;
 
+use fineo_batch::ops::PipelineOptions;
 use fineo_batch::storage::Location;
 use fineo_batch::Compact;
 

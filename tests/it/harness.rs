@@ -6,7 +6,7 @@ pub mod site;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
 
@@ -43,6 +43,48 @@ pub fn fineo<S: AsRef<OsStr>>(args: &[S]) -> Output {
         .env("RUST_LOG", "warn")
         .output()
         .expect("run fineo-batch")
+}
+
+/// Starts the binary (with the test S3 server's environment), its output piped.
+pub fn spawn_fineo<S: AsRef<OsStr>>(args: &[S]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_fineo-batch"))
+        .args(args)
+        .envs(s3_env())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn fineo-batch")
+}
+
+/// A racing run's outcome: `true` when it succeeded, `false` when it gave up cleanly because
+/// another run committed first; anything else fails the test.
+pub fn raced(out: &Output) -> bool {
+    let err = String::from_utf8_lossy(&out.stderr);
+    match out.status.code() {
+        Some(0) => true,
+        Some(1) if err.contains("concurrent commit") => false,
+        other => panic!("racing run exited {other:?}: {err}"),
+    }
+}
+
+/// Copies the sample's staged objects `keys` below `dir` (same relative keys).
+pub fn copy_objects<'a>(sample: &Path, keys: impl IntoIterator<Item = &'a String>, dir: &Path) {
+    for k in keys {
+        let to = dir.join(k);
+        std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(sample.join("staged").join(k), to).expect("copy");
+    }
+}
+
+/// The sample's objects dealt alternately into two staged directories `<dir>/a`, `<dir>/b`.
+pub fn halves(sample: &Path, truth: &Value, dir: &Path) -> [PathBuf; 2] {
+    let keys = deliveries(truth);
+    ["a", "b"].map(|name| {
+        let to = dir.join(name);
+        let skip = usize::from(name == "b");
+        copy_objects(sample, keys.iter().skip(skip).step_by(2), &to);
+        to
+    })
 }
 
 /// Runs the binary and requires exit code `code`; returns stdout.

@@ -2,7 +2,7 @@
 //! for the same lake; on a local directory and on S3. Each ends in the lake an uninterrupted,
 //! sequential run gives, never a lost or doubled record.
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output};
 use std::time::Instant;
 
 use crate::fault_store::snapshot;
@@ -18,13 +18,7 @@ fn race_records(backend: Backend) -> u64 {
 }
 
 fn spawn_compact(staged: &str, lake: &str, catalog: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_fineo-batch"))
-        .args(compact_args(staged, lake, Some(catalog)))
-        .envs(s3_env())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    spawn_fineo(&compact_args(staged, lake, Some(catalog)))
 }
 
 fn kill_9_at_moments_spread_over_a_run_then_rerun(backend: Backend) {
@@ -60,15 +54,7 @@ crate::both_backends! { fn kill_9_at_moments_spread_over_a_run_then_rerun; }
 
 /// Exit codes and stderr of racing runs: success, or a clean failure naming the conflict.
 fn check_racer(out: Output) -> bool {
-    let err = String::from_utf8_lossy(&out.stderr);
-    match out.status.code() {
-        Some(0) => true,
-        Some(1) => {
-            assert!(err.contains("concurrent commit"), "unclear failure: {err}");
-            false
-        }
-        other => panic!("racing run exited {other:?}: {err}"),
-    }
+    raced(&out)
 }
 
 fn concurrent_runs_same_input_equal_a_single_run(backend: Backend) {

@@ -66,11 +66,7 @@ fn setup(records: u64) -> Setup {
     }
     compact(sample.join("staged"), &lake, None, &[]);
     let first = tmp.path().join("first-half");
-    for k in keys.iter().take(keys.len() / 2) {
-        let to = first.join(k);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(sample.join("staged").join(k), to).unwrap();
-    }
+    copy_objects(&sample, keys.iter().take(keys.len() / 2), &first);
     compact(&first, &half, None, &[]);
     json_run(&["backup", "--lake", s(&lake), "--to", s(&bk)], 0);
     Setup { tmp, bk, half }
@@ -115,8 +111,8 @@ async fn a_failure_at_every_write_of_a_restore_then_rerun() {
     eprintln!("restore fault points tried: {tried} writes");
 }
 
-/// On S3: a dead store at write points spread over a restore (every commit and publish step
-/// included) and a transient failure at request points, then a rerun.
+/// On S3: a dead store at write points spread over a restore of one tenant (every commit and
+/// publish step included) and a transient failure at request points, then a rerun.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_failures_at_restore_write_and_request_points_then_rerun() {
     let setup = setup(300);
@@ -128,23 +124,23 @@ async fn s3_failures_at_restore_write_and_request_points_then_rerun() {
         Mode::Dead,
         u64::MAX,
     );
-    restore(&bk, loc).await.unwrap();
+    restore_t01(&bk, loc).await.unwrap();
     let writes = writes.count.load(Ordering::SeqCst);
     let expected = snapshot(&site.local("reference"));
     let local = setup.tmp.path().join("local");
-    restore(&bk, plain(&local)).await.unwrap();
+    restore_t01(&bk, plain(&local)).await.unwrap();
     assert_eq!(expected, snapshot(&local), "S3 and local restores differ");
     let (loc, requests) = faulty(&site.location("counted"), Scope::All, Mode::Dead, u64::MAX);
-    restore(&bk, loc).await.unwrap();
+    restore_t01(&bk, loc).await.unwrap();
     let requests = requests.count.load(Ordering::SeqCst);
     let cases = s3_fault_points(writes, requests, 8, 10);
     let mut tried = 0;
     for (scope, mode, fail_at) in cases {
         let name = format!("lake-{scope:?}-{fail_at}");
         let (loc, _) = faulty(&site.location(&name), scope, mode, fail_at);
-        let failed = restore(&bk, loc).await.is_err();
+        let failed = restore_t01(&bk, loc).await.is_err();
         assert!(failed || mode == Mode::Transient, "write #{fail_at}");
-        restore(&bk, site.location(&name)).await.unwrap();
+        restore_t01(&bk, site.location(&name)).await.unwrap();
         assert_eq!(
             snapshot(&site.local(&name)),
             expected,
@@ -157,11 +153,14 @@ async fn s3_failures_at_restore_write_and_request_points_then_rerun() {
 
 /// Runs a compaction (the real binary) the moment the restore first tries to create the next
 /// lake log version: the compaction wins that version, the restore plans again.
+/// Public for the replay's own interleaving test.
 #[derive(Debug)]
-struct CompactFirst {
-    staged: PathBuf,
-    lake: PathBuf,
-    done: std::sync::atomic::AtomicBool,
+pub struct CompactFirst {
+    pub staged: PathBuf,
+    pub lake: PathBuf,
+    /// `--catalog` of the compaction (default: the lake's).
+    pub catalog: Option<PathBuf>,
+    pub done: std::sync::atomic::AtomicBool,
 }
 
 impl Hook for CompactFirst {
@@ -169,7 +168,7 @@ impl Hook for CompactFirst {
         if let Req::Put(p) = req {
             let is_log = p.as_ref().contains("_fineo/log/") && p.as_ref().ends_with(".json");
             if is_log && !self.done.swap(true, Ordering::SeqCst) {
-                compact(&self.staged, &self.lake, None, &[]);
+                compact(&self.staged, &self.lake, self.catalog.as_deref(), &[]);
             }
         }
         Ok(())
@@ -184,21 +183,8 @@ async fn a_compaction_committing_during_a_restore_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let sample = tmp.path().join("sample");
     let truth = generate(&sample, 1500, "mixed", 5, 2);
-    let keys = deliveries(&truth);
     let catalog = sample.join("catalog");
-    let halves: Vec<PathBuf> = ["a", "b"]
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            let dir = tmp.path().join(name);
-            for k in keys.iter().skip(i).step_by(2) {
-                let to = dir.join(k);
-                std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-                std::fs::copy(sample.join("staged").join(k), to).unwrap();
-            }
-            dir
-        })
-        .collect();
+    let halves = halves(&sample, &truth, tmp.path());
     let lake = tmp.path().join("lake");
     fineo_ok(&["schema", "import", "--lake", s(&lake), s(&catalog)], 0);
     compact(&halves[0], &lake, None, &[]);
@@ -211,6 +197,7 @@ async fn a_compaction_committing_during_a_restore_loses_nothing() {
     let hook = CompactFirst {
         staged: halves[1].clone(),
         lake: lake.clone(),
+        catalog: None,
         done: Default::default(),
     };
     let (loc, hook) = tap(&plain(&lake), hook);

@@ -72,7 +72,7 @@ impl Backup {
     pub async fn execute(self) -> Result<RunReport> {
         let started = Instant::now();
         let mut report = RunReport::start("backup");
-        let version = latest_published(&self.lake).await?;
+        let version = LakeLog::new(&self.lake).latest_published().await?;
         report.base_version = version;
         let jobs = self.plan().await?;
         let bundles = bundle::list_bundles(&self.to, &self.common.selection.tenants).await?;
@@ -233,7 +233,7 @@ impl DayCtx<'_> {
         for attempt in 1..=READ_ATTEMPTS {
             if attempt > 1 {
                 tracing::warn!(bundle = %id, attempt, "the day changed while it was read; reading it again");
-                version = latest_published(self.lake).await?;
+                version = LakeLog::new(self.lake).latest_published().await?;
                 parts = list_stored(self.lake, Some(&job.tenant))
                     .await?
                     .into_iter()
@@ -352,22 +352,6 @@ impl DayCtx<'_> {
             .ok()
             .filter(|m| m.manifest_sha256 == m.checksum()))
     }
-}
-
-/// The lake's latest version, once it is published (a run finishing its publish is waited for,
-/// up to a minute).
-async fn latest_published(lake: &Location) -> Result<u64> {
-    let log = LakeLog::new(lake);
-    for _ in 0..60 {
-        let v = log.latest().await?;
-        if log.is_published(v).await? {
-            return Ok(v);
-        }
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    }
-    Err(Error::Unpublished {
-        version: log.latest().await?,
-    })
 }
 
 /// A tenant's catalog as bundles carry it, read again.

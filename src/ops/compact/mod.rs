@@ -2,9 +2,9 @@
 //! new objects, merges each touched partition, commits one lake version, publishes it.
 
 pub(crate) mod partition;
-mod plan;
+pub(crate) mod plan;
 pub(crate) mod read;
-mod retype;
+pub(crate) mod retype;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,36 +18,32 @@ pub use read::on_rayon;
 
 use crate::catalog::Catalog;
 use crate::commit::log::{CommitRecord, StagedCopy};
-use crate::commit::{publish, LakeLog, Ledger};
-use crate::decode::Limits;
-use crate::dedup::Keep;
+use crate::commit::{after_lost_race, publish, Attempt, LakeLog, Ledger};
 use crate::error::{Error, Result};
 use crate::model::PartitionKey;
-use crate::names;
+use crate::ops::options::{Pipeline, PipelineOptions};
 use crate::progress::{peak_rss_bytes, NoProgress, Progress};
-use crate::quarantine::QuarantineBuffer;
 use crate::report::CompactReport;
 use crate::schema::propose::{MetricObs, ProposalDoc};
-use crate::schema::store::CatalogStore;
 use crate::sources::list_staged;
 use crate::storage::{FileTarget, Location};
 use plan::{ledger_entry, plan, run_tag};
-use tokio::io::AsyncWriteExt;
 
 /// The `compact` operation, configured with `with_*` and run with [`Compact::execute`].
 pub struct Compact {
     staged: Location,
     lake: Location,
-    catalog: Option<Location>,
-    keep: Keep,
+    pipeline: Pipeline,
     report: Option<FileTarget>,
-    limits: Limits,
-    fetch_concurrency: usize,
     partition_concurrency: usize,
-    memory_budget: usize,
-    max_attempts: u32,
     proposals: bool,
     progress: Arc<dyn Progress>,
+}
+
+impl PipelineOptions for Compact {
+    fn pipeline(&mut self) -> &mut Pipeline {
+        &mut self.pipeline
+    }
 }
 
 impl Compact {
@@ -56,58 +52,17 @@ impl Compact {
         Compact {
             staged,
             lake,
-            catalog: None,
-            keep: Keep::Latest,
+            pipeline: Pipeline::default(),
             report: None,
-            limits: Limits::default(),
-            fetch_concurrency: 8,
             partition_concurrency: 4,
-            memory_budget: 256 << 20,
-            max_attempts: 5,
             proposals: true,
             progress: Arc::new(NoProgress),
         }
     }
 
-    /// Reads tenant catalogs from this directory instead of the lake's `_catalog/`.
-    pub fn with_catalog(mut self, catalog: Option<Location>) -> Self {
-        self.catalog = catalog;
-        self
-    }
-
-    /// Which duplicate wins.
-    pub fn with_keep(mut self, keep: Keep) -> Self {
-        self.keep = keep;
-        self
-    }
-
     /// Also writes the JSON report to this file (parsed with the run's storage settings).
     pub fn with_report(mut self, report: Option<FileTarget>) -> Self {
         self.report = report;
-        self
-    }
-
-    /// Decoder limits.
-    pub fn with_limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
-        self
-    }
-
-    /// Objects fetched and decoded at once.
-    pub fn with_fetch_concurrency(mut self, n: usize) -> Self {
-        self.fetch_concurrency = n.max(1);
-        self
-    }
-
-    /// Bytes of buffered records kept in memory before spilling to local disk.
-    pub fn with_memory_budget(mut self, bytes: usize) -> Self {
-        self.memory_budget = bytes;
-        self
-    }
-
-    /// How many times to re-plan after losing a commit race.
-    pub fn with_max_attempts(mut self, n: u32) -> Self {
-        self.max_attempts = n.max(1);
         self
     }
 
@@ -132,20 +87,14 @@ impl Compact {
             started_at: chrono::Utc::now().to_rfc3339(),
             ..Default::default()
         };
-        let catalog = Arc::new(self.load_catalog().await?);
+        let catalog = Arc::new(self.pipeline.load_catalog(&self.lake).await?);
         loop {
             report.attempts += 1;
             match self.attempt(&catalog, &mut report).await? {
                 Attempt::Done => break,
                 Attempt::LostRace { version, other } => {
-                    if report.attempts >= self.max_attempts {
-                        return Err(Error::Conflict {
-                            version,
-                            other_run: other,
-                            reason: format!("gave up after {} attempts", report.attempts),
-                        });
-                    }
-                    tracing::warn!(version, other_run = %other, "another run committed first; planning again");
+                    let max = self.pipeline.max_attempts;
+                    after_lost_race(report.attempts, max, version, other, "compaction")?;
                 }
             }
         }
@@ -153,13 +102,6 @@ impl Compact {
         report.peak_rss_bytes = peak_rss_bytes();
         self.write_report(&report).await?;
         Ok(report)
-    }
-
-    async fn load_catalog(&self) -> Result<Catalog> {
-        match &self.catalog {
-            Some(dir) => Catalog::load_dir(dir).await,
-            None => CatalogStore::new(&self.lake).load_catalog().await,
-        }
     }
 
     async fn attempt(&self, catalog: &Arc<Catalog>, report: &mut CompactReport) -> Result<Attempt> {
@@ -187,6 +129,7 @@ impl Compact {
         let listed = list_staged(&self.staged).await?;
         self.progress.finish();
         let new = plan(&listed, &ledger, phase.report);
+        let new = plan::ready(&self.staged, new, phase.report).await?;
         let retype = retype::plan(&self.lake, catalog).await?;
         phase.lap("plan");
         if new.is_empty() && retype.applied.is_none() {
@@ -202,11 +145,7 @@ impl Compact {
         phase.report.run_id = tag.clone();
 
         self.progress.start("read", Some(new.len() as u64));
-        let settings = read::ReadSettings {
-            limits: self.limits,
-            fetch_concurrency: self.fetch_concurrency,
-            memory_budget: self.memory_budget,
-        };
+        let settings = self.pipeline.read;
         let mut read = read::read_objects(
             &self.staged,
             &new,
@@ -239,7 +178,7 @@ impl Compact {
                     .map(|o| (Arc::from(o.key.as_str()), o.delivery_ms))
                     .collect(),
             ),
-            keep: self.keep,
+            keep: self.pipeline.keep,
             tag: tag.clone(),
             version,
             proposals: self.proposals,
@@ -309,7 +248,7 @@ impl Compact {
         phase.lap("merge_write");
         check_conservation(phase.report, read.good_records, good_accounted)?;
 
-        let errors = self.stage_errors(&tag, &read.quarantine).await?;
+        let errors = crate::quarantine::stage(&self.lake, &tag, &read.quarantine).await?;
         let mut files = Vec::new();
         if let Some(applied) = retype.applied.clone() {
             files.push(self.stage(&tag, retype::APPLIED_PATH, applied).await?);
@@ -321,24 +260,36 @@ impl Compact {
             files.push(self.stage(&tag, &path, doc.to_bytes()).await?);
         }
         phase.report.proposals.tenants = observed.keys().cloned().collect();
+        let fed = match new.is_empty() {
+            true => None,
+            false => {
+                let objects: Vec<(String, Vec<_>)> = new
+                    .iter()
+                    .zip(std::mem::take(&mut read.fed))
+                    .map(|(o, f)| (o.key.clone(), f))
+                    .collect();
+                Some(crate::commit::fed::write(&self.lake, &tag, &objects).await?)
+            }
+        };
         let record = CommitRecord {
             version,
             run_id: tag.clone(),
             tag: tag.clone(),
             committed_ms: chrono::Utc::now().timestamp_millis(),
-            ledger: new.iter().map(ledger_entry).collect(),
+            ledger: new.iter().map(|o| ledger_entry(o, version)).collect(),
             partitions: changes,
             errors,
             files,
             schemas: retype.schemas.clone(),
             creates: Vec::new(),
             ledger_removed: Vec::new(),
+            fed,
         };
         if !log.create(&record).await? {
             // Discard only what is surely ours: a read error is returned, never guessed at.
             let other = log.read(version).await?.run_id;
             if other != tag {
-                self.discard(&record).await;
+                crate::commit::discard(&self.lake, &record, |_| false).await;
             }
             return Ok(Attempt::LostRace { version, other });
         }
@@ -378,53 +329,12 @@ impl Compact {
             .map(|t| serde_json::to_string(&t.doc).expect("catalog json"))
             .collect();
         docs.sort();
-        format!("{:?} {}\n{}", self.keep, self.proposals, docs.join("\n"))
-    }
-
-    /// Writes the quarantine lines of each tenant to staging (streamed, multipart when big).
-    async fn stage_errors(
-        &self,
-        tag: &str,
-        quarantine: &QuarantineBuffer,
-    ) -> Result<Vec<StagedCopy>> {
-        let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
-        let mut out = Vec::new();
-        for tenant in quarantine.tenants() {
-            let rel = format!("errors/tenant={tenant}/date={day}/{tag}.jsonl");
-            let staged = format!("_fineo/staging/{tag}/{rel}");
-            let path = self.lake.path(&staged);
-            let mut w =
-                object_store::buffered::BufWriter::new(self.lake.store().clone(), path.clone());
-            for line in quarantine.lines(&tenant) {
-                w.write_all(&line?).await.map_err(|e| Error::io(&path, e))?;
-            }
-            w.shutdown().await.map_err(|e| Error::io(&path, e))?;
-            out.push(StagedCopy { staged, path: rel });
-        }
-        Ok(out)
-    }
-
-    /// Removes the files of a run that lost the commit race.
-    async fn discard(&self, record: &CommitRecord) {
-        for p in &record.partitions {
-            for f in &p.typed_add {
-                let path = format!(
-                    "typed/{}/{}",
-                    names::table_dir(&p.tenant, &p.metric),
-                    f.file.path
-                );
-                let _ = self.lake.delete(&path).await;
-            }
-        }
-        if let Ok(staged) = self
-            .lake
-            .list(&format!("_fineo/staging/{}", record.tag))
-            .await
-        {
-            for m in staged {
-                let _ = self.lake.delete_path(&m.location).await;
-            }
-        }
+        format!(
+            "{:?} {}\n{}",
+            self.pipeline.keep,
+            self.proposals,
+            docs.join("\n")
+        )
     }
 
     async fn write_report(&self, report: &CompactReport) -> Result<()> {
@@ -437,11 +347,6 @@ impl Compact {
         }
         Ok(())
     }
-}
-
-enum Attempt {
-    Done,
-    LostRace { version: u64, other: String },
 }
 
 fn check_conservation(report: &mut CompactReport, good: u64, accounted: u64) -> Result<()> {

@@ -104,6 +104,7 @@ pub async fn build(ctx: &PartitionCtx, job: PartitionJob) -> Result<PartitionRes
     let typed_path = format!("{}/part-{}-00000.parquet", paths.typed_rel, ctx.tag);
     let bucket = job.bucket;
     let catalog = ctx.catalog.clone();
+    let prev_fed = manifest.also_fed.clone();
     let enc = {
         let (columns, typed_path) = (columns.clone(), typed_path.clone());
         on_rayon(move || {
@@ -121,9 +122,22 @@ pub async fn build(ctx: &PartitionCtx, job: PartitionJob) -> Result<PartitionRes
                     observe_resolved(obs, spec.as_ref(), fields, r.ts, &v.mismatches);
                 }
             })?;
+            let fed = sources_of(&lake_recs, &new);
             let (winners, stats) = merge(lake_recs, new, keep);
             let fp = fingerprint(&catalog, &tenant, &winners);
-            let enc = encode_partition(&winners, columns.as_ref(), &typed_path, version, fp)?;
+            let fed = fed
+                .iter()
+                .map(|s| &**s)
+                .chain(prev_fed.iter().map(String::as_str));
+            let also_fed = index::also_fed(fed, &winners);
+            let enc = encode_partition(
+                &winners,
+                columns.as_ref(),
+                &typed_path,
+                version,
+                fp,
+                also_fed,
+            )?;
             Ok::<_, Error>((enc, stats, mismatches.0, observed))
         })
         .await??
@@ -231,6 +245,7 @@ pub(crate) fn encode_partition(
     typed_path: &str,
     version: u64,
     (names, resolution): (SentNames, u64),
+    also_fed: Vec<String>,
 ) -> Result<Encoded> {
     let known = columns.is_some();
     let typed = match columns {
@@ -267,6 +282,8 @@ pub(crate) fn encode_partition(
         },
         names,
         resolution,
+        content: index::content_fingerprint(winners),
+        also_fed,
     };
     let index = if winners.is_empty() {
         None
@@ -390,57 +407,91 @@ pub(crate) struct Rebuilt {
     pub bytes: u64,
 }
 
-/// Builds partition `key` from `base` merged with `new` (`new` wins ties by arrival like new
-/// input in a compaction), resolved under `catalog`; writes its files under the run's `tag`
-/// and replaces `typed_remove`. An empty result empties the partition.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn rebuild(
-    lake: &Location,
-    tag: &str,
-    version: u64,
-    catalog: &Arc<Catalog>,
-    key: &PartitionKey,
-    base: Vec<Rec>,
-    new: Vec<Rec>,
-    typed_remove: Vec<DataFile>,
-) -> Result<Rebuilt> {
-    let paths = PartitionPaths::of(key);
-    let spec = catalog.metric(&key.tenant, &key.metric).cloned();
-    let columns = spec.as_ref().map(|s| Columns(s.columns()));
-    let typed_path = format!("{}/part-{tag}-00000.parquet", paths.typed_rel);
-    let enc = {
-        let (catalog, tenant) = (catalog.clone(), key.tenant.clone());
-        let (columns, typed_path) = (columns.clone(), typed_path.clone());
-        on_rayon(move || {
-            let (mut base, mut new) = (base, new);
-            resolve_all(&mut base, spec.as_ref(), |_, _, _| {})?;
-            resolve_all(&mut new, spec.as_ref(), |_, _, _| {})?;
-            let (winners, stats) = merge(base, new, Keep::Latest);
-            let fp = fingerprint(&catalog, &tenant, &winners);
-            let enc = encode_partition(&winners, columns.as_ref(), &typed_path, version, fp)?;
-            Ok::<_, Error>((enc, stats))
+/// Where rebuilt partitions go: the lake, the run's tag and version, the catalog they are
+/// resolved with.
+pub(crate) struct Rebuilder<'a> {
+    pub lake: &'a Location,
+    pub tag: &'a str,
+    pub version: u64,
+    pub catalog: &'a Arc<Catalog>,
+    /// Which duplicate wins.
+    pub keep: Keep,
+}
+
+impl Rebuilder<'_> {
+    /// Builds partition `key` from `base` merged with `new` (`new` wins ties by arrival like
+    /// new input in a compaction), resolved under the catalog; writes its files under the run's
+    /// tag and replaces `typed_remove`. `extra_fed`: objects known to have fed the partition
+    /// besides the records' sources.
+    pub async fn rebuild(
+        &self,
+        key: &PartitionKey,
+        base: Vec<Rec>,
+        new: Vec<Rec>,
+        typed_remove: Vec<DataFile>,
+        extra_fed: Vec<String>,
+    ) -> Result<Rebuilt> {
+        let (lake, tag, version, catalog) = (self.lake, self.tag, self.version, self.catalog);
+        let keep = self.keep;
+        let paths = PartitionPaths::of(key);
+        let spec = catalog.metric(&key.tenant, &key.metric).cloned();
+        let columns = spec.as_ref().map(|s| Columns(s.columns()));
+        let typed_path = format!("{}/part-{tag}-00000.parquet", paths.typed_rel);
+        let enc = {
+            let (catalog, tenant) = (catalog.clone(), key.tenant.clone());
+            let (columns, typed_path) = (columns.clone(), typed_path.clone());
+            on_rayon(move || {
+                let (mut base, mut new) = (base, new);
+                resolve_all(&mut base, spec.as_ref(), |_, _, _| {})?;
+                resolve_all(&mut new, spec.as_ref(), |_, _, _| {})?;
+                let fed = sources_of(&base, &new);
+                let (winners, stats) = merge(base, new, keep);
+                let fp = fingerprint(&catalog, &tenant, &winners);
+                let fed = fed
+                    .iter()
+                    .map(|s| &**s)
+                    .chain(extra_fed.iter().map(String::as_str));
+                let also_fed = index::also_fed(fed, &winners);
+                let enc = encode_partition(
+                    &winners,
+                    columns.as_ref(),
+                    &typed_path,
+                    version,
+                    fp,
+                    also_fed,
+                )?;
+                Ok::<_, Error>((enc, stats))
+            })
+            .await??
+        };
+        let (enc, stats) = enc;
+        let w = write_files(lake, tag, key, &paths, enc, typed_path).await?;
+        let change = PartitionChange {
+            tenant: key.tenant.clone(),
+            metric: key.metric.clone(),
+            date: key.date(),
+            columns: columns.map(|c| c.0.iter().map(|(n, t)| (n.to_string(), *t)).collect()),
+            typed_add: w.typed_add,
+            typed_remove,
+            untyped_staged: w.untyped_staged,
+            untyped_path: paths.untyped,
+            index_staged: w.index_staged,
+            index_path: paths.index,
+        };
+        Ok(Rebuilt {
+            change,
+            stats,
+            typed_rows: w.typed_rows,
+            untyped_lines: w.untyped_lines,
+            bytes: w.bytes,
         })
-        .await??
-    };
-    let (enc, stats) = enc;
-    let w = write_files(lake, tag, key, &paths, enc, typed_path).await?;
-    let change = PartitionChange {
-        tenant: key.tenant.clone(),
-        metric: key.metric.clone(),
-        date: key.date(),
-        columns: columns.map(|c| c.0.iter().map(|(n, t)| (n.to_string(), *t)).collect()),
-        typed_add: w.typed_add,
-        typed_remove,
-        untyped_staged: w.untyped_staged,
-        untyped_path: paths.untyped,
-        index_staged: w.index_staged,
-        index_path: paths.index,
-    };
-    Ok(Rebuilt {
-        change,
-        stats,
-        typed_rows: w.typed_rows,
-        untyped_lines: w.untyped_lines,
-        bytes: w.bytes,
-    })
+    }
+}
+
+/// The source objects of the records a partition is built from.
+fn sources_of(a: &[Rec], b: &[Rec]) -> BTreeSet<Arc<str>> {
+    a.iter()
+        .chain(b)
+        .map(|r| r.arrival.source.clone())
+        .collect()
 }

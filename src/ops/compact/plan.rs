@@ -28,13 +28,46 @@ pub fn plan(
     new
 }
 
-/// The ledger entry recording that an object was processed.
-pub fn ledger_entry(o: &StagedObject) -> LedgerEntry {
+/// Objects that `ingest` wrote are read only once the ingest of their source file finished
+/// (its ledger record lists them): a file's objects become visible together. Others are
+/// counted as pending.
+pub async fn ready(
+    staged: &crate::storage::Location,
+    new: Vec<StagedObject>,
+    report: &mut CompactReport,
+) -> crate::Result<Vec<StagedObject>> {
+    use crate::ops::ingest::output;
+    let mut listed: std::collections::HashMap<String, std::collections::HashSet<String>> =
+        std::collections::HashMap::new();
+    let mut out = Vec::with_capacity(new.len());
+    for o in new {
+        let Some(id) = output::id_of_object(&o.key) else {
+            out.push(o);
+            continue;
+        };
+        if !listed.contains_key(id) {
+            let record = output::load_record(staged, id).await?;
+            let objects = record
+                .map(|r| r.objects.into_iter().collect())
+                .unwrap_or_default();
+            listed.insert(id.to_string(), objects);
+        }
+        match listed[id].contains(&o.key) {
+            true => out.push(o),
+            false => report.objects.pending_ingest += 1,
+        }
+    }
+    Ok(out)
+}
+
+/// The ledger entry recording that an object was processed by lake version `version`.
+pub fn ledger_entry(o: &StagedObject, version: u64) -> LedgerEntry {
     LedgerEntry {
         key: o.key.clone(),
         size: o.size,
         etag: o.etag.clone(),
         delivery_ms: o.delivery_ms,
+        version,
     }
 }
 

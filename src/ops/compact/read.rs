@@ -27,7 +27,13 @@ pub struct ReadOutput {
     pub good_records: u64,
     pub bytes_read: u64,
     pub by_format: BTreeMap<String, u64>,
+    /// Per object (by index): the partitions its records went to, as (tenant, metric as sent,
+    /// day), sorted: what the lake remembers of which objects fed which partitions.
+    pub fed: Vec<Vec<Fed>>,
 }
+
+/// (tenant, metric as sent, day) of records an object fed.
+pub type Fed = (String, String, i32);
 
 /// One object's decoded content.
 struct ObjectOutput {
@@ -41,6 +47,7 @@ struct ObjectOutput {
 }
 
 /// Settings of the read phase.
+#[derive(Clone, Copy, Debug)]
 pub struct ReadSettings {
     pub limits: Limits,
     pub fetch_concurrency: usize,
@@ -63,6 +70,7 @@ pub async fn read_objects(
         good_records: 0,
         bytes_read: 0,
         by_format: BTreeMap::new(),
+        fed: vec![Vec::new(); objects.len()],
     };
     let limits = settings.limits;
     let mut stream = futures::stream::iter(objects.iter().enumerate())
@@ -83,6 +91,13 @@ pub async fn read_objects(
         out.bytes_read += o.bytes;
         *out.by_format.entry(format!("{:?}", o.format)).or_default() += 1;
         out.quarantine.add(o.index, &objects[o.index].key, o.bad)?;
+        let mut fed: Vec<Fed> = o
+            .buckets
+            .iter()
+            .flat_map(|(k, b)| b.sent.iter().map(|m| (k.tenant.clone(), m.clone(), k.day)))
+            .collect();
+        fed.sort();
+        out.fed[o.index] = fed;
         out.buckets.absorb(o.buckets)?;
     }
     Ok(out)
@@ -153,6 +168,9 @@ impl RecordSink for Sink<'_> {
                 b.known = r.known;
                 b.count += 1;
                 let metric = metric_sent(&rec).expect("admitted records have a metric");
+                if !b.sent.iter().any(|m| m == metric) {
+                    b.sent.push(metric.to_string());
+                }
                 codec::encode(
                     &mut b.buf,
                     r.ts,

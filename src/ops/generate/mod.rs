@@ -161,6 +161,7 @@ impl Generate {
         truth.deliveries = physical_order(keys);
         let bytes = serde_json::to_vec_pretty(&truth).expect("truth json");
         self.out.put("truth.json", Bytes::from(bytes)).await?;
+        self.out.put("export.csv", export_csv(self.seed)).await?;
         Ok(truth)
     }
 
@@ -440,4 +441,27 @@ fn physical_order(mut keys: Vec<String>) -> Vec<String> {
         .collect();
     order.sort();
     order.into_iter().map(|(_, k)| k).collect()
+}
+
+/// A small customer export (`export.csv`) for trying `ingest`: t01 boiler readings of the
+/// sample's first day, a CSV with a header, quoted text holding commas, and a text id column.
+fn export_csv(seed: u64) -> Bytes {
+    let mut rng = Rng::new(seed ^ 0x5eed_e4a0);
+    let mut out = String::from("ts,temperature,pressure,running,serial,remark\n");
+    for i in 0..200i64 {
+        let ts = START_MS + 7 * HOUR_MS + i * 61_000;
+        let temp = 60.0 + (rng.next_u64() % 400) as f64 / 10.0;
+        let remark = match i % 3 {
+            0 => "ok".to_string(),
+            1 => "\"checked, fine\"".to_string(),
+            _ => String::new(),
+        };
+        out.push_str(&format!(
+            "{ts},{temp:.1},{},{},{:06},{remark}\n",
+            900 + rng.next_u64() % 200,
+            i % 4 != 0,
+            rng.next_u64() % 1_000_000
+        ));
+    }
+    Bytes::from(out)
 }

@@ -20,10 +20,9 @@ use futures::{StreamExt, TryStreamExt};
 use crate::bundle::Verified;
 use crate::catalog::{Catalog, TenantDoc};
 use crate::commit::log::{CommitRecord, StagedCopy};
-use crate::commit::{applied, publish, LakeLog};
+use crate::commit::{after_lost_race, applied, publish, Attempt, LakeLog};
 use crate::error::{Error, Result};
 use crate::model::date_to_day;
-use crate::names;
 use crate::ops::backup::Selection;
 use crate::ops::options::{Common, CommonOptions};
 use crate::report::{RestoreCounts, RestoreDay, RunReport};
@@ -71,11 +70,6 @@ pub struct Restore {
     dry_run: bool,
     newer: NewerPolicy,
     max_attempts: u32,
-}
-
-enum Attempt {
-    Done,
-    LostRace { version: u64, other: String },
 }
 
 /// A bundle's catalog file, read.
@@ -183,7 +177,7 @@ impl Restore {
             ..Default::default()
         };
         report.conservation_ok = true;
-        let id = restore_id(&chosen.bundles);
+        let id = restore_id(&chosen.bundles, self.newer);
         if chosen.bundles.is_empty() {
             report.noop = true;
             report.run_id = format!(
@@ -224,14 +218,8 @@ impl Restore {
                 match done.await? {
                     Attempt::Done => break,
                     Attempt::LostRace { version, other } => {
-                        if report.attempts >= self.max_attempts {
-                            return Err(Error::Conflict {
-                                version,
-                                other_run: other,
-                                reason: format!("gave up after {} attempts", report.attempts),
-                            });
-                        }
-                        tracing::warn!(version, other_run = %other, "another run committed first; planning the restore again");
+                        let max = self.max_attempts;
+                        after_lost_race(report.attempts, max, version, other, "restore")?;
                     }
                 }
             }
@@ -372,11 +360,14 @@ impl Restore {
             schemas: Vec::new(),
             creates,
             ledger_removed: requeued.clone(),
+            fed: None,
         };
         if !log.create(&record).await? {
             let other = log.read(version).await?.run_id;
             if other != tag {
-                self.discard(&record).await;
+                // Content-named typed files stay: a concurrent restore of the same bundle may
+                // reference them.
+                crate::commit::discard(&self.lake, &record, |p| p.contains("/part-r")).await;
             }
             return Ok(Attempt::LostRace { version, other });
         }
@@ -546,33 +537,6 @@ impl Restore {
         Ok((files, creates, added))
     }
 
-    /// Removes what a run that lost the commit race wrote. Content-named typed files
-    /// (`part-r<sha>`) stay: a concurrent restore of the same bundle may reference them.
-    async fn discard(&self, record: &CommitRecord) {
-        for p in &record.partitions {
-            for f in &p.typed_add {
-                if f.file.path.contains("/part-r") {
-                    continue;
-                }
-                let path = format!(
-                    "typed/{}/{}",
-                    names::table_dir(&p.tenant, &p.metric),
-                    f.file.path
-                );
-                let _ = self.lake.delete(&path).await;
-            }
-        }
-        if let Ok(staged) = self
-            .lake
-            .list(&format!("_fineo/staging/{}", record.tag))
-            .await
-        {
-            for m in staged {
-                let _ = self.lake.delete_path(&m.location).await;
-            }
-        }
-    }
-
     /// Dry run: what each bundle would replace, from the target's listing and index footers.
     async fn plan_only(
         &self,
@@ -670,9 +634,11 @@ fn newest_catalogs(
     best.into_iter().map(|(t, (_, c))| (t, c)).collect()
 }
 
-/// What identifies a restore whatever the lake version: the bundles it takes.
-fn restore_id(bundles: &[Verified]) -> String {
+/// What identifies a restore whatever the lake version: the bundles it takes and what it does
+/// with newer records.
+fn restore_id(bundles: &[Verified], newer: NewerPolicy) -> String {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(newer.name().as_bytes());
     for b in bundles {
         h.update(b.id.dir().as_bytes());
         h.update(b.manifest.manifest_sha256.as_bytes());

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::model::{date_to_day, PartitionKey, Rec};
 use crate::names;
 use crate::ops::compact::on_rayon;
-use crate::ops::compact::partition::{rebuild, PartitionPaths};
+use crate::ops::compact::partition::{PartitionPaths, Rebuilder};
 use crate::storage::Location;
 use crate::write::index::{self, DataFile};
 
@@ -41,6 +41,15 @@ pub struct Newer {
     pub concurrent: BTreeMap<String, u64>,
     /// Other objects unknown to the bundle -> records.
     pub before: BTreeMap<String, u64>,
+}
+
+/// The day a rebuild is for.
+struct RebuildDay<'a> {
+    tenant: &'a str,
+    day: i32,
+    /// Per target metric, objects the bundle's partitions remember as having fed them besides
+    /// their records'.
+    also_fed: &'a BTreeMap<String, Vec<String>>,
 }
 
 /// What staging one day produced.
@@ -162,8 +171,13 @@ impl DayCtx<'_> {
             }
             produced
         } else {
-            let recs = self.bundle_records(bundle).await?;
-            self.rebuild_day(&m.tenant, day, recs, kept, &current, &mut out)
+            let (recs, also_fed) = self.bundle_records(bundle).await?;
+            let ctx = RebuildDay {
+                tenant: &m.tenant,
+                day,
+                also_fed: &also_fed,
+            };
+            self.rebuild_day(ctx, recs, kept, &current, &mut out)
                 .await?
         };
         for (metric, cur) in current {
@@ -175,16 +189,34 @@ impl DayCtx<'_> {
         Ok(out)
     }
 
-    /// Every record of the bundle, from its index files.
-    async fn bundle_records(&self, bundle: &Verified) -> Result<Vec<Rec>> {
-        let mut all = Vec::new();
-        for entry in bundle.manifest.metrics.values() {
+    /// Every record of the bundle, from its index files, and the objects its partitions
+    /// remember as having fed them besides.
+    async fn bundle_records(
+        &self,
+        bundle: &Verified,
+    ) -> Result<(Vec<Rec>, BTreeMap<String, Vec<String>>)> {
+        let (mut all, mut fed) = (Vec::new(), BTreeMap::new());
+        let tenant = &bundle.manifest.tenant;
+        for (metric, entry) in &bundle.manifest.metrics {
             let bytes = self.read(bundle, &entry.index).await?;
             let path = bundle.id.file(&entry.index);
-            let (recs, _) = on_rayon(move || index::decode(&path, bytes)).await??;
+            let (recs, manifest) = on_rayon(move || index::decode(&path, bytes)).await??;
             all.extend(recs);
+            let target = self.catalog.partition_metric(tenant, metric).to_string();
+            let list: &mut Vec<String> = fed.entry(target).or_default();
+            list.extend(manifest.also_fed);
         }
-        Ok(all)
+        Ok((all, fed))
+    }
+
+    fn rebuilder(&self) -> Rebuilder<'_> {
+        Rebuilder {
+            lake: self.lake,
+            tag: self.tag,
+            version: self.version,
+            catalog: self.catalog,
+            keep: crate::dedup::Keep::Latest,
+        }
     }
 
     /// A bundle file, checked again against its manifest entry (it may have changed since the
@@ -288,13 +320,13 @@ impl DayCtx<'_> {
     /// runs) under the target's catalog; returns the metrics produced.
     async fn rebuild_day(
         &self,
-        tenant: &str,
-        day: i32,
+        ctx: RebuildDay<'_>,
         recs: Vec<Rec>,
         mut kept: BTreeMap<String, Vec<Rec>>,
         current: &BTreeMap<String, CurrentPartition>,
         out: &mut DayStaged,
     ) -> Result<BTreeSet<String>> {
+        let (tenant, day, also_fed) = (ctx.tenant, ctx.day, ctx.also_fed);
         let mut groups: BTreeMap<String, Vec<Rec>> = BTreeMap::new();
         for r in recs {
             let target = self
@@ -318,17 +350,16 @@ impl DayCtx<'_> {
                 .map(|c| c.typed.clone())
                 .unwrap_or_default();
             let new = kept.remove(&metric).unwrap_or_default();
-            let r = rebuild(
-                self.lake,
-                self.tag,
-                self.version,
-                self.catalog,
-                &key,
-                base,
-                new,
-                remove,
-            )
-            .await?;
+            let r = self
+                .rebuilder()
+                .rebuild(
+                    &key,
+                    base,
+                    new,
+                    remove,
+                    also_fed.get(&metric).cloned().unwrap_or_default(),
+                )
+                .await?;
             out.bytes += r.bytes;
             out.typed_rows += r.typed_rows;
             out.untyped_lines += r.untyped_lines;
