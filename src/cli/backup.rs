@@ -18,9 +18,12 @@ use fineo_batch::{Backup, Restore};
 use super::storage::StorageArgs;
 use super::{progress, table, Usage};
 
-/// Tenant-days to take.
+/// Tenant-days to take, and how many at once.
 #[derive(Args, Debug, Default)]
 pub struct SelectArgs {
+    /// Tenant-days (bundles, partitions) read and written at once; memory grows with it.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: Option<u16>,
     /// Only this tenant (repeatable; default: every tenant).
     #[arg(long = "tenant", value_name = "T")]
     tenants: Vec<String>,
@@ -73,6 +76,22 @@ impl SelectArgs {
             until,
         })
     }
+
+    /// Sets the selection and (flag, else job file) concurrency of an operation.
+    pub fn apply<O: CommonOptions>(
+        &self,
+        op: O,
+        job_tenants: &[String],
+        job_concurrency: Option<usize>,
+    ) -> Result<O> {
+        let op = op.with_selection(self.selection(job_tenants)?);
+        Ok(
+            match self.concurrency.map(usize::from).or(job_concurrency) {
+                Some(n) => op.with_concurrency(n),
+                None => op,
+            },
+        )
+    }
 }
 
 /// Output and report flags shared by these commands.
@@ -102,9 +121,6 @@ pub struct BackupArgs {
     /// Job file (TOML) with a [backup] table; flags override it.
     #[arg(long)]
     job: Option<PathBuf>,
-    /// Tenant-days read and written at once.
-    #[arg(long)]
-    concurrency: Option<usize>,
     #[command(flatten)]
     out: OutputArgs,
     #[command(flatten)]
@@ -204,19 +220,18 @@ pub async fn backup(a: BackupArgs) -> Result<i32> {
     let to =
         a.to.or(job.to)
             .context("--to is required (flag or job file)")?;
-    let selection = a.select.selection(&job.tenants)?;
     let report = target(a.out.report.or(job.report), &opts)?;
-    let mut op = Backup::new(
+    let op = Backup::new(
         Location::parse_existing_with(&lake, &opts)?,
         Location::parse_with(&to, &opts)?,
     )
-    .with_selection(selection)
     .with_report(report)
     .with_progress(Arc::from(progress::for_stderr()));
-    if let Some(n) = a.concurrency.or(job.concurrency) {
-        op = op.with_concurrency(n);
-    }
-    let report = op.execute().await?;
+    let report = a
+        .select
+        .apply(op, &job.tenants, job.concurrency)?
+        .execute()
+        .await?;
     print(a.out.json, &report)?;
     let failed = report
         .backup
@@ -231,8 +246,10 @@ async fn verify(a: VerifyArgs) -> Result<i32> {
         .from
         .or(file.backup.and_then(|b| b.to))
         .context("--from is required (flag or a job file's [backup] to)")?;
-    let report = VerifyBundles::new(Location::parse_existing_with(&from, &opts)?)
-        .with_selection(a.select.selection(&[])?)
+    let op = VerifyBundles::new(Location::parse_existing_with(&from, &opts)?);
+    let report = a
+        .select
+        .apply(op, &[], None)?
         .with_depth(match a.deep {
             true => VerifyDepth::Deep,
             false => VerifyDepth::Checksums,
@@ -263,8 +280,9 @@ pub async fn restore(a: RestoreArgs) -> Result<i32> {
     let result =
         match (a.lake, a.staged) {
             (Some(lake), None) => {
-                Restore::new(from, Location::parse_with(&lake, &opts)?)
-                    .with_selection(selection)
+                let op = Restore::new(from, Location::parse_with(&lake, &opts)?);
+                a.select
+                    .apply(op, &[], job.concurrency)?
                     .with_as_of(a.as_of)
                     .with_dry_run(a.dry_run)
                     .with_newer(match a.newer {
@@ -283,8 +301,9 @@ pub async fn restore(a: RestoreArgs) -> Result<i32> {
                     Some(FormatArg::DynamodbJson) => StagedFormat::DynamoDbJson,
                     _ => StagedFormat::Staged,
                 };
-                RestoreStaged::new(from, Location::parse_with(&staged, &opts)?)
-                    .with_selection(selection)
+                let op = RestoreStaged::new(from, Location::parse_with(&staged, &opts)?);
+                a.select
+                    .apply(op, &[], job.concurrency)?
                     .with_as_of(a.as_of)
                     .with_format(format)
                     .with_report(report)

@@ -166,15 +166,17 @@ pub async fn diff(a: DiffArgs) -> Result<i32> {
         .report
         .map(|r| FileTarget::parse_with(&r, &opts))
         .transpose()?;
-    let report = Diff::new(
+    let op = Diff::new(
         Location::parse_existing_with(&lake_a, &opts)?,
         Location::parse_existing_with(&lake_b, &opts)?,
-    )
-    .with_selection(a.select.selection(&[])?)
-    .with_report(report)
-    .with_progress(Arc::from(progress::for_stderr()))
-    .execute()
-    .await?;
+    );
+    let report = a
+        .select
+        .apply(op, &[], None)?
+        .with_report(report)
+        .with_progress(Arc::from(progress::for_stderr()))
+        .execute()
+        .await?;
     super::backup::print(a.out.json, &report)?;
     let equal = report.diff.as_ref().is_some_and(|d| d.equal);
     Ok(if equal { 0 } else { EXIT_DIFFERENT })

@@ -241,7 +241,7 @@ fn backup_and_restore_round_trip(backend: Backend) {
         let from = site.url("bk");
         let mut args = vec!["backup", "verify", "--from", &from];
         if deep {
-            args.push("--deep");
+            args.extend(["--deep", "--concurrency", "1"]);
         }
         let v = json_run(&args, 0);
         assert_eq!(
@@ -249,8 +249,8 @@ fn backup_and_restore_round_trip(backend: Backend) {
             (json!(8), json!(8))
         );
     }
-    // Into an empty lake: the same content, index and catalog.
-    let r = restore(site, "bk", "restored", &[]);
+    // Into an empty lake: the same content, index and catalog (one tenant-day at a time).
+    let r = restore(site, "bk", "restored", &["--concurrency", "1"]);
     assert_eq!(r["committed_version"], 1);
     let partitions = index_records(&site.local("lake")).len();
     assert_eq!(r["restore"]["partitions_copied"], partitions);
@@ -868,6 +868,17 @@ fn backup_and_restore_usage_errors() {
     let out = fineo(&["restore", "--from", lake]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs --lake L"));
+    let out = fineo(&[
+        "restore",
+        "--from",
+        lake,
+        "--lake",
+        lake,
+        "--concurrency",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--concurrency"));
     let out = fineo(&[
         "restore",
         "--from",
