@@ -15,7 +15,7 @@ pub use layout::{list_bundles, BundleId, BundleSet};
 pub use manifest::{
     sha256_hex, CatalogRef, FileEntry, Manifest, MetricEntry, TypedEntry, FORMAT, FORMAT_VERSION,
 };
-pub use verify::{verify_bundle, Damage, Verified, VerifyDepth};
+pub use verify::{verify_bundle, Damage, KeptFiles, Verified, VerifyDepth};
 
 /// The manifest's name inside a bundle.
 pub const MANIFEST: &str = "manifest.json";

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::sync::Arc;
 
 use arrow::array::{Array, TimestampMicrosecondArray};
 use bytes::Bytes;
@@ -14,7 +15,7 @@ use super::layout::BundleId;
 use super::manifest::{sha256_hex, Manifest, MetricEntry, FORMAT, FORMAT_VERSION};
 use super::{CATALOG, MANIFEST};
 use crate::catalog::TenantDoc;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::day_of;
 use crate::schema::store::CatalogVersion;
 use crate::storage::Location;
@@ -48,22 +49,66 @@ impl std::fmt::Display for Damage {
     }
 }
 
-/// A bundle that passed, with its manifest.
+/// A bundle that passed, with its manifest (and the checked bytes, when they were kept).
 #[derive(Clone, Debug)]
 pub struct Verified {
     pub id: BundleId,
     pub manifest: Manifest,
+    pub kept: KeptFiles,
 }
 
-/// Checks one bundle. `listed`: the files the backup location lists inside it (path -> size).
-/// Store failures are errors; anything wrong with the bundle is returned as damage.
+impl Verified {
+    /// One of the bundle's files: the bytes kept when it was verified, or read and checked again
+    /// against its manifest entry (it may have changed since the bundle was verified).
+    pub async fn read(&self, backup: &Location, file: &str) -> Result<Bytes> {
+        if let Some(bytes) = self.kept.get(file) {
+            return Ok(bytes);
+        }
+        let path = self.id.file(file);
+        let bytes = backup.get_opt(&path).await?.ok_or_else(|| {
+            Error::metadata(&path, "verified, then gone from the backup location")
+        })?;
+        let want = self.manifest.file(file).map(|f| (f.size, f.sha256.clone()));
+        let b = bytes.clone();
+        let sha = crate::ops::compact::on_rayon(move || sha256_hex(&b)).await?;
+        if want != Some((bytes.len() as u64, sha)) {
+            return Err(Error::metadata(&path, "changed in the backup location since it was verified; nothing was committed, run the restore again"));
+        }
+        Ok(bytes)
+    }
+}
+
+/// Bytes of a bundle's files exactly as they were checked, by path inside the bundle: a restore
+/// copies them without reading and hashing them again.
+#[derive(Clone, Default)]
+pub struct KeptFiles(Arc<BTreeMap<String, Bytes>>);
+
+impl KeptFiles {
+    /// A kept file's bytes.
+    pub fn get(&self, file: &str) -> Option<Bytes> {
+        self.0.get(file).cloned()
+    }
+}
+
+impl std::fmt::Debug for KeptFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let bytes: usize = self.0.values().map(Bytes::len).sum();
+        write!(f, "KeptFiles({} files, {bytes} bytes)", self.0.len())
+    }
+}
+
+/// Checks one bundle. `listed`: the files the backup location lists inside it (path -> size);
+/// `keep`: hold on to the checked bytes. Store failures are errors; anything wrong with the
+/// bundle is returned as damage.
 pub async fn verify_bundle(
     backup: &Location,
     id: &BundleId,
     listed: &BTreeMap<String, u64>,
     depth: VerifyDepth,
+    keep: bool,
 ) -> Result<std::result::Result<Verified, Vec<Damage>>> {
     let mut check = Checker::new(id);
+    let mut kept = BTreeMap::new();
     let Some(manifest) = read_manifest(backup, id, &mut check).await? else {
         return Ok(Err(check.damage));
     };
@@ -92,6 +137,9 @@ pub async fn verify_bundle(
             check.file(&f.path, msg);
             continue;
         }
+        if keep {
+            kept.insert(f.path.clone(), bytes.clone());
+        }
         if f.path == CATALOG {
             check.catalog(&manifest, &bytes);
         } else if depth == VerifyDepth::Deep {
@@ -110,6 +158,7 @@ pub async fn verify_bundle(
         true => Ok(Verified {
             id: id.clone(),
             manifest,
+            kept: KeptFiles(Arc::new(kept)),
         }),
         false => Err(check.damage),
     })

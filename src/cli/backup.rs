@@ -182,6 +182,10 @@ pub struct RestoreArgs {
     /// (requeue), or replaced (drop). Without it, a restore that would replace any refuses.
     #[arg(long, value_enum, conflicts_with = "staged")]
     newer: Option<NewerArg>,
+    /// Memory for verified bundle bytes kept until they are copied, in MiB (default 256);
+    /// bundles beyond it are read and checked again when copied.
+    #[arg(long, value_name = "MiB", conflicts_with = "staged")]
+    memory_budget_mb: Option<u64>,
     /// Job file (TOML): its [backup] `to` is the default --from, its [storage] applies.
     #[arg(long)]
     job: Option<PathBuf>,
@@ -280,7 +284,10 @@ pub async fn restore(a: RestoreArgs) -> Result<i32> {
     let result =
         match (a.lake, a.staged) {
             (Some(lake), None) => {
-                let op = Restore::new(from, Location::parse_with(&lake, &opts)?);
+                let mut op = Restore::new(from, Location::parse_with(&lake, &opts)?);
+                if let Some(mb) = a.memory_budget_mb {
+                    op = op.with_memory_budget(mb << 20);
+                }
                 a.select
                     .apply(op, &[], job.concurrency)?
                     .with_as_of(a.as_of)

@@ -183,10 +183,7 @@ impl Table {
             }
         }
         self.exists = true;
-        self.table
-            .load()
-            .await
-            .map_err(|e| Error::delta(self.loc.url(), e))
+        Ok(())
     }
 
     /// The active files of one `date` partition.

@@ -248,6 +248,16 @@ impl Location {
         Ok(())
     }
 
+    /// Writes an object made of `parts` (in order) without joining them in memory.
+    pub async fn put_parts(&self, rel: &str, parts: impl IntoIterator<Item = Bytes>) -> Result<()> {
+        let path = self.path(rel);
+        self.store
+            .put(&path, parts.into_iter().collect::<PutPayload>())
+            .await
+            .map_err(|e| Error::store(&path, e))?;
+        Ok(())
+    }
+
     /// Creates an object only if it does not exist (If-None-Match on S3).
     pub async fn put_create(&self, rel: &str, bytes: Bytes) -> Result<Created> {
         let path = self.path(rel);
@@ -280,12 +290,31 @@ impl Location {
         }
     }
 
-    /// Copies an object inside this location: read, then an atomic put (a server-side copy on
-    /// a local filesystem hard-links, which leaves temp files behind when repeated).
+    /// Copies an object inside this location, server-side: a CopyObject on S3 (with the SSE
+    /// settings), an atomic hard link on a local filesystem. A repeated local copy is skipped:
+    /// renaming a link over itself is a no-op that would leave the store's temp link behind.
     pub async fn copy(&self, from: &str, to: &str) -> Result<()> {
-        let path = self.path(from);
-        let bytes = self.get_path(&path).await?;
-        self.put(to, bytes).await
+        let (src, dst) = (self.path(from), self.path(to));
+        if self.same_local_file(&src, &dst) {
+            return Ok(());
+        }
+        self.store
+            .copy(&src, &dst)
+            .await
+            .map_err(|e| Error::store(&src, e))
+    }
+
+    /// Whether two paths of a local location are links to one file.
+    fn same_local_file(&self, a: &Path, b: &Path) -> bool {
+        #[cfg(unix)]
+        if self.url.scheme() == "file" {
+            use std::os::unix::fs::MetadataExt;
+            let meta = |p: &Path| std::fs::metadata(format!("/{p}")).ok();
+            if let (Some(a), Some(b)) = (meta(a), meta(b)) {
+                return (a.dev(), a.ino()) == (b.dev(), b.ino());
+            }
+        }
+        false
     }
 
     /// Whether an object exists.

@@ -197,7 +197,12 @@ pub fn manifest_of(path: &str, meta: &ParquetMetaData) -> Result<PartitionManife
 
 /// The same index file under another manifest: every data page is kept byte for byte and only
 /// the footer is written anew (a restore points a copied index at the typed files it wrote).
-pub fn with_manifest(path: &str, bytes: &Bytes, manifest: &PartitionManifest) -> Result<Bytes> {
+/// Returns the file as its two parts: the data pages (a slice of `bytes`) and the new footer.
+pub fn with_manifest(
+    path: &str,
+    bytes: &Bytes,
+    manifest: &PartitionManifest,
+) -> Result<[Bytes; 2]> {
     use parquet::file::metadata::{FileMetaData, ParquetMetaDataWriter};
     let bad = |e: &dyn std::fmt::Display| Error::data_file(path, e);
     let n = bytes.len();
@@ -232,11 +237,11 @@ pub fn with_manifest(path: &str, bytes: &Bytes, manifest: &PartitionManifest) ->
         fm.column_orders().cloned(),
     );
     let patched = ParquetMetaData::new(file_meta, md.row_groups().to_vec());
-    let mut out = bytes[..data_end].to_vec();
-    ParquetMetaDataWriter::new(&mut out, &patched)
+    let mut footer = Vec::new();
+    ParquetMetaDataWriter::new(&mut footer, &patched)
         .finish()
         .map_err(|e| bad(&e))?;
-    Ok(Bytes::from(out))
+    Ok([bytes.slice(..data_end), Bytes::from(footer)])
 }
 
 /// The index's manifest, record count and event-time range, from its footer alone.

@@ -219,3 +219,75 @@ async fn a_compaction_committing_during_a_restore_loses_nothing() {
         "no record lost or doubled"
     );
 }
+
+/// Flips a byte of `file` before the first write request (after the restore verified its
+/// bundles, before it copies anything).
+#[derive(Debug)]
+struct ChangeOnFirstWrite {
+    file: PathBuf,
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl Hook for ChangeOnFirstWrite {
+    fn before(&self, req: Req<'_>) -> object_store::Result<()> {
+        if matches!(req, Req::Put(_)) && !self.done.swap(true, Ordering::SeqCst) {
+            let mut bytes = std::fs::read(&self.file).unwrap();
+            bytes[100] ^= 0xff;
+            std::fs::write(&self.file, bytes).unwrap();
+        }
+        Ok(())
+    }
+}
+
+/// A bundle file changed between verification and the copy: with the verified bytes kept in
+/// memory (the default) the restore copies what it verified; with no memory for them it reads
+/// the file again, names it as changed and commits nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_file_changed_after_verification() {
+    let setup = setup(300);
+    let bk = plain(&setup.bk);
+    let typed = walk(&setup.bk)
+        .into_iter()
+        .find(|f| s(f).contains("/tenant=t01/") && s(f).contains("/typed-"))
+        .expect("a typed file of t01 in the backup");
+    let reference = setup.tmp.path().join("reference");
+    restore_t01(&bk, plain(&reference)).await.unwrap();
+    let original = std::fs::read(&typed).unwrap();
+    for budget in [None, Some(0)] {
+        let lake = setup.tmp.path().join(format!("lake-{budget:?}"));
+        let hook = ChangeOnFirstWrite {
+            file: typed.clone(),
+            done: Default::default(),
+        };
+        let (loc, hook) = tap(&plain(&lake), hook);
+        let mut op = Restore::new(bk.clone(), loc).with_selection(Selection {
+            tenants: vec!["t01".into()],
+            ..Default::default()
+        });
+        if let Some(bytes) = budget {
+            op = op.with_memory_budget(bytes);
+        }
+        let result = op.execute().await;
+        assert!(hook.done.load(Ordering::SeqCst));
+        std::fs::write(&typed, &original).unwrap();
+        match budget {
+            None => {
+                result.unwrap();
+                assert_eq!(snapshot(&lake), snapshot(&reference));
+            }
+            Some(_) => {
+                let err = result.unwrap_err().to_string();
+                let rel = typed.strip_prefix(&setup.bk).unwrap();
+                assert!(
+                    err.contains(s(rel)) && err.contains("changed in the backup location"),
+                    "{err}"
+                );
+                assert!(
+                    !lake.join("_fineo/log").exists() || walk(&lake.join("_fineo/log")).is_empty(),
+                    "nothing committed"
+                );
+                assert!(!walk(&lake).iter().any(|f| s(f).contains("/_delta_log/")));
+            }
+        }
+    }
+}

@@ -67,7 +67,7 @@ impl VerifyBundles {
             .map(|id| async move {
                 let listed = set.files.get(&id).cloned().unwrap_or_default();
                 let bytes: u64 = listed.values().sum();
-                verify_bundle(from, &id, &listed, depth)
+                verify_bundle(from, &id, &listed, depth, false)
                     .await
                     .map(|r| (r, bytes))
             })

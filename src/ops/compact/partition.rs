@@ -83,6 +83,17 @@ impl PartitionPaths {
             index: format!("_fineo/index/{dir}/date={date}.parquet"),
         }
     }
+
+    /// A partition's staged file of `kind` (`index.parquet`, `untyped.jsonl`) in the staging
+    /// area of run `tag`: one directory per tenant, so staging and cleaning up make few.
+    pub fn staged(tag: &str, key: &PartitionKey, kind: &str) -> String {
+        let metric = names::metric_segment(&key.metric);
+        let date = key.date();
+        format!(
+            "_fineo/staging/{tag}/tenant={}/metric={metric},date={date},{kind}",
+            key.tenant
+        )
+    }
 }
 
 /// Reads, merges and writes one partition.
@@ -318,9 +329,6 @@ pub(crate) async fn write_files(
     enc: Encoded,
     typed_path: String,
 ) -> Result<Written> {
-    let staging = format!("_fineo/staging/{tag}");
-    let rel_name = names::table_dir(&key.tenant, &key.metric);
-    let date = key.date();
     let mut bytes_written = 0u64;
     let mut typed_add = Vec::new();
     let typed_rows = if enc.typed.is_some() { enc.rows } else { 0 };
@@ -338,7 +346,7 @@ pub(crate) async fn write_files(
             .await?;
     }
     let untyped_staged = if enc.untyped_count > 0 {
-        let p = format!("{staging}/untyped/{rel_name}/date={date}.jsonl");
+        let p = PartitionPaths::staged(tag, key, "untyped.jsonl");
         bytes_written += enc.lines.len() as u64;
         lake.put(&p, Bytes::from(enc.lines)).await?;
         Some(p)
@@ -347,7 +355,7 @@ pub(crate) async fn write_files(
     };
     let index_staged = match enc.index {
         Some(bytes) => {
-            let p = format!("{staging}/index/{rel_name}/date={date}.parquet");
+            let p = PartitionPaths::staged(tag, key, "index.parquet");
             bytes_written += bytes.len() as u64;
             lake.put(&p, bytes).await?;
             Some(p)

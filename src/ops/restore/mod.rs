@@ -70,7 +70,11 @@ pub struct Restore {
     dry_run: bool,
     newer: NewerPolicy,
     max_attempts: u32,
+    memory_budget: u64,
 }
+
+/// Default memory for verified bundle bytes kept for the copy.
+pub const DEFAULT_MEMORY_BUDGET: u64 = 256 << 20;
 
 /// A bundle's catalog file, read.
 #[derive(Clone)]
@@ -125,7 +129,15 @@ impl Restore {
             dry_run: false,
             newer: NewerPolicy::default(),
             max_attempts: 5,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
         }
+    }
+
+    /// Memory for bundle bytes kept from verification to the copy (bundles beyond it are read
+    /// and checked again when copied); 0 keeps nothing.
+    pub fn with_memory_budget(mut self, bytes: u64) -> Self {
+        self.memory_budget = bytes;
+        self
     }
 
     /// Point in time: per tenant-day the latest bundle at or below this lake version.
@@ -164,6 +176,7 @@ impl Restore {
             &self.common.selection,
             self.as_of,
             self.common.concurrency,
+            if self.dry_run { 0 } else { self.memory_budget },
             self.common.progress.as_ref(),
         )
         .await?;
@@ -475,11 +488,7 @@ impl Restore {
                 continue;
             };
             let path = b.id.file(&c.file);
-            let bytes = self
-                .from
-                .get_opt(&path)
-                .await?
-                .ok_or_else(|| Error::metadata(&path, "verified, then gone"))?;
+            let bytes = b.read(&self.from, &c.file).await?;
             let doc = match c.version {
                 Some(_) => serde_json::from_slice::<CatalogVersion>(&bytes).map(|v| v.catalog),
                 None => serde_json::from_slice::<TenantDoc>(&bytes),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use futures::StreamExt;
 
-use crate::bundle::{self, verify_bundle, BundleSet, Damage, Verified, VerifyDepth};
+use crate::bundle::{self, verify_bundle, BundleId, BundleSet, Damage, Verified, VerifyDepth};
 use crate::error::{Error, Result};
 use crate::ops::backup::Selection;
 use crate::progress::Progress;
@@ -21,12 +21,14 @@ pub struct Chosen {
     pub too_new: Vec<String>,
 }
 
-/// Picks and verifies the bundles of `selection` in `from`.
+/// Picks and verifies the bundles of `selection` in `from`, keeping the checked bytes of the
+/// first bundles that fit in `keep_bytes` (the others are read again when copied).
 pub async fn choose(
     from: &Location,
     selection: &Selection,
     as_of: Option<u64>,
     concurrency: usize,
+    keep_bytes: u64,
     progress: &dyn Progress,
 ) -> Result<Chosen> {
     let set = bundle::list_bundles(from, &selection.tenants).await?;
@@ -34,11 +36,21 @@ pub async fn choose(
     let mut damage = unfinished(&set, selection, as_of, &ids);
     progress.start("verify", Some(ids.len() as u64));
     let set = &set;
+    let mut room = keep_bytes;
+    let ids: Vec<(BundleId, bool)> = ids
+        .into_iter()
+        .map(|id| {
+            let size: u64 = set.files.get(&id).map_or(0, |f| f.values().sum());
+            let keep = size <= room;
+            room -= if keep { size } else { 0 };
+            (id, keep)
+        })
+        .collect();
     let mut checks = futures::stream::iter(ids)
-        .map(|id| async move {
+        .map(|(id, keep)| async move {
             let listed = set.files.get(&id).cloned().unwrap_or_default();
             let bytes: u64 = listed.values().sum();
-            verify_bundle(from, &id, &listed, VerifyDepth::Checksums)
+            verify_bundle(from, &id, &listed, VerifyDepth::Checksums, keep)
                 .await
                 .map(|r| (r, bytes))
         })

@@ -17,7 +17,6 @@ use crate::catalog::Catalog;
 use crate::commit::log::{PartitionChange, TypedFile};
 use crate::error::{Error, Result};
 use crate::model::{date_to_day, PartitionKey, Rec};
-use crate::names;
 use crate::ops::compact::on_rayon;
 use crate::ops::compact::partition::{PartitionPaths, Rebuilder};
 use crate::storage::Location;
@@ -219,23 +218,9 @@ impl DayCtx<'_> {
         }
     }
 
-    /// A bundle file, checked again against its manifest entry (it may have changed since the
-    /// bundle was verified).
+    /// A bundle file, as it was verified.
     async fn read(&self, bundle: &Verified, file: &str) -> Result<Bytes> {
-        let path = bundle.id.file(file);
-        let bytes = self.from.get_opt(&path).await?.ok_or_else(|| {
-            Error::metadata(&path, "verified, then gone from the backup location")
-        })?;
-        let want = bundle
-            .manifest
-            .file(file)
-            .map(|f| (f.size, f.sha256.clone()));
-        let b = bytes.clone();
-        let sha = on_rayon(move || crate::bundle::sha256_hex(&b)).await?;
-        if want != Some((bytes.len() as u64, sha)) {
-            return Err(Error::metadata(&path, "changed in the backup location since it was verified; nothing was committed, run the restore again"));
-        }
-        Ok(bytes)
+        bundle.read(self.from, file).await
     }
 
     /// Copies one partition from its bundle as it is.
@@ -273,9 +258,6 @@ impl DayCtx<'_> {
                 stats: t.stats.clone(),
             });
         }
-        let staging = format!("_fineo/staging/{}", self.tag);
-        let dir = names::table_dir(&key.tenant, &key.metric);
-        let date = key.date();
         let index_bytes = self.read(bundle, &entry.index).await?;
         let mut files: Vec<DataFile> = kept.clone();
         files.extend(typed_add.iter().map(|t| t.file.clone()));
@@ -287,15 +269,15 @@ impl DayCtx<'_> {
             index::with_manifest(&index_path, &index_bytes, &manifest)
         })
         .await??;
-        let index_staged = format!("{staging}/index/{dir}/date={date}.parquet");
-        *bytes_out += patched.len() as u64;
-        self.lake.put(&index_staged, patched).await?;
+        let index_staged = PartitionPaths::staged(self.tag, key, "index.parquet");
+        *bytes_out += patched.iter().map(|p| p.len() as u64).sum::<u64>();
+        self.lake.put_parts(&index_staged, patched).await?;
         let untyped_staged = match &entry.untyped {
             Some(file) => {
                 let gz = self.read(bundle, file).await?;
                 let path = bundle.id.file(file);
                 let lines = on_rayon(move || gunzip(&path, &gz)).await??;
-                let staged = format!("{staging}/untyped/{dir}/date={date}.jsonl");
+                let staged = PartitionPaths::staged(self.tag, key, "untyped.jsonl");
                 *bytes_out += lines.len() as u64;
                 self.lake.put(&staged, lines).await?;
                 Some(staged)
@@ -305,7 +287,7 @@ impl DayCtx<'_> {
         Ok(PartitionChange {
             tenant: key.tenant.clone(),
             metric: key.metric.clone(),
-            date,
+            date: key.date(),
             columns: self.columns(key),
             typed_add,
             typed_remove: current.into_iter().filter(|f| !kept.contains(f)).collect(),
@@ -420,7 +402,13 @@ fn index_manifest(path: &str, bytes: &Bytes) -> Result<index::PartitionManifest>
 }
 
 fn gunzip(path: &str, gz: &[u8]) -> Result<Bytes> {
-    let mut out = Vec::with_capacity(gz.len() * 4);
+    // The trailer's size (of the last member, modulo 4 GiB) sizes the buffer; deflate expands
+    // at most about 1032 times, which bounds a trailer that lies.
+    let trailer = gz
+        .last_chunk::<4>()
+        .map_or(0, |t| u32::from_le_bytes(*t) as usize);
+    let capacity = trailer.max(gz.len() * 4).min(gz.len().saturating_mul(1032));
+    let mut out = Vec::with_capacity(capacity);
     flate2::read::MultiGzDecoder::new(gz)
         .read_to_end(&mut out)
         .map_err(|e| Error::io(path, e))?;

@@ -98,6 +98,7 @@ impl RestoreStaged {
             &self.common.selection,
             self.as_of,
             self.common.concurrency,
+            0,
             self.common.progress.as_ref(),
         )
         .await?;
