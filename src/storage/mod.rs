@@ -298,10 +298,18 @@ impl Location {
         if self.same_local_file(&src, &dst) {
             return Ok(());
         }
-        self.store
-            .copy(&src, &dst)
-            .await
-            .map_err(|e| Error::store(&src, e))
+        match self.store.copy(&src, &dst).await {
+            Ok(()) => Ok(()),
+            // A local filesystem without hard links (some network mounts): read, then put.
+            Err(e)
+                if self.url.scheme() == "file"
+                    && !matches!(e, object_store::Error::NotFound { .. }) =>
+            {
+                let bytes = self.get_path(&src).await?;
+                self.put(to, bytes).await
+            }
+            Err(e) => Err(Error::store(&src, e)),
+        }
     }
 
     /// Whether two paths of a local location are links to one file.
@@ -466,6 +474,32 @@ impl FileTarget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_repeated_local_copy_leaves_one_file_and_nothing_behind() {
+        let tmp = tempfile::tempdir().unwrap();
+        let loc = Location::parse(tmp.path().to_str().unwrap()).unwrap();
+        loc.put("staging/a.jsonl", Bytes::from_static(b"new"))
+            .await
+            .unwrap();
+        loc.put("final/a.jsonl", Bytes::from_static(b"old"))
+            .await
+            .unwrap();
+        // A publish rolled forward a second time copies the same staged file again.
+        for _ in 0..2 {
+            loc.copy("staging/a.jsonl", "final/a.jsonl").await.unwrap();
+        }
+        loc.delete("staging/a.jsonl").await.unwrap();
+        let dir = tmp.path().join("final");
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["a.jsonl"], "no temporary link left behind");
+        assert_eq!(std::fs::read(dir.join("a.jsonl")).unwrap(), b"new");
+        let gone = loc.copy("staging/a.jsonl", "final/b.jsonl").await;
+        assert!(matches!(gone, Err(Error::Store { .. })), "{gone:?}");
+    }
 
     #[tokio::test]
     async fn a_file_target_is_its_directory_and_name() {
