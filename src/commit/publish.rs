@@ -19,6 +19,7 @@ use crate::write::typed::Columns;
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PublishStats {
     pub tables: u64,
+    /// Typed files added and untyped files put in place.
     pub files_added: u64,
     pub files_removed: u64,
 }
@@ -58,13 +59,22 @@ pub async fn publish(lake: &Location, record: &CommitRecord) -> Result<PublishSt
         .buffer_unordered(CONCURRENCY / 2)
         .try_collect()
         .await?;
-    let stats = per_table
+    let untyped = record
+        .partitions
         .iter()
-        .fold(PublishStats::default(), |a, t| PublishStats {
+        .filter(|p| p.untyped_staged.is_some())
+        .count() as u64;
+    let stats = per_table.iter().fold(
+        PublishStats {
+            files_added: untyped,
+            ..Default::default()
+        },
+        |a, t| PublishStats {
             tables: a.tables + t.tables,
             files_added: a.files_added + t.files_added,
             files_removed: a.files_removed + t.files_removed,
-        });
+        },
+    );
     let log = LakeLog::new(lake);
     // A later version exists only after this one was published (by a run that rolled it
     // forward): a slow publisher must not put older files over newer ones.

@@ -117,10 +117,8 @@ impl Compact {
         };
         let mut phase = PhaseClock::new(report);
         let log = LakeLog::new(&self.lake);
-        let base = log.latest().await?;
-        if !log.is_published(base).await? {
-            tracing::info!(version = base, "rolling forward an interrupted publish");
-            publish(&self.lake, &log.read(base).await?).await?;
+        let (base, recovered) = crate::commit::latest_published(&self.lake).await?;
+        if recovered {
             phase.report.recovered_versions.push(base);
         }
         phase.report.base_version = base;
@@ -285,13 +283,8 @@ impl Compact {
             ledger_removed: Vec::new(),
             fed,
         };
-        if !log.create(&record).await? {
-            // Discard only what is surely ours: a read error is returned, never guessed at.
-            let other = log.read(version).await?.run_id;
-            if other != tag {
-                crate::commit::discard(&self.lake, &record, |_| false).await;
-            }
-            return Ok(Attempt::LostRace { version, other });
+        if let Some(lost) = crate::commit::create(&self.lake, &record, |_| false).await? {
+            return Ok(lost);
         }
         phase.lap("commit");
         self.progress.start("publish", None);
@@ -300,12 +293,7 @@ impl Compact {
         phase.lap("publish");
         let r = &mut phase.report;
         r.committed_version = Some(version);
-        r.output.files_added = stats.files_added
-            + record
-                .partitions
-                .iter()
-                .filter(|p| p.untyped_staged.is_some())
-                .count() as u64;
+        r.output.files_added = stats.files_added;
         r.output.files_removed = stats.files_removed;
         r.message = format!("committed lake version {version}");
         Ok(Attempt::Done)

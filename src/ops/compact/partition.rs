@@ -133,22 +133,14 @@ pub async fn build(ctx: &PartitionCtx, job: PartitionJob) -> Result<PartitionRes
                     observe_resolved(obs, spec.as_ref(), fields, r.ts, &v.mismatches);
                 }
             })?;
-            let fed = sources_of(&lake_recs, &new);
-            let (winners, stats) = merge(lake_recs, new, keep);
-            let fp = fingerprint(&catalog, &tenant, &winners);
-            let fed = fed
-                .iter()
-                .map(|s| &**s)
-                .chain(prev_fed.iter().map(String::as_str));
-            let also_fed = index::also_fed(fed, &winners);
-            let enc = encode_partition(
-                &winners,
-                columns.as_ref(),
-                &typed_path,
+            let how = EncodeWith {
+                catalog: &catalog,
+                tenant: &tenant,
+                columns: columns.as_ref(),
+                typed_path: &typed_path,
                 version,
-                fp,
-                also_fed,
-            )?;
+            };
+            let (enc, stats) = how.merge_encode(lake_recs, new, keep, &prev_fed)?;
             Ok::<_, Error>((enc, stats, mismatches.0, observed))
         })
         .await??
@@ -221,7 +213,7 @@ pub(crate) fn resolve_all(
 }
 
 /// The sent names of the winners and how the current catalog resolves them.
-pub(crate) fn fingerprint(catalog: &Catalog, tenant: &str, winners: &[Rec]) -> (SentNames, u64) {
+fn fingerprint(catalog: &Catalog, tenant: &str, winners: &[Rec]) -> (SentNames, u64) {
     let mut metrics: BTreeSet<&str> = BTreeSet::new();
     let mut fields: BTreeSet<&[u8]> = BTreeSet::new();
     for r in winners {
@@ -250,7 +242,47 @@ pub(crate) struct Encoded {
 }
 
 /// CPU part of writing: Parquet + stats, JSON lines, index.
-pub(crate) fn encode_partition(
+/// How a rebuilt partition is encoded: its columns and typed file name, the lake version, and
+/// the catalog and tenant its resolution fingerprint is taken under.
+struct EncodeWith<'a> {
+    catalog: &'a Catalog,
+    tenant: &'a str,
+    columns: Option<&'a Columns>,
+    typed_path: &'a str,
+    version: u64,
+}
+
+impl EncodeWith<'_> {
+    /// Merges `base` with `new` (`keep` decides duplicates) and encodes the winners with every
+    /// object that fed the partition: the records' sources and `extra_fed`.
+    fn merge_encode(
+        &self,
+        base: Vec<Rec>,
+        new: Vec<Rec>,
+        keep: Keep,
+        extra_fed: &[String],
+    ) -> Result<(Encoded, MergeStats)> {
+        let fed = sources_of(&base, &new);
+        let (winners, stats) = merge(base, new, keep);
+        let fp = fingerprint(self.catalog, self.tenant, &winners);
+        let fed = fed
+            .iter()
+            .map(|s| &**s)
+            .chain(extra_fed.iter().map(String::as_str));
+        let also_fed = index::also_fed(fed, &winners);
+        let enc = encode_partition(
+            &winners,
+            self.columns,
+            self.typed_path,
+            self.version,
+            fp,
+            also_fed,
+        )?;
+        Ok((enc, stats))
+    }
+}
+
+fn encode_partition(
     winners: &[Rec],
     columns: Option<&Columns>,
     typed_path: &str,
@@ -452,23 +484,14 @@ impl Rebuilder<'_> {
                 let (mut base, mut new) = (base, new);
                 resolve_all(&mut base, spec.as_ref(), |_, _, _| {})?;
                 resolve_all(&mut new, spec.as_ref(), |_, _, _| {})?;
-                let fed = sources_of(&base, &new);
-                let (winners, stats) = merge(base, new, keep);
-                let fp = fingerprint(&catalog, &tenant, &winners);
-                let fed = fed
-                    .iter()
-                    .map(|s| &**s)
-                    .chain(extra_fed.iter().map(String::as_str));
-                let also_fed = index::also_fed(fed, &winners);
-                let enc = encode_partition(
-                    &winners,
-                    columns.as_ref(),
-                    &typed_path,
+                let how = EncodeWith {
+                    catalog: &catalog,
+                    tenant: &tenant,
+                    columns: columns.as_ref(),
+                    typed_path: &typed_path,
                     version,
-                    fp,
-                    also_fed,
-                )?;
-                Ok::<_, Error>((enc, stats))
+                };
+                how.merge_encode(base, new, keep, &extra_fed)
             })
             .await??
         };

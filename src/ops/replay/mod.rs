@@ -317,25 +317,15 @@ impl Replay {
             ledger_removed: Vec::new(),
             fed,
         };
-        let tlog = LakeLog::new(target);
-        if !tlog.create(&record).await? {
-            let other = tlog.read(version).await?.run_id;
-            if other != tag {
-                crate::commit::discard(target, &record, |_| false).await;
-            }
-            return Ok(Attempt::LostRace { version, other });
+        if let Some(lost) = crate::commit::create(target, &record, |_| false).await? {
+            return Ok(lost);
         }
         self.common.progress.start("publish", None);
         let stats = publish(target, &record).await?;
         self.common.progress.finish();
         report.committed_version = Some(version);
         report.output.partitions_touched = record.partitions.len() as u64;
-        report.output.files_added = stats.files_added
-            + record
-                .partitions
-                .iter()
-                .filter(|p| p.untyped_staged.is_some())
-                .count() as u64;
+        report.output.files_added = stats.files_added;
         report.output.files_removed = stats.files_removed;
         report.output.tables_touched = stats.tables;
         report.retype.tenants = retype.tenants.clone();
@@ -485,11 +475,8 @@ fn noop(report: &mut RunReport, message: String) -> Attempt {
 
 /// The latest version of a lake, its interrupted publish rolled forward.
 async fn roll_forward(lake: &Location, report: &mut RunReport) -> Result<u64> {
-    let log = LakeLog::new(lake);
-    let base = log.latest().await?;
-    if !log.is_published(base).await? {
-        tracing::info!(version = base, "rolling forward an interrupted publish");
-        publish(lake, &log.read(base).await?).await?;
+    let (base, recovered) = crate::commit::latest_published(lake).await?;
+    if recovered {
         report.recovered_versions.push(base);
     }
     Ok(base)

@@ -256,10 +256,8 @@ impl Restore {
         counts: &mut RestoreCounts,
     ) -> Result<Attempt> {
         let log = LakeLog::new(&self.lake);
-        let base = log.latest().await?;
-        if !log.is_published(base).await? {
-            tracing::info!(version = base, "rolling forward an interrupted publish");
-            publish(&self.lake, &log.read(base).await?).await?;
+        let (base, recovered) = crate::commit::latest_published(&self.lake).await?;
+        if recovered {
             report.recovered_versions.push(base);
         }
         report.base_version = base;
@@ -375,26 +373,18 @@ impl Restore {
             ledger_removed: requeued.clone(),
             fed: None,
         };
-        if !log.create(&record).await? {
-            let other = log.read(version).await?.run_id;
-            if other != tag {
-                // Content-named typed files stay: a concurrent restore of the same bundle may
-                // reference them.
-                crate::commit::discard(&self.lake, &record, |p| p.contains("/part-r")).await;
-            }
-            return Ok(Attempt::LostRace { version, other });
+        // Content-named typed files stay if the race is lost: a concurrent restore of the same
+        // bundle may reference them.
+        let keep = |p: &str| p.contains("/part-r");
+        if let Some(lost) = crate::commit::create(&self.lake, &record, keep).await? {
+            return Ok(lost);
         }
         self.common.progress.start("publish", None);
         let stats = publish(&self.lake, &record).await?;
         self.common.progress.finish();
         report.committed_version = Some(version);
         report.output.partitions_touched = record.partitions.len() as u64;
-        report.output.files_added = stats.files_added
-            + record
-                .partitions
-                .iter()
-                .filter(|p| p.untyped_staged.is_some())
-                .count() as u64;
+        report.output.files_added = stats.files_added;
         report.output.files_removed = stats.files_removed;
         report.output.tables_touched = stats.tables;
         report.output.bytes_written = all.bytes;
