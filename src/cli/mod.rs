@@ -17,7 +17,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use fineo_batch::dedup::Keep;
-use fineo_batch::ops::generate::SampleFormat;
+use fineo_batch::ops::generate::{SampleFormat, World};
 use fineo_batch::ops::PipelineOptions;
 use fineo_batch::storage::{FileTarget, Location};
 use fineo_batch::{Compact, Generate};
@@ -158,6 +158,17 @@ struct GenerateArgs {
     /// Days of event time covered.
     #[arg(long, default_value_t = 3)]
     days: u64,
+    /// A production-shaped world of this many tenants (t01, t02, ...), every one with a
+    /// catalog of every metric, instead of the small built-in sample (4 tenants, 4 metrics).
+    #[arg(long)]
+    tenants: Option<usize>,
+    /// Metrics per tenant in the production-shaped world (default 5).
+    #[arg(long, requires = "tenants")]
+    metrics: Option<usize>,
+    /// Declared fields per metric in the production-shaped world (default 8; devices also
+    /// send a few unknown ones).
+    #[arg(long, requires = "tenants")]
+    fields: Option<usize>,
     #[command(flatten)]
     storage: StorageArgs,
 }
@@ -295,7 +306,15 @@ async fn generate(a: GenerateArgs) -> Result<i32> {
         FormatArg::Mixed => SampleFormat::Mixed,
     };
     let opts = a.storage.options(None)?;
-    let truth = Generate::new(Location::parse_with(&a.out, &opts)?)
+    let mut op = Generate::new(Location::parse_with(&a.out, &opts)?);
+    if let Some(tenants) = a.tenants {
+        op = op.with_world(World::synthetic(
+            tenants,
+            a.metrics.unwrap_or(5),
+            a.fields.unwrap_or(8),
+        ));
+    }
+    let truth = op
         .with_records(a.records)
         .with_format(format)
         .with_seed(a.seed)

@@ -98,10 +98,31 @@ fn schema() -> Arc<Schema> {
         Field::new("delivery_ms", DataType::Int64, false),
         Field::new("source", DataType::Utf8, false),
         Field::new("position", DataType::Int64, false),
-        Field::new("hash", DataType::Int64, false),
         Field::new("metric_sent", DataType::Utf8, false),
         Field::new("fields", DataType::Binary, false),
     ]))
+}
+
+/// How the index is stored, chosen for size and speed: zstd pages; the sorted timestamps and
+/// the positions delta-packed; the few objects, delivery times and metric names as
+/// dictionaries; the fields as sent plain (they rarely repeat whole, zstd finds their names).
+/// The content hash is not stored: every reader resolves the records again, which computes it.
+fn properties(manifest: &PartitionManifest) -> WriterProperties {
+    use parquet::basic::{Compression, Encoding, ZstdLevel};
+    use parquet::schema::types::ColumnPath;
+    let meta = serde_json::to_string(manifest).expect("manifest json");
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(1).expect("zstd level"),
+        ))
+        .set_key_value_metadata(Some(vec![KeyValue::new(MANIFEST_KEY.into(), meta)]));
+    for col in ["timestamp", "position"] {
+        b = b
+            .set_column_dictionary_enabled(ColumnPath::from(col), false)
+            .set_column_encoding(ColumnPath::from(col), Encoding::DELTA_BINARY_PACKED);
+    }
+    b.set_column_dictionary_enabled(ColumnPath::from("fields"), false)
+        .build()
 }
 
 /// Encodes the index of a partition.
@@ -123,19 +144,13 @@ pub fn encode(entries: &[Rec], manifest: &PartitionManifest) -> Result<Bytes> {
             col(&|e| e.arrival.delivery_ms),
             Arc::new(source),
             col(&|e| e.arrival.position as i64),
-            col(&|e| e.hash as i64),
             Arc::new(metric),
             Arc::new(fields),
         ],
     )
     .map_err(|e| Error::data_file("index", e))?;
-    let meta = serde_json::to_string(manifest).expect("manifest json");
-    let props = WriterProperties::builder()
-        .set_compression(parquet::basic::Compression::SNAPPY)
-        .set_key_value_metadata(Some(vec![KeyValue::new(MANIFEST_KEY.into(), meta)]))
-        .build();
     let mut buf = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props))
+    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(properties(manifest)))
         .map_err(|e| Error::data_file("index", e))?;
     w.write(&batch).map_err(|e| Error::data_file("index", e))?;
     w.close().map_err(|e| Error::data_file("index", e))?;
@@ -157,15 +172,16 @@ pub fn decode(path: &str, bytes: Bytes) -> Result<(Vec<Rec>, PartitionManifest)>
     Ok((out, manifest))
 }
 
+/// Reads a batch by column names (files written before the content hash was dropped still have
+/// a `hash` column, which is ignored: resolving the records computes it again).
 fn decode_batch(batch: &RecordBatch, names: &mut Interner, out: &mut Vec<Rec>) -> Option<()> {
-    if batch.num_columns() != schema().fields().len() {
-        return None;
-    }
-    let int = |i: usize| batch.column(i).as_any().downcast_ref::<Int64Array>();
-    let text = |i: usize| batch.column(i).as_any().downcast_ref::<StringArray>();
-    let (ts, dl, pos, hash) = (int(0)?, int(1)?, int(3)?, int(4)?);
-    let (src, metric) = (text(2)?, text(5)?);
-    let fields = batch.column(6).as_any().downcast_ref::<BinaryArray>()?;
+    let column = |name: &str| batch.column_by_name(name);
+    let int = |name: &str| column(name)?.as_any().downcast_ref::<Int64Array>();
+    let text = |name: &str| column(name)?.as_any().downcast_ref::<StringArray>();
+    let (ts, dl, pos) = (int("timestamp")?, int("delivery_ms")?, int("position")?);
+    let (src, metric) = (text("source")?, text("metric_sent")?);
+    let fields = column("fields")?.as_any().downcast_ref::<BinaryArray>()?;
+    out.reserve(batch.num_rows());
     for i in 0..batch.num_rows() {
         out.push(Rec {
             ts: ts.value(i),
@@ -178,7 +194,7 @@ fn decode_batch(batch: &RecordBatch, names: &mut Interner, out: &mut Vec<Rec>) -
             raw: fields.value(i).into(),
             typed: Vec::new(),
             untyped: Vec::new(),
-            hash: hash.value(i) as u64,
+            hash: 0,
         });
     }
     Some(())
@@ -274,7 +290,7 @@ pub fn sources(path: &str, bytes: Bytes) -> Result<std::collections::BTreeMap<St
     use parquet::arrow::ProjectionMask;
     let err = |e: &dyn std::fmt::Display| Error::data_file(path, e);
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| err(&e))?;
-    let mask = ProjectionMask::leaves(builder.parquet_schema(), [2]);
+    let mask = ProjectionMask::columns(builder.parquet_schema(), ["source"]);
     let mut out = std::collections::BTreeMap::new();
     for batch in builder.with_projection(mask).build().map_err(|e| err(&e))? {
         let batch = batch.map_err(|e| err(&e))?;

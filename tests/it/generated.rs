@@ -11,6 +11,18 @@ fn check_against_truth(backend: Backend, keep: &str, policy: &str) {
     let site = Site::new(backend);
     let sample = site.scratch().join("sample");
     let truth = generate(&sample, 20_000, "mixed", 3, 3);
+    compact_and_check(&site, &sample, &truth, keep, policy);
+}
+
+/// Compacts the archive under `sample` into `lake` and checks the report and the lake as
+/// deltalake and DuckDB read it against the generator's `truth`.
+fn compact_and_check(
+    site: &Site,
+    sample: &std::path::Path,
+    truth: &Value,
+    keep: &str,
+    policy: &str,
+) {
     let staged = site.put_tree(&sample.join("staged"), "staged");
     let catalog = site.put_tree(&sample.join("catalog"), "catalog");
     let report = compact(
@@ -96,6 +108,49 @@ fn generated_archive_keep_first_matches_ground_truth(backend: Backend) {
     check_against_truth(backend, "first", "first");
 }
 crate::both_backends! { fn generated_archive_keep_first_matches_ground_truth; }
+
+/// The production-shaped world of `generate --tenants`: many tenants and tables, wide records;
+/// compacted to the truth, and the lake (typed + untyped + index) smaller than 1.5 times the
+/// gzip archive it came from.
+#[test]
+fn a_multi_tenant_archive_matches_ground_truth_and_the_lake_costs_less_than_the_archive() {
+    let site = Site::new(Backend::Fs);
+    let sample = site.scratch().join("sample");
+    let more = ["--tenants", "6", "--metrics", "3", "--fields", "10"];
+    let truth = generate_with(&sample, 40_000, "jsonl-gz", 5, 1, &more);
+    let tables: BTreeSet<String> = truth["typed_rows_by_table"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(tables.len(), 18, "6 tenants x 3 metrics, every one typed");
+    assert_eq!(truth["typed_rows"], truth["distinct_keys"]);
+    compact_and_check(&site, &sample, &truth, "latest", "latest");
+    let archive = dir_bytes(&sample.join("staged"), &|_| true);
+    let lake = site.local("lake");
+    let data = dir_bytes(&lake.join("typed"), &|p| p.ends_with(".parquet"))
+        + dir_bytes(&lake.join("untyped"), &|_| true)
+        + dir_bytes(&lake.join("_fineo/index"), &|_| true);
+    assert!(
+        data * 2 <= archive * 3,
+        "lake data {data} bytes for a {archive}-byte archive"
+    );
+}
+
+/// Bytes of the files below `dir` whose path `keep` accepts.
+fn dir_bytes(dir: &std::path::Path, keep: &dyn Fn(&str) -> bool) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            total += dir_bytes(&path, keep);
+        } else if keep(&path.to_string_lossy()) {
+            total += std::fs::metadata(&path).unwrap().len();
+        }
+    }
+    total
+}
 
 fn tiny_memory_budget_spills_and_gives_the_same_lake(backend: Backend) {
     let site = Site::new(backend);

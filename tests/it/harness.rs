@@ -278,8 +278,20 @@ pub fn assert_subset(actual: &Value, expected: &Value, path: &str) {
 
 /// `generate --out dir`: a sample archive; returns its ground truth.
 pub fn generate(dir: &Path, records: u64, format: &str, seed: u64, days: u64) -> Value {
+    generate_with(dir, records, format, seed, days, &[])
+}
+
+/// `generate` with more arguments (`--tenants`, `--metrics`, `--fields`).
+pub fn generate_with(
+    dir: &Path,
+    records: u64,
+    format: &str,
+    seed: u64,
+    days: u64,
+    more: &[&str],
+) -> Value {
     let (records, seed, days) = (records.to_string(), seed.to_string(), days.to_string());
-    let args = [
+    let mut args = vec![
         "generate",
         "--out",
         s(dir),
@@ -292,6 +304,7 @@ pub fn generate(dir: &Path, records: u64, format: &str, seed: u64, days: u64) ->
         "--days",
         &days,
     ];
+    args.extend_from_slice(more);
     fineo_ok(&args, 0);
     serde_json::from_slice(&std::fs::read(dir.join("truth.json")).unwrap()).unwrap()
 }

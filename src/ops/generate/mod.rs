@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::storage::Location;
 use encode::{GenRecord, ObjectFormat, TsForm};
-use model::{GenValue, Rng, METRICS, TENANTS};
+pub use model::World;
+use model::{GenValue, Rng};
 
 /// Which encodings the generated objects use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +62,7 @@ pub struct Generate {
     format: SampleFormat,
     seed: u64,
     days: u64,
+    world: World,
 }
 
 const HOUR_MS: i64 = 3_600_000;
@@ -91,6 +93,7 @@ impl Generate {
             format: SampleFormat::JsonlGz,
             seed: 1,
             days: 3,
+            world: World::sample(),
         }
     }
 
@@ -118,14 +121,20 @@ impl Generate {
         self
     }
 
+    /// The tenants and metrics events are drawn from (default: the small built-in sample).
+    pub fn with_world(mut self, world: World) -> Self {
+        self.world = world;
+        self
+    }
+
     /// Generates the archive and returns its ground truth.
     pub async fn execute(self) -> Result<Truth> {
-        for (tenant, known) in TENANTS {
-            if let Some(known) = known {
-                let doc = model::catalog_doc(tenant, known);
+        for tenant in &self.world.tenants {
+            if let Some(known) = &tenant.known {
+                let doc = model::catalog_doc(&self.world, &tenant.id, known);
                 let bytes = serde_json::to_vec_pretty(&doc).expect("catalog json");
                 self.out
-                    .put(&format!("catalog/{tenant}.json"), Bytes::from(bytes))
+                    .put(&format!("catalog/{}.json", tenant.id), Bytes::from(bytes))
                     .await?;
             }
         }
@@ -168,17 +177,14 @@ impl Generate {
     /// The copies of one event (original, maybe a re-delivery and a correction, maybe a bad
     /// record) and their truth.
     fn event(&self, e: u64, ts: i64, opp: u64, rng: &mut Rng, truth: &mut Truth) -> Vec<Placed> {
-        let (tenant, known_metrics) = *rng.pick(TENANTS);
-        let m = match rng.below(10) {
-            0..=3 => 0,
-            4..=6 => 1,
-            7..=8 => 2,
-            _ => 3,
-        };
-        let metric = &METRICS[m];
-        let known = known_metrics.is_some_and(|k| k.contains(&m));
+        let world = &self.world;
+        let sample_tenant = rng.pick(&world.tenants);
+        let tenant = sample_tenant.id.as_str();
+        let m = world.pick_metric(rng);
+        let metric = &world.metrics[m];
+        let known = sample_tenant.known.as_ref().is_some_and(|k| k.contains(&m));
         let sent_metric = if rng.chance(0.3) && !metric.aliases.is_empty() {
-            rng.pick(metric.aliases).to_string()
+            rng.pick(&metric.aliases).to_string()
         } else {
             metric.name.to_string()
         };
@@ -203,7 +209,7 @@ impl Generate {
             fixed.push(("rev".into(), GenValue::Int(1)));
             copies.push((at, fixed, 1));
         }
-        self.tally(truth, tenant, metric.name, known, &copies);
+        self.tally(truth, tenant, &metric.name, known, &copies);
         let mut out: Vec<Placed> = copies
             .into_iter()
             .map(|(h, fields, _)| {
@@ -239,11 +245,11 @@ impl Generate {
     fn content(&self, e: u64, v: u64, metric: &model::SampleMetric) -> Vec<(String, GenValue)> {
         let mut r = Rng::new(self.seed.wrapping_mul(1_000_003) ^ (e << 2) ^ v);
         let mut fields = Vec::new();
-        for f in metric.fields {
+        for f in &metric.fields {
             let name = if !f.aliases.is_empty() && r.chance(0.3) {
-                r.pick(f.aliases)
+                r.pick(&f.aliases)
             } else {
-                f.name
+                &f.name
             };
             let value = if r.chance(0.05) {
                 GenValue::Null
@@ -277,14 +283,14 @@ impl Generate {
                 .entry(format!("{tenant}/{metric}"))
                 .or_default() += 1;
         }
-        let metric_spec = METRICS.iter().find(|m| m.name == metric).expect("metric");
+        let metric_spec = self.world.metric(metric);
         let has_untyped = |fields: &[(String, GenValue)]| -> bool {
             !known
                 || fields.iter().any(|(n, v)| {
                     let declared = metric_spec
                         .fields
                         .iter()
-                        .find(|f| f.name == n || f.aliases.contains(&n.as_str()));
+                        .find(|f| &f.name == n || f.aliases.contains(n));
                     match declared {
                         None => !matches!(v, GenValue::Null),
                         Some(f) => f.ty != "string" && matches!(v, GenValue::Str(_)),
