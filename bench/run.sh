@@ -7,7 +7,9 @@ REPO="$(cd "$(dirname "$0")/.." && pwd)"
 BIN="${1:-${CARGO_TARGET_DIR:-$HOME/.cache/fineo-batch/target}/release/fineo-batch}"
 PY="${FINEO_PYTHON:-$REPO/.venv/bin/python}"
 WORK="${BENCH_DIR:-${TMPDIR:-/tmp}/fineo-bench}"
-SIZES="${BENCH_SETS:-1000000:jsonl-gz 5000000:jsonl-gz 1000000:avro}"
+# A set is <records>:<format>; an "mt-" prefix makes it production-shaped: 20 tenants x 5
+# metrics of 8 declared fields (plus unknown ones), over 2 days (generate --tenants 20).
+SIZES="${BENCH_SETS:-1000000:jsonl-gz 5000000:jsonl-gz 1000000:avro mt-1000000:jsonl-gz mt-5000000:jsonl-gz mt-1000000:avro}"
 mkdir -p "$WORK"
 
 # time_rss CMD...: runs CMD, prints "<seconds> <max RSS KiB>" on fd 3; stdout to $WORK/last.out
@@ -21,16 +23,37 @@ time_rss() {
 # data set), BENCH_ONLY=ingest only the ingest part.
 ONLY="${BENCH_ONLY:-all}"
 bytes_of() { du -sb --exclude=_runs "$1" | cut -f1; }
+# files_bytes DIR NAME-PATTERN: bytes of the files below DIR matching the pattern (0 if none).
+files_bytes() { [ -d "$1" ] && find "$1" -type f -name "$2" -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }' || echo 0; }
+
+# gen_set NAME FORMAT DIR: generates data set NAME (`[mt-]<records>`) once.
+gen_set() {
+  local name="$1" fmt="$2" data="$3" n="${1#mt-}" shape=()
+  [ "$name" = "$n" ] || shape=(--tenants 20 --metrics 5 --fields 8 --days 2)
+  [ -f "$data/truth.json" ] && return 0
+  rm -rf "$data"
+  "$BIN" generate --out "$data" --records "$n" --format "$fmt" --seed 42 "${shape[@]}" > /dev/null
+}
+
+# phases REPORT: the run report's seconds per phase.
+phases() {
+  "$PY" -c 'import json,sys; p=json.load(open(sys.argv[1]))["phases"]; print("  phases:", ", ".join(f"{k} {v:.2f}s" for k, v in p.items()))' "$1"
+}
+
+# lake_bytes LAKE ARCHIVE: bytes per kind of file, and the data's ratio to the archive.
+lake_bytes() {
+  local typed untyped index archive
+  typed=$(files_bytes "$1/typed" '*.parquet'); untyped=$(files_bytes "$1/untyped" '*')
+  index=$(files_bytes "$1/_fineo/index" '*.parquet'); archive=$(bytes_of "$2")
+  echo "  bytes: archive ${archive}, typed ${typed}, untyped ${untyped}, index ${index}, delta log $(files_bytes "$1/typed" '*.json'): data $(awk -v a="$((typed + untyped + index))" -v b="$archive" 'BEGIN { printf "%.2fx", a / b }') the archive"
+}
 
 printf '%-22s %10s %10s %12s %10s | %10s %12s %10s | %7s\n' dataset records seconds records/s rss_MiB duck_s duck_rec/s duck_MiB ratio
 for set in $SIZES; do
   [ "$ONLY" = all ] || break
   n="${set%%:*}"; fmt="${set##*:}"
   data="$WORK/sample-$n-$fmt"
-  if [ ! -f "$data/truth.json" ]; then
-    rm -rf "$data"
-    "$BIN" generate --out "$data" --records "$n" --format "$fmt" --seed 42 > /dev/null
-  fi
+  gen_set "$n" "$fmt" "$data"
   records=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['records'])" "$data/truth.json")
   rm -rf "$WORK/lake"
   read -r secs rss < <(time_rss "$BIN" compact --staged "$data/staged" --lake "$WORK/lake" --catalog "$data/catalog")
@@ -53,12 +76,34 @@ for set in $SIZES; do
     dsecs="n/a"; duck="n/a"; dmib="n/a"; ratio="n/a"
   fi
   printf '%-22s %10s %10s %12s %10s | %10s %12s %10s | %7s\n' "$n-$fmt" "$records" "$secs" "$ours" "$((rss / 1024))" "$dsecs" "$duck" "$dmib" "$ratio"
+  phases "$(ls -t "$WORK"/lake/_runs/*.json | head -1)"
+  lake_bytes "$WORK/lake" "$data/staged"
 done
 
-set_one="${SIZES%% *}"; n="${set_one%%:*}"; fmt="${set_one##*:}"; data="$WORK/sample-$n-$fmt"
-if [ ! -f "$data/truth.json" ]; then
-  "$BIN" generate --out "$data" --records "$n" --format "$fmt" --seed 42 > /dev/null
+# Incremental hourly run (production-shaped 1M set): the lake holds every object but those of
+# one hour (1/48 of the set); the run then finds that hour's objects. Its time against the
+# partitions it touches and the records it brings.
+if [ "$ONLY" = all ] || [ "$ONLY" = hourly ]; then
+  data="$WORK/sample-mt-1000000-jsonl-gz"; inc="$WORK/hourly"
+  gen_set mt-1000000 jsonl-gz "$data"
+  hour="2026/01/02/12"
+  rm -rf "$inc" && mkdir -p "$inc" && cp -al "$data/staged" "$inc/staged" && mv "$inc/staged/$hour" "$inc/hour"
+  "$BIN" compact --staged "$inc/staged" --lake "$inc/lake" --catalog "$data/catalog" > /dev/null
+  mv "$inc/hour" "$inc/staged/$hour"
+  read -r hsecs hrss < <(time_rss "$BIN" compact --staged "$inc/staged" --lake "$inc/lake" --catalog "$data/catalog" --json)
+  "$PY" - "$WORK/last.out" "$hsecs" "$hrss" <<'PYEOF'
+import json, sys
+r = json.load(open(sys.argv[1])); secs = float(sys.argv[2])
+parts = r["output"]["partitions_touched"]; recs = r["records"]["records_in"]
+print(f"hourly run into the 1M production-shaped lake: {r['objects']['read']} objects, {recs} records, "
+      f"{parts} partitions touched: {secs:.2f}s ({int(sys.argv[3]) // 1024} MiB), "
+      f"{secs * 1000 / max(parts, 1):.1f} ms per touched partition all included; "
+      f"phases {json.dumps({k: round(v, 2) for k, v in r.get('phases', {}).items()})}")
+PYEOF
 fi
+
+set_one="${SIZES%% *}"; n="${set_one%%:*}"; fmt="${set_one##*:}"; data="$WORK/sample-$n-$fmt"
+gen_set "$n" "$fmt" "$data"
 
 # Backup and restore (SPEC 11) on the first data set: compact it (catalog in the lake's store),
 # back it up, back it up again unchanged, verify, verify --deep, restore every tenant-day into

@@ -155,6 +155,7 @@ pub fn choose_sources(
 
 fn resolve_declared(fields: &[(Cow<'_, str>, RawValue<'_>)], spec: &MetricSpec, out: &mut Values) {
     let chosen = choose_sources(fields, spec);
+    out.typed.reserve_exact(spec.fields.len());
     let mut keep_untyped = vec![false; fields.len()];
     for (f, choice) in chosen.iter().enumerate() {
         let Some((_, i)) = *choice else { continue };
