@@ -104,17 +104,25 @@ fn column<'a>(ty: FieldType, vals: impl Iterator<Item = Option<&'a TypedValue>>)
 }
 
 /// Encodes a batch as one Parquet file (zstd, page statistics, one row group per 1M rows; the
-/// sorted timestamps delta-packed rather than in a dictionary).
+/// sorted timestamps delta-packed; measurements (floats, timestamps) plain, since a dictionary
+/// of mostly distinct values costs time and is dropped anyway).
 pub fn to_parquet(batch: &RecordBatch) -> Result<Bytes> {
     use parquet::basic::{Encoding, ZstdLevel};
     use parquet::schema::types::ColumnPath;
-    let ts = ColumnPath::from("timestamp");
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(1).expect("zstd level"),
-        ))
-        .set_column_dictionary_enabled(ts.clone(), false)
-        .set_column_encoding(ts, Encoding::DELTA_BINARY_PACKED)
+    let zstd = Compression::ZSTD(ZstdLevel::try_new(1).expect("zstd level"));
+    let mut props = WriterProperties::builder()
+        .set_compression(zstd)
+        .set_column_encoding(ColumnPath::from("timestamp"), Encoding::DELTA_BINARY_PACKED);
+    for f in batch.schema().fields() {
+        if matches!(
+            f.data_type(),
+            DataType::Float32 | DataType::Float64 | DataType::Timestamp(..)
+        ) {
+            let col = ColumnPath::from(f.name().as_str());
+            props = props.set_column_dictionary_enabled(col, false);
+        }
+    }
+    let props = props
         .set_max_row_group_row_count(Some(1 << 20))
         .set_created_by(format!("fineo-batch {}", env!("CARGO_PKG_VERSION")))
         .build();

@@ -7,6 +7,7 @@
 
 mod codec;
 mod container;
+mod direct;
 mod record;
 mod walk;
 
@@ -78,6 +79,7 @@ pub fn decode(
     let mut blocks = Blocks {
         bytes,
         head: &head,
+        direct: direct::plan(&head.schema),
         names: resolved.get_names(),
         untrusted,
         limits,
@@ -91,6 +93,8 @@ pub fn decode(
 struct Blocks<'a> {
     bytes: &'a [u8],
     head: &'a Header,
+    /// The record schema when records decode without apache-avro ([`direct`]).
+    direct: Option<&'a apache_avro::schema::RecordSchema>,
     names: &'a NamesRef<'a>,
     untrusted: &'a [Range<usize>],
     limits: &'a Limits,
@@ -350,22 +354,26 @@ impl Blocks<'_> {
                 ));
                 continue;
             }
-            let value = match apache_avro::from_avro_datum(&self.head.schema, &mut &datum[..], None)
-            {
-                Ok(v) => v,
-                Err(e) => {
-                    let msg = format!("Avro record does not decode: {e}");
-                    sink.bad(record_bad(
-                        Reason::CorruptObject,
-                        msg,
-                        position,
-                        datum,
-                        self.limits,
-                    ));
-                    continue;
+            let decoded = match self.direct.and_then(|r| direct::record(r, datum, position)) {
+                Some(rec) => rec,
+                None => {
+                    match apache_avro::from_avro_datum(&self.head.schema, &mut &datum[..], None) {
+                        Ok(v) => record(v, position),
+                        Err(e) => {
+                            let msg = format!("Avro record does not decode: {e}");
+                            sink.bad(record_bad(
+                                Reason::CorruptObject,
+                                msg,
+                                position,
+                                datum,
+                                self.limits,
+                            ));
+                            continue;
+                        }
+                    }
                 }
             };
-            match record(value, position) {
+            match decoded {
                 Ok(rec) if trusted => sink.record(rec),
                 Ok(rec) => {
                     let text = crate::resolve::raw_text(&rec);

@@ -29,12 +29,23 @@ pub(super) fn record(value: Value, position: Position) -> Result<RawRecord<'stat
             _ => rec.fields.push((Cow::Owned(name), scalar(v))),
         }
     }
-    // A map key may repeat a top-level field or name a reserved one: ambiguous, like a JSON
-    // object with a key twice.
-    let mut seen = std::collections::HashSet::with_capacity(rec.fields.len());
-    for (name, _) in &rec.fields {
+    check_names(rec)
+}
+
+/// A map key may repeat a top-level field or name a reserved one: ambiguous, like a JSON
+/// object with a key twice.
+pub(super) fn check_names(rec: RawRecord<'_>) -> Result<RawRecord<'_>, Bad> {
+    let mut seen = crate::model::FastSet::default();
+    let few = rec.fields.len() <= 16;
+    for (i, (name, _)) in rec.fields.iter().enumerate() {
         let reserved = matches!(name.as_ref(), "tenant" | "metric" | "timestamp");
-        if reserved || !seen.insert(name.as_ref()) {
+        // (a few names are compared directly: cheaper than hashing them)
+        let repeated = if few {
+            rec.fields[..i].iter().any(|(n, _)| n == name)
+        } else {
+            !seen.insert(name.as_ref())
+        };
+        if reserved || repeated {
             let msg = format!("field {name:?} appears twice (or repeats a reserved name)");
             return Err((Reason::DuplicateKey, msg, crate::resolve::raw_text(&rec)));
         }

@@ -1,0 +1,328 @@
+//! Avro records decoded straight into raw records, without building apache-avro values, for
+//! the flat schemas staged objects use (scalars, unions of scalars, a `fields` map); the result
+//! is the one [`super::record::record`] gives for apache-avro's value of the same datum.
+
+use std::borrow::Cow;
+
+use apache_avro::schema::{RecordSchema, Schema};
+
+use super::container::Cursor;
+use super::record::{check_names, float_text, Bad};
+use crate::model::{Position, RawRecord, RawValue};
+
+/// The record schema when every record of it can be decoded directly.
+pub(super) fn plan(schema: &Schema) -> Option<&RecordSchema> {
+    let Schema::Record(r) = schema else {
+        return None;
+    };
+    r.fields
+        .iter()
+        .all(|f| match f.name.as_str() {
+            "fields" | "unknown_fields" => scalar_or_map(&f.schema),
+            _ => scalar(&f.schema),
+        })
+        .then_some(r)
+}
+
+fn scalar(s: &Schema) -> bool {
+    match s {
+        Schema::Union(u) => u.variants().iter().all(plain),
+        s => plain(s),
+    }
+}
+
+fn scalar_or_map(s: &Schema) -> bool {
+    let map_or_plain = |s: &Schema| match s {
+        Schema::Map(m) => scalar(&m.types),
+        s => plain(s),
+    };
+    match s {
+        Schema::Union(u) => u.variants().iter().all(map_or_plain),
+        s => map_or_plain(s),
+    }
+}
+
+fn plain(s: &Schema) -> bool {
+    matches!(
+        s,
+        Schema::Null
+            | Schema::Boolean
+            | Schema::Int
+            | Schema::Long
+            | Schema::Float
+            | Schema::Double
+            | Schema::String
+            | Schema::Enum(_)
+            | Schema::Date
+            | Schema::TimeMillis
+            | Schema::TimeMicros
+            | Schema::TimestampMillis
+            | Schema::TimestampMicros
+            | Schema::TimestampNanos
+            | Schema::LocalTimestampMillis
+            | Schema::LocalTimestampMicros
+            | Schema::LocalTimestampNanos
+    )
+}
+
+/// Decodes one datum of `r` (already measured by the walk). `None` when the datum holds
+/// something this path does not decode (text that is not UTF-8, bytes left over): the caller
+/// then decodes it with apache-avro, which names the problem.
+pub(super) fn record<'d>(
+    r: &'d RecordSchema,
+    datum: &'d [u8],
+    position: Position,
+) -> Option<Result<RawRecord<'d>, Bad>> {
+    let mut c = Cursor::new(datum, 0);
+    let mut rec = RawRecord::empty(r.fields.len(), position);
+    for f in &r.fields {
+        let name = f.name.as_str();
+        match name {
+            "tenant" => rec.tenant = value(&f.schema, &mut c, false)?,
+            "metric" => rec.metric = value(&f.schema, &mut c, false)?,
+            "timestamp" => rec.timestamp = value(&f.schema, &mut c, true)?,
+            "fields" | "unknown_fields" => match map_or_value(&f.schema, &mut c)? {
+                Err(entries) => rec.fields.extend(entries),
+                Ok(v) => rec.fields.push((Cow::Borrowed(name), v)),
+            },
+            _ => rec
+                .fields
+                .push((Cow::Borrowed(name), value(&f.schema, &mut c, false)?)),
+        }
+    }
+    (c.left() == 0).then_some(())?;
+    Some(check_names(rec))
+}
+
+type Entries<'d> = Vec<(Cow<'d, str>, RawValue<'d>)>;
+
+/// A map's entries (`Err`, in key order, the last of a repeated key winning as in apache-avro's
+/// map value), or a scalar (`Ok`).
+fn map_or_value<'d>(
+    s: &'d Schema,
+    c: &mut Cursor<'d>,
+) -> Option<Result<RawValue<'d>, Entries<'d>>> {
+    let s = match s {
+        Schema::Union(u) => u.variants().get(usize::try_from(c.long().ok()?).ok()?)?,
+        s => s,
+    };
+    let Schema::Map(m) = s else {
+        return value(s, c, false).map(Ok);
+    };
+    let mut out = Vec::new();
+    loop {
+        let n = c.long().ok()?;
+        if n == 0 {
+            break;
+        }
+        if n < 0 {
+            c.len().ok()?;
+        }
+        for _ in 0..n.unsigned_abs() {
+            let k = text(c)?;
+            out.push((Cow::Borrowed(k), value(&m.types, c, false)?));
+        }
+    }
+    if !out.windows(2).all(|w| w[0].0 < w[1].0) {
+        out.reverse();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.dedup_by(|a, b| a.0 == b.0);
+    }
+    Some(Err(out))
+}
+
+/// One scalar as [`super::record::scalar`] (or, for the timestamp, `timestamp`) gives it.
+fn value<'d>(s: &'d Schema, c: &mut Cursor<'d>, ts: bool) -> Option<RawValue<'d>> {
+    let num = |i: i64| RawValue::Number(Cow::Owned(i.to_string()));
+    Some(match s {
+        Schema::Union(u) => {
+            let variant = u.variants().get(usize::try_from(c.long().ok()?).ok()?)?;
+            return value(variant, c, ts);
+        }
+        Schema::Null => RawValue::Null,
+        Schema::Boolean => match c.byte().ok()? {
+            0 => RawValue::Bool(false),
+            1 => RawValue::Bool(true),
+            _ => return None,
+        },
+        Schema::Int | Schema::Date | Schema::TimeMillis => {
+            num(i32::try_from(c.long().ok()?).ok()?.into())
+        }
+        Schema::TimestampMicros | Schema::LocalTimestampMicros if ts => {
+            num(c.long().ok()?.div_euclid(1000))
+        }
+        Schema::TimestampNanos | Schema::LocalTimestampNanos if ts => {
+            num(c.long().ok()?.div_euclid(1_000_000))
+        }
+        Schema::Long
+        | Schema::TimeMicros
+        | Schema::TimestampMillis
+        | Schema::TimestampMicros
+        | Schema::TimestampNanos
+        | Schema::LocalTimestampMillis
+        | Schema::LocalTimestampMicros
+        | Schema::LocalTimestampNanos => num(c.long().ok()?),
+        Schema::Float => {
+            let b: [u8; 4] = c.take(4).ok()?.try_into().ok()?;
+            float_text(f32::from_le_bytes(b) as f64)
+        }
+        Schema::Double => {
+            let b: [u8; 8] = c.take(8).ok()?.try_into().ok()?;
+            float_text(f64::from_le_bytes(b))
+        }
+        Schema::String => RawValue::Str(Cow::Borrowed(text(c)?)),
+        Schema::Enum(e) => {
+            let i = usize::try_from(c.long().ok()?).ok()?;
+            RawValue::Str(Cow::Borrowed(e.symbols.get(i)?.as_str()))
+        }
+        _ => return None,
+    })
+}
+
+fn text<'d>(c: &mut Cursor<'d>) -> Option<&'d str> {
+    std::str::from_utf8(c.bytes().ok()?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use apache_avro::types::Value;
+
+    use super::*;
+
+    const SCHEMA: &str = r#"{"type":"record","name":"R","fields":[
+      {"name":"tenant","type":"string"},
+      {"name":"metric","type":{"type":"enum","name":"M","symbols":["boiler","meter"]}},
+      {"name":"timestamp","type":["null",{"type":"long","logicalType":"timestamp-micros"}]},
+      {"name":"count","type":"int"},
+      {"name":"seen","type":{"type":"long","logicalType":"timestamp-nanos"}},
+      {"name":"ratio","type":"float"},
+      {"name":"fields","type":["null",{"type":"map","values":
+        ["null","boolean","int","long","float","double","string"]}]}]}"#;
+
+    fn zigzag(out: &mut Vec<u8>, v: i64) {
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        while z >= 0x80 {
+            out.push((z as u8) | 0x80);
+            z >>= 7;
+        }
+        out.push(z as u8);
+    }
+
+    fn string(out: &mut Vec<u8>, s: &str) {
+        zigzag(out, s.len() as i64);
+        out.extend_from_slice(s.as_bytes());
+    }
+
+    /// The apache-avro path: its value, then `record`.
+    fn via_values(schema: &Schema, datum: &[u8]) -> Result<RawRecord<'static>, Bad> {
+        let v = apache_avro::from_avro_datum(schema, &mut &datum[..], None).unwrap();
+        super::super::record::record(v, Position::default())
+    }
+
+    fn both(schema: &Schema, datum: &[u8]) {
+        let r = plan(schema).expect("a flat schema");
+        let direct = record(r, datum, Position::default()).expect("decodes directly");
+        // (Debug: a raw record has no PartialEq; borrowed and owned text print alike)
+        let (got, want) = (
+            format!("{direct:?}"),
+            format!("{:?}", via_values(schema, datum)),
+        );
+        assert_eq!(got, want, "datum {datum:?}");
+    }
+
+    #[test]
+    fn direct_decoding_gives_what_apache_avro_values_give() {
+        let schema = Schema::parse_str(SCHEMA).unwrap();
+        let union = |i: u32, v: Value| Value::Union(i, Box::new(v));
+        let map = |pairs: &[(&str, Value)]| {
+            let m: HashMap<String, Value> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect();
+            union(1, Value::Map(m))
+        };
+        let fields = [
+            map(&[
+                ("temp", union(5, Value::Double(21.25))),
+                ("on", union(1, Value::Boolean(true))),
+                ("n", union(2, Value::Int(-7))),
+                ("big", union(3, Value::Long(1 << 60))),
+                ("f", union(4, Value::Float(0.1))),
+                ("inf", union(5, Value::Double(f64::INFINITY))),
+                ("site", union(6, Value::String("Zürich".into()))),
+                ("gone", union(0, Value::Null)),
+            ]),
+            union(0, Value::Null),
+            map(&[("tenant", union(6, Value::String("other".into())))]),
+        ];
+        for (i, f) in fields.into_iter().enumerate() {
+            let value = Value::Record(vec![
+                ("tenant".into(), Value::String("t01".into())),
+                ("metric".into(), Value::Enum(1, "meter".into())),
+                (
+                    "timestamp".into(),
+                    union(1, Value::TimestampMicros(-1_767_225_600_123_456 + i as i64)),
+                ),
+                ("count".into(), Value::Int(i32::MIN)),
+                ("seen".into(), Value::TimestampNanos(-5)),
+                ("ratio".into(), Value::Float(f32::NAN)),
+                ("fields".into(), f),
+            ]);
+            let datum = apache_avro::to_avro_datum(&schema, value).unwrap();
+            both(&schema, &datum);
+        }
+    }
+
+    #[test]
+    fn a_repeated_map_key_keeps_its_last_value_as_apache_avro_maps_do() {
+        let schema = Schema::parse_str(SCHEMA).unwrap();
+        let mut d = Vec::new();
+        string(&mut d, "t01");
+        zigzag(&mut d, 0); // metric: boiler
+        zigzag(&mut d, 1);
+        zigzag(&mut d, 1_767_225_600_000_000);
+        zigzag(&mut d, 3);
+        zigzag(&mut d, 9);
+        d.extend_from_slice(&1.5f32.to_le_bytes());
+        zigzag(&mut d, 1); // fields: the map
+        zigzag(&mut d, -3); // a block of 3 entries with its byte size
+        zigzag(&mut d, 0);
+        for (k, v) in [("b", 1), ("a", 2), ("b", 3)] {
+            string(&mut d, k);
+            zigzag(&mut d, 2);
+            zigzag(&mut d, v);
+        }
+        zigzag(&mut d, 0);
+        both(&schema, &d);
+        let r = plan(&schema).unwrap();
+        let rec = record(r, &d, Position::default()).unwrap().unwrap();
+        let got: Vec<_> = rec.fields[3..]
+            .iter()
+            .map(|(k, v)| (k.as_ref(), v.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a", RawValue::Number("2".into())),
+                ("b", RawValue::Number("3".into()))
+            ]
+        );
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_is_left_to_apache_avro_and_nested_schemas_are_not_planned() {
+        let schema = Schema::parse_str(SCHEMA).unwrap();
+        let mut d = Vec::new();
+        zigzag(&mut d, 2);
+        d.extend_from_slice(&[0xff, 0xfe]);
+        assert!(record(plan(&schema).unwrap(), &d, Position::default()).is_none());
+        let nested = Schema::parse_str(
+            r#"{"type":"record","name":"R","fields":[{"name":"tenant","type":"string"},
+            {"name":"pos","type":{"type":"array","items":"double"}}]}"#,
+        )
+        .unwrap();
+        assert!(plan(&nested).is_none());
+    }
+}
