@@ -73,8 +73,14 @@ pub fn content_fingerprint(records: &[Rec]) -> String {
 
 /// The objects among `fed` that are the source of none of `winners`, sorted.
 pub fn also_fed<'a>(fed: impl IntoIterator<Item = &'a str>, winners: &[Rec]) -> Vec<String> {
-    let sources: std::collections::HashSet<&str> =
-        winners.iter().map(|r| &*r.arrival.source).collect();
+    // Records of one object share one interned name: told apart by address first.
+    let mut by_address = crate::model::FastMap::default();
+    for r in winners {
+        by_address
+            .entry(r.arrival.source.as_ptr())
+            .or_insert(&*r.arrival.source);
+    }
+    let sources: crate::model::FastSet<&str> = by_address.into_values().collect();
     let mut out: Vec<String> = fed
         .into_iter()
         .filter(|s| !sources.contains(s))

@@ -13,7 +13,7 @@ use crate::catalog::{Catalog, MetricSpec};
 use crate::commit::log::{PartitionChange, TypedFile};
 use crate::dedup::{codec, merge, Bucket, Keep, MergeStats};
 use crate::error::{Error, Result};
-use crate::model::{FieldType, PartitionKey, Rec};
+use crate::model::{FastMap, FastSet, FieldType, PartitionKey, Rec};
 use crate::names;
 use crate::resolve::{raw, resolve_fields};
 use crate::schema::propose::{observe_resolved, MetricObs};
@@ -214,19 +214,21 @@ pub(crate) fn resolve_all(
 
 /// The sent names of the winners and how the current catalog resolves them.
 fn fingerprint(catalog: &Catalog, tenant: &str, winners: &[Rec]) -> (SentNames, u64) {
-    let mut metrics: BTreeSet<&str> = BTreeSet::new();
-    let mut fields: BTreeSet<&[u8]> = BTreeSet::new();
+    // Hashed while collecting (short names), sorted once at the end.
+    let mut metrics: FastSet<&str> = FastSet::default();
+    let mut fields: FastSet<&[u8]> = FastSet::default();
     for r in winners {
         metrics.insert(&r.metric_sent);
         fields.extend(raw::name_bytes(&r.raw));
     }
-    let names = SentNames {
-        metrics: metrics.into_iter().map(str::to_string).collect(),
-        fields: fields
-            .into_iter()
-            .map(|b| String::from_utf8_lossy(b).into_owned())
-            .collect(),
-    };
+    let mut metrics: Vec<String> = metrics.into_iter().map(str::to_string).collect();
+    metrics.sort_unstable();
+    let mut fields: Vec<String> = fields
+        .into_iter()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    fields.sort_unstable();
+    let names = SentNames { metrics, fields };
     let fp = catalog.resolution_fingerprint(tenant, &names.metrics, &names.fields);
     (names, fp)
 }
@@ -519,10 +521,14 @@ impl Rebuilder<'_> {
     }
 }
 
-/// The source objects of the records a partition is built from.
+/// The source objects of the records a partition is built from. Records of one object share
+/// one interned name, so the names are told apart by address first (no long key compared per
+/// record), then the few distinct ones by text.
 fn sources_of(a: &[Rec], b: &[Rec]) -> BTreeSet<Arc<str>> {
-    a.iter()
-        .chain(b)
-        .map(|r| r.arrival.source.clone())
-        .collect()
+    let mut seen: FastMap<*const u8, &Arc<str>> = FastMap::default();
+    for r in a.iter().chain(b) {
+        seen.entry(r.arrival.source.as_ptr())
+            .or_insert(&r.arrival.source);
+    }
+    seen.into_values().cloned().collect()
 }
