@@ -20,7 +20,8 @@ time_rss() {
 }
 
 # BENCH_ONLY=backup or replay runs only the backup/restore and replay/diff parts (on the first
-# data set), BENCH_ONLY=ingest only the ingest part.
+# data set), BENCH_ONLY=ingest only the ingest part, BENCH_ONLY=hourly only the hourly run into the
+# production-shaped 1M lake.
 ONLY="${BENCH_ONLY:-all}"
 bytes_of() { du -sb --exclude=_runs "$1" | cut -f1; }
 # files_bytes DIR NAME-PATTERN: bytes of the files below DIR matching the pattern (0 if none).
