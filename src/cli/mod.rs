@@ -2,6 +2,7 @@
 //! operations; the only place that knows clap, indicatif and anyhow.
 
 mod backup;
+mod fanout;
 mod ingest;
 mod progress;
 mod proposals;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use fineo_batch::dedup::Keep;
+use fineo_batch::ops::compact::Listing;
 use fineo_batch::ops::generate::{SampleFormat, World};
 use fineo_batch::ops::PipelineOptions;
 use fineo_batch::storage::{FileTarget, Location};
@@ -28,6 +30,8 @@ const EXIT_QUARANTINED: i32 = 3;
 
 /// Exit code: the command line (or the settings it names) is wrong.
 const EXIT_USAGE: i32 = 2;
+/// A fan-out run's lake moved on since its plan: nothing was committed; plan again.
+const EXIT_STALE_PLAN: i32 = 4;
 
 /// A usage error found after clap's parsing (exit code 2).
 #[derive(Debug)]
@@ -41,16 +45,14 @@ impl std::fmt::Display for Usage {
 
 impl std::error::Error for Usage {}
 
-/// 2 for usage errors (ours, and unknown or inconsistent storage settings), else 1.
+/// 2 for usage errors (ours, and unknown or inconsistent storage settings), 4 for a fan-out
+/// plan whose lake moved on (plan again), else 1.
 fn exit_code(e: &anyhow::Error) -> i32 {
-    let storage = matches!(
-        e.downcast_ref::<fineo_batch::Error>(),
-        Some(fineo_batch::Error::StorageOption { .. })
-    );
-    if storage || e.is::<Usage>() {
-        EXIT_USAGE
-    } else {
-        1
+    match e.downcast_ref::<fineo_batch::Error>() {
+        Some(fineo_batch::Error::StorageOption { .. }) => EXIT_USAGE,
+        Some(fineo_batch::Error::StalePlan { .. }) => EXIT_STALE_PLAN,
+        _ if e.is::<Usage>() => EXIT_USAGE,
+        _ => 1,
     }
 }
 
@@ -94,9 +96,11 @@ enum Command {
     Diff(replay::DiffArgs),
     /// Turn customer export files (CSV, JSON Lines, Avro, Parquet) into staged archive objects.
     Ingest(ingest::IngestArgs),
+    /// One compaction fanned out over machines: plan, read units, merge units, commit.
+    Fanout(fanout::FanoutArgs),
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 struct CompactArgs {
     /// Staged archive location (s3://bucket/prefix, file:///path or a local path).
     #[arg(long)]
@@ -131,6 +135,13 @@ struct CompactArgs {
     /// Do not update the schema proposals (`<lake>/_proposals/`).
     #[arg(long)]
     no_proposals: bool,
+    /// List the whole staged prefix and read the whole ledger, instead of listing from the
+    /// last run's watermark: finds objects delivered later than the lookback (run it daily).
+    #[arg(long)]
+    reconcile: bool,
+    /// Hours before the watermark's hour where an incremental listing starts [default: 3].
+    #[arg(long, value_name = "HOURS")]
+    lookback_hours: Option<u32>,
     #[command(flatten)]
     storage: StorageArgs,
 }
@@ -243,10 +254,13 @@ async fn dispatch(cmd: Command) -> Result<i32> {
         Command::Replay(a) => replay::replay(a).await,
         Command::Diff(a) => replay::diff(a).await,
         Command::Ingest(a) => ingest::ingest(a).await,
+        Command::Fanout(a) => fanout::run(a).await,
     }
 }
 
-async fn compact(a: CompactArgs) -> Result<i32> {
+/// The compaction the arguments (and job file) describe, and whether quarantined records
+/// fail the run.
+fn compact_op(a: CompactArgs) -> Result<(Compact, bool)> {
     let (file, opts) = a.storage.with_job(a.job.as_deref())?;
     let job = file.compact.unwrap_or_default();
     let staged = a
@@ -279,6 +293,13 @@ async fn compact(a: CompactArgs) -> Result<i32> {
         .with_keep(keep)
         .with_report(report)
         .with_proposals(!a.no_proposals)
+        .with_listing(Listing {
+            reconcile: a.reconcile || job.reconcile.unwrap_or(false),
+            lookback_hours: a
+                .lookback_hours
+                .or(job.lookback_hours)
+                .unwrap_or(Listing::default().lookback_hours),
+        })
         .with_progress(progress);
     if let Some(mb) = a.memory_budget_mb.or(job.memory_budget_mb) {
         op = op.with_memory_budget(mb << 20);
@@ -286,6 +307,11 @@ async fn compact(a: CompactArgs) -> Result<i32> {
     if let Some(n) = a.fetch_concurrency.or(job.fetch_concurrency) {
         op = op.with_fetch_concurrency(n);
     }
+    Ok((op, fail_on_error))
+}
+
+async fn compact(a: CompactArgs) -> Result<i32> {
+    let (op, fail_on_error) = compact_op(a.clone())?;
     let report = op.execute().await?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -11,7 +11,7 @@ use fineo_batch::storage::{Sse, StorageOptions};
 use super::{redact, Usage};
 
 /// Storage settings on the command line; they override the job file's `[storage]`.
-#[derive(clap::Args, Debug, Default)]
+#[derive(clap::Args, Debug, Default, Clone)]
 pub struct StorageArgs {
     /// Server-side encryption of every object written to S3: SSE-S3 (aes256), SSE-KMS
     /// (aws:kms) or DSSE-KMS (aws:kms:dsse).

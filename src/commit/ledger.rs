@@ -1,17 +1,16 @@
-//! The ledger of processed staged objects: the entries of every commit record, with a full
-//! checkpoint every few versions so reading it does not replay the whole log.
+//! The ledger of processed staged objects: the entries of every commit record. Kept in shards
+//! by staged directory ([`super::shards`]); lakes from before shards have full checkpoints
+//! every few versions, read here until the first publish converts them.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-
-use bytes::Bytes;
 
 use super::log::{LakeLog, LedgerEntry};
 use crate::error::{Error, Result};
 use crate::storage::Location;
 
-/// A checkpoint is written every this many versions.
-pub const CHECKPOINT_EVERY: u64 = 16;
+/// Lakes from before shards have a full checkpoint every this many versions.
+const CHECKPOINT_EVERY: u64 = 16;
 
 fn checkpoint_path(v: u64) -> String {
     format!("_fineo/ledger/{v:020}.jsonl.gz")
@@ -24,8 +23,19 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// The ledger as of version `v`.
-    pub async fn load(lake: &Location, log: &LakeLog<'_>, v: u64) -> Result<Ledger> {
+    /// The ledger as of version `v`, at least the entries `scope` asks for.
+    pub async fn load(
+        lake: &Location,
+        log: &LakeLog<'_>,
+        v: u64,
+        scope: &super::shards::Scope,
+    ) -> Result<Ledger> {
+        super::shards::load(lake, log, v, scope).await
+    }
+
+    /// The whole ledger as of version `v` the way lakes kept it before shards: the last full
+    /// checkpoint, then the log versions after it.
+    pub(super) async fn load_whole(lake: &Location, log: &LakeLog<'_>, v: u64) -> Result<Ledger> {
         let mut ledger = Ledger::default();
         let mut base = v - v % CHECKPOINT_EVERY;
         // The checkpoint of `base` may not exist yet (its publish did not finish): go back.
@@ -34,7 +44,7 @@ impl Ledger {
                 break;
             }
             if let Some(bytes) = lake.get_opt(&checkpoint_path(base)).await? {
-                ledger.read_checkpoint(&checkpoint_path(base), &bytes)?;
+                ledger.read_gz(&checkpoint_path(base), &bytes)?;
                 break;
             }
             base -= CHECKPOINT_EVERY;
@@ -56,7 +66,8 @@ impl Ledger {
         }
     }
 
-    fn read_checkpoint(&mut self, path: &str, bytes: &[u8]) -> Result<()> {
+    /// Adds the entries of a gzip JSON Lines file (a checkpoint or a shard).
+    pub(super) fn read_gz(&mut self, path: &str, bytes: &[u8]) -> Result<()> {
         let mut text = String::new();
         flate2::read::GzDecoder::new(bytes)
             .read_to_string(&mut text)
@@ -69,11 +80,8 @@ impl Ledger {
         Ok(())
     }
 
-    /// Writes the full ledger as the checkpoint of version `v` (when `v` is a checkpoint).
-    pub async fn checkpoint(&self, lake: &Location, v: u64) -> Result<()> {
-        if !v.is_multiple_of(CHECKPOINT_EVERY) {
-            return Ok(());
-        }
+    /// The entries as gzip JSON Lines, sorted by key.
+    pub(super) fn to_gz(&self) -> Result<Vec<u8>> {
         let mut keys: Vec<&String> = self.entries.keys().collect();
         keys.sort();
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -81,7 +89,6 @@ impl Ledger {
             serde_json::to_writer(&mut gz, &self.entries[k]).expect("ledger json");
             gz.write_all(b"\n").map_err(|e| Error::io("ledger", e))?;
         }
-        let bytes = gz.finish().map_err(|e| Error::io("ledger", e))?;
-        lake.put(&checkpoint_path(v), Bytes::from(bytes)).await
+        gz.finish().map_err(|e| Error::io("ledger", e))
     }
 }

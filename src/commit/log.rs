@@ -104,6 +104,18 @@ pub struct CommitRecord {
     /// The file of what the objects this run read fed ([`super::fed`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fed: Option<String>,
+    /// Where the next compaction's listing of its staged location may start (set by
+    /// compactions; [`super::shards`] carries it from version to version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<StagedWatermark>,
+}
+
+/// The greatest key a compaction has read from a staged location so far.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagedWatermark {
+    /// The staged location's URL.
+    pub staged: String,
+    pub key: String,
 }
 
 /// The columns a typed table must have after a version (applied only to existing tables).

@@ -13,6 +13,7 @@ pub mod fed;
 pub mod ledger;
 pub mod log;
 pub mod publish;
+pub mod shards;
 
 mod discard;
 

@@ -1,5 +1,5 @@
 //! Publishing a committed lake version: Delta commits per table (idempotent through the app
-//! transaction), staged untyped / index / error files moved into place, ledger checkpoint,
+//! transaction), staged untyped / index / error files moved into place, ledger shards and watermark,
 //! published marker. Safe to repeat, so a crashed run is rolled forward by the next one.
 
 use std::collections::BTreeMap;
@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use futures::{StreamExt, TryStreamExt};
 
 use super::delta::Table;
-use super::ledger::Ledger;
 use super::log::{CommitRecord, LakeLog, PartitionChange, StagedCopy, TypedFile};
 use crate::error::Result;
 use crate::names;
@@ -102,14 +101,7 @@ pub async fn publish(lake: &Location, record: &CommitRecord) -> Result<PublishSt
     for c in &record.creates {
         create_staged(lake, c, &log, record.version).await?;
     }
-    if record
-        .version
-        .is_multiple_of(super::ledger::CHECKPOINT_EVERY)
-    {
-        let mut ledger = Ledger::load(lake, &log, record.version - 1).await?;
-        ledger.apply(record);
-        ledger.checkpoint(lake, record.version).await?;
-    }
+    super::shards::publish(lake, &log, record).await?;
     log.mark_published(record.version).await?;
     let staged = lake.list(&format!("_fineo/staging/{}", record.tag)).await?;
     futures::stream::iter(staged)

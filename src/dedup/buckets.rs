@@ -22,6 +22,18 @@ pub struct Bucket {
     spill: Option<PathBuf>,
 }
 
+impl Bucket {
+    /// A bucket of `count` encoded records (read back from a fan-out bucket file).
+    pub fn encoded(known: bool, count: u64, buf: Vec<u8>) -> Self {
+        Bucket {
+            known,
+            buf,
+            count,
+            ..Default::default()
+        }
+    }
+}
+
 /// The buckets of one object, built without locks by a decode worker.
 pub type LocalBuckets = FastMap<PartitionKey, Bucket>;
 

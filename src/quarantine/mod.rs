@@ -126,21 +126,34 @@ pub async fn stage(
     tag: &str,
     quarantine: &QuarantineBuffer,
 ) -> crate::Result<Vec<crate::commit::log::StagedCopy>> {
-    use tokio::io::AsyncWriteExt;
-    let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
     let mut out = Vec::new();
     for tenant in quarantine.tenants() {
-        let rel = format!("errors/tenant={tenant}/date={day}/{tag}.jsonl");
-        let staged = format!("_fineo/staging/{tag}/{rel}");
-        let path = lake.path(&staged);
-        let mut w = object_store::buffered::BufWriter::new(lake.store().clone(), path.clone());
-        for line in quarantine.lines(&tenant) {
-            w.write_all(&line?)
-                .await
-                .map_err(|e| crate::Error::io(&path, e))?;
-        }
-        w.shutdown().await.map_err(|e| crate::Error::io(&path, e))?;
-        out.push(crate::commit::log::StagedCopy { staged, path: rel });
+        let lines = quarantine.lines(&tenant).map(|l| l.map(bytes::Bytes::from));
+        out.push(stage_tenant(lake, tag, &tenant, futures::stream::iter(lines)).await?);
     }
     Ok(out)
+}
+
+/// Writes one tenant's quarantine lines (in order) to the run's staging.
+pub async fn stage_tenant(
+    lake: &crate::storage::Location,
+    tag: &str,
+    tenant: &str,
+    lines: impl futures::Stream<Item = crate::Result<bytes::Bytes>>,
+) -> crate::Result<crate::commit::log::StagedCopy> {
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let rel = format!("errors/tenant={tenant}/date={day}/{tag}.jsonl");
+    let staged = format!("_fineo/staging/{tag}/{rel}");
+    let path = lake.path(&staged);
+    let mut w = object_store::buffered::BufWriter::new(lake.store().clone(), path.clone());
+    let mut lines = std::pin::pin!(lines);
+    while let Some(line) = lines.next().await {
+        w.write_all(&line?)
+            .await
+            .map_err(|e| crate::Error::io(&path, e))?;
+    }
+    w.shutdown().await.map_err(|e| crate::Error::io(&path, e))?;
+    Ok(crate::commit::log::StagedCopy { staged, path: rel })
 }

@@ -9,8 +9,12 @@ mod summary;
 /// Objects seen by a run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ObjectCounts {
-    /// Objects below the staged prefix.
+    /// Objects listed below the staged prefix.
     pub listed: u64,
+    /// Where the listing started (keys after this one), from the last run's watermark;
+    /// `None`: the whole prefix was listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listed_after: Option<String>,
     /// Objects already in the ledger, skipped.
     pub already_processed: u64,
     /// Objects in the ledger whose size or ETag changed since: reported, not processed.
@@ -232,6 +236,9 @@ pub struct RunReport {
     pub peak_rss_bytes: u64,
     /// Bytes of buffered records spilled to local disk.
     pub spilled_bytes: u64,
+    /// Object store requests of the staged archive and the lake (compact), as S3 bills them.
+    #[serde(default)]
+    pub requests: crate::storage::Requests,
     /// Commit attempts (more than one after a concurrent run won).
     pub attempts: u32,
     /// Lake versions rolled forward from an interrupted earlier run.
@@ -349,6 +356,20 @@ impl RunReport {
             self.records_per_second(),
             self.peak_rss_bytes >> 20,
         );
+        let q = &self.requests;
+        s.push_str(&format!(
+            "  listing: {}; requests: {} LIST, {} GET, {} PUT, {} DELETE\n",
+            self.objects
+                .listed_after
+                .as_ref()
+                .map_or("the whole staged prefix".to_string(), |k| format!(
+                    "keys after {k} (the last run's watermark, less the lookback)"
+                )),
+            q.list,
+            q.get,
+            q.put,
+            q.delete
+        ));
         if !self.retype.tenants.is_empty() {
             s.push_str(&format!(
                 "  catalog changed for {}: re-typed {} partitions ({} stored records resolved again)\n",

@@ -23,7 +23,33 @@ pub struct StagedObject {
 /// Lists the staged prefix in arrival order; keys with a path segment starting with `_` or
 /// `.` are bookkeeping (`_ingest/`, `_SUCCESS`, `.tmp`), not archive objects.
 pub async fn list_staged(staged: &Location) -> Result<Vec<StagedObject>> {
-    let metas = staged.list("").await?;
+    Ok(staged_objects(staged, staged.list("").await?))
+}
+
+/// Lists the staged objects whose keys sort after `offset` (see [`listing_offset`]).
+pub async fn list_staged_after(staged: &Location, offset: &str) -> Result<Vec<StagedObject>> {
+    Ok(staged_objects(staged, staged.list_after("", offset).await?))
+}
+
+/// Where a listing starts, given the greatest key read so far: `lookback_hours` before the
+/// hour of its Firehose prefix (`YYYY/MM/DD/HH/`), so late deliveries into recent hours are
+/// still found. `None` (list everything) when the key has no such prefix.
+pub fn listing_offset(watermark: &str, lookback_hours: u32) -> Option<String> {
+    let parts: Vec<&str> = watermark.splitn(5, '/').collect();
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    if parts.len() < 5 || !parts.iter().zip([4, 2, 2, 2]).all(|(p, n)| digits(p, n)) {
+        return None;
+    }
+    let n: Vec<u32> = parts[..4]
+        .iter()
+        .map(|p| p.parse().expect("digits"))
+        .collect();
+    let hour = NaiveDate::from_ymd_opt(n[0] as i32, n[1], n[2])?.and_hms_opt(n[3], 0, 0)?;
+    let start = hour - chrono::Duration::hours(i64::from(lookback_hours));
+    Some(start.format("%Y/%m/%d/%H").to_string())
+}
+
+fn staged_objects(staged: &Location, metas: Vec<ObjectMeta>) -> Vec<StagedObject> {
     let mut objects: Vec<StagedObject> = metas
         .iter()
         .map(|m| from_meta(staged, m))
@@ -34,7 +60,7 @@ pub async fn list_staged(staged: &Location) -> Result<Vec<StagedObject>> {
         })
         .collect();
     sort_arrival(&mut objects);
-    Ok(objects)
+    objects
 }
 
 fn from_meta(staged: &Location, m: &ObjectMeta) -> StagedObject {
@@ -83,6 +109,21 @@ pub fn firehose_time(key: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listing_starts_the_lookback_before_the_watermark_hour() {
+        let w = "2026/01/02/01/s-1-2026-01-02-01-05-12-u.gz";
+        assert_eq!(listing_offset(w, 3).as_deref(), Some("2026/01/01/22"));
+        assert_eq!(listing_offset(w, 0).as_deref(), Some("2026/01/02/01"));
+        assert!("2026/01/02/01/a" > "2026/01/02/01" && "2026/01/02/00/z" < "2026/01/02/01");
+        assert_eq!(listing_offset("ingest/x.gz", 3), None);
+        assert_eq!(listing_offset("2026/01/02/xx/a", 3), None);
+        assert_eq!(
+            listing_offset("2026/01/02/01", 3),
+            None,
+            "a key, not a directory"
+        );
+    }
 
     #[test]
     fn firehose_keys() {

@@ -12,8 +12,10 @@ use url::Url;
 
 use crate::error::{Error, Result};
 
+mod counted;
 mod options;
 
+pub use counted::{Counts, Requests};
 use options::s3_builder;
 pub use options::{is_credential_key, Sse, StorageOptions};
 
@@ -23,6 +25,8 @@ pub struct Location {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
     url: Url,
+    /// Requests made through `store` (shared by every location over it).
+    counts: Arc<Counts>,
 }
 
 /// The URL and the store's name only: a store's own `Debug` may show its configuration
@@ -71,7 +75,7 @@ impl Location {
             BuildError::Option(e) => e,
             BuildError::Other(reason) => invalid(reason),
         })?;
-        Ok(Location { store, prefix, url })
+        Ok(Location::with_store(store, prefix, url))
     }
 
     /// Like [`Location::parse`] for inputs: a local directory must already exist (a typo in
@@ -100,7 +104,18 @@ impl Location {
 
     /// A location over an explicit store (tests wrap stores to inject faults).
     pub fn with_store(store: Arc<dyn ObjectStore>, prefix: Path, url: Url) -> Self {
-        Location { store, prefix, url }
+        let (store, counts) = counted::wrap(store);
+        Location {
+            store,
+            prefix,
+            url,
+            counts,
+        }
+    }
+
+    /// The requests made through this location's store so far (by every location over it).
+    pub fn requests(&self) -> Requests {
+        self.counts.snapshot()
     }
 
     /// The store behind this location.
@@ -135,6 +150,7 @@ impl Location {
             store: self.store.clone(),
             prefix,
             url,
+            counts: self.counts.clone(),
         }
     }
 
@@ -358,6 +374,47 @@ impl Location {
             Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
             Err(e) => Err(Error::store(&path, e)),
         }
+    }
+
+    /// Lists the objects below `rel` whose full path sorts after `rel/after`: S3's StartAfter.
+    /// Local stores walk directory by directory, skipping those wholly before the offset, so
+    /// the cost follows what is after it there too.
+    pub async fn list_after(&self, rel: &str, after: &str) -> Result<Vec<ObjectMeta>> {
+        let base = self.path(rel);
+        let offset = self.path(&format!("{rel}/{after}"));
+        if self.url.scheme() != "file" {
+            return self
+                .store
+                .list_with_offset(Some(&base), &offset)
+                .try_collect()
+                .await
+                .or_else(|e| match e {
+                    object_store::Error::NotFound { .. } => Ok(Vec::new()),
+                    e => Err(Error::store(&base, e)),
+                });
+        }
+        let offset = offset.as_ref();
+        let mut found = Vec::new();
+        let mut dirs = vec![base];
+        while let Some(dir) = dirs.pop() {
+            let listed = match self.store.list_with_delimiter(Some(&dir)).await {
+                Ok(l) => l,
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(e) => return Err(Error::store(&dir, e)),
+            };
+            found.extend(
+                listed
+                    .objects
+                    .into_iter()
+                    .filter(|m| m.location.as_ref() > offset),
+            );
+            dirs.extend(listed.common_prefixes.into_iter().filter(|p| {
+                let inside = format!("{}/", p.as_ref());
+                offset.starts_with(&inside) || inside.as_str() > offset
+            }));
+        }
+        found.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(found)
     }
 
     /// Lists every object below `rel` (recursively).

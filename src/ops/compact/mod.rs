@@ -1,33 +1,32 @@
 //! `compact`: staged archive -> deduplicated lake. Plans from the ledger, reads and buckets
 //! new objects, merges each touched partition, commits one lake version, publishes it.
 
+pub mod fanout;
 pub(crate) mod partition;
 pub(crate) mod plan;
 pub(crate) mod read;
 pub(crate) mod retype;
+pub(crate) mod run;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use futures::StreamExt;
 
+pub use fanout::Fanout;
 pub use partition::PartitionPaths;
 pub use read::on_rayon;
 
 use crate::catalog::Catalog;
-use crate::commit::log::{CommitRecord, StagedCopy};
-use crate::commit::{after_lost_race, publish, Attempt, LakeLog, Ledger};
+use crate::commit::log::StagedCopy;
+use crate::commit::{after_lost_race, Attempt};
 use crate::error::{Error, Result};
 use crate::model::PartitionKey;
 use crate::ops::options::{Pipeline, PipelineOptions};
 use crate::progress::{peak_rss_bytes, NoProgress, Progress};
 use crate::report::CompactReport;
-use crate::schema::propose::{MetricObs, ProposalDoc};
-use crate::sources::list_staged;
 use crate::storage::{FileTarget, Location};
-use plan::{ledger_entry, plan, run_tag};
 
 /// The `compact` operation, configured with `with_*` and run with [`Compact::execute`].
 pub struct Compact {
@@ -37,7 +36,27 @@ pub struct Compact {
     report: Option<FileTarget>,
     partition_concurrency: usize,
     proposals: bool,
+    listing: Listing,
     progress: Arc<dyn Progress>,
+}
+
+/// How a run lists the staged prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listing {
+    /// List the whole prefix (and read the whole ledger), finding objects a listing from the
+    /// watermark cannot: deliveries later than the lookback, keys outside the Firehose layout.
+    pub reconcile: bool,
+    /// Hours before the watermark's hour where a listing starts.
+    pub lookback_hours: u32,
+}
+
+impl Default for Listing {
+    fn default() -> Self {
+        Listing {
+            reconcile: false,
+            lookback_hours: 3,
+        }
+    }
 }
 
 impl PipelineOptions for Compact {
@@ -56,6 +75,7 @@ impl Compact {
             report: None,
             partition_concurrency: 4,
             proposals: true,
+            listing: Listing::default(),
             progress: Arc::new(NoProgress),
         }
     }
@@ -69,6 +89,12 @@ impl Compact {
     /// Whether to update the schema proposals of the tenants seen (on by default).
     pub fn with_proposals(mut self, on: bool) -> Self {
         self.proposals = on;
+        self
+    }
+
+    /// How the staged prefix is listed.
+    pub fn with_listing(mut self, listing: Listing) -> Self {
+        self.listing = listing;
         self
     }
 
@@ -87,6 +113,8 @@ impl Compact {
             started_at: chrono::Utc::now().to_rfc3339(),
             ..Default::default()
         };
+        let requests = || self.staged.requests() + self.lake.requests();
+        let before = requests();
         let catalog = Arc::new(self.pipeline.load_catalog(&self.lake).await?);
         loop {
             report.attempts += 1;
@@ -100,6 +128,7 @@ impl Compact {
         }
         report.elapsed_seconds = started.elapsed().as_secs_f64();
         report.peak_rss_bytes = peak_rss_bytes();
+        report.requests = requests() - before;
         self.write_report(&report).await?;
         Ok(report)
     }
@@ -116,79 +145,85 @@ impl Compact {
             ..Default::default()
         };
         let mut phase = PhaseClock::new(report);
-        let log = LakeLog::new(&self.lake);
-        let (base, recovered) = crate::commit::latest_published(&self.lake).await?;
-        if recovered {
-            phase.report.recovered_versions.push(base);
-        }
-        phase.report.base_version = base;
-        let ledger = Ledger::load(&self.lake, &log, base).await?;
-        self.progress.start("list", None);
-        let listed = list_staged(&self.staged).await?;
-        self.progress.finish();
-        let new = plan(&listed, &ledger, phase.report);
-        let new = plan::ready(&self.staged, new, phase.report).await?;
-        let retype = retype::plan(&self.lake, catalog).await?;
-        phase.lap("plan");
-        if new.is_empty() && retype.applied.is_none() {
-            phase.report.noop = true;
-            phase.report.run_id =
-                format!("noop-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f"));
-            phase.report.message = "nothing new to compact: the lake is unchanged".into();
-            phase.report.conservation_ok = true;
+        let Some(mut run) = self.plan_run(catalog, phase.report).await? else {
             return Ok(Attempt::Done);
-        }
-        let version = base + 1;
-        let tag = run_tag(base, &new, &self.settings_fingerprint(catalog));
-        phase.report.run_id = tag.clone();
+        };
+        phase.lap("plan");
 
-        self.progress.start("read", Some(new.len() as u64));
+        self.progress.start("read", Some(run.new.len() as u64));
         let settings = self.pipeline.read;
         let mut read = read::read_objects(
             &self.staged,
-            &new,
+            &run.new,
+            0,
             catalog.clone(),
             &settings,
-            &tag,
+            &run.tag,
             self.progress.as_ref(),
         )
         .await?;
         self.progress.finish();
         phase.lap("read");
-        let r = &mut phase.report;
-        r.objects.read = new.len() as u64;
-        r.objects.bytes_read = read.bytes_read;
-        r.objects.by_format = std::mem::take(&mut read.by_format);
-        r.records.records_in = read.records_in;
-        r.records.errors = read.quarantine.errors();
-        r.records.errors_by_reason = read.quarantine.errors_by_reason.clone();
-        r.objects.damaged = read.quarantine.damaged.clone();
+        run::account_read(phase.report, &read.summary());
 
         let mut keys: std::collections::BTreeSet<PartitionKey> =
             read.buckets.keys().into_iter().collect();
-        keys.extend(retype.jobs.keys().cloned());
-        phase.report.retype.tenants = retype.tenants.clone();
-        let ctx = partition::PartitionCtx {
-            lake: self.lake.clone(),
-            catalog: catalog.clone(),
-            objects: Arc::new(
-                new.iter()
-                    .map(|o| (Arc::from(o.key.as_str()), o.delivery_ms))
-                    .collect(),
-            ),
-            keep: self.pipeline.keep,
-            tag: tag.clone(),
-            version,
-            proposals: self.proposals,
-        };
+        keys.extend(run.retype.jobs.keys().cloned());
         self.progress.start("merge", Some(keys.len() as u64));
         phase.report.spilled_bytes = read.buckets.spilled_bytes;
         // Buckets are taken (and spilled ones read back) only as partitions are merged, so
         // memory holds `partition_concurrency` partitions, not the whole input.
-        let buckets = std::sync::Mutex::new(read.buckets);
-        let take = |key: PartitionKey| -> Result<_> {
-            let bucket = buckets.lock().expect("buckets lock").take(&key)?;
-            let job = retype.jobs.get(&key).cloned().unwrap_or_default();
+        let buckets = std::sync::Mutex::new(std::mem::replace(
+            &mut read.buckets,
+            crate::dedup::Buckets::new(0),
+        ));
+        let take = |key: &PartitionKey| buckets.lock().expect("buckets lock").take(key);
+        let results = self.merge_partitions(catalog, &run, keys, take).await?;
+        self.progress.finish();
+        phase.lap("merge_write");
+        let errors = crate::quarantine::stage(&self.lake, &run.tag, &read.quarantine).await?;
+        let fed: Vec<(String, Vec<read::Fed>)> = run
+            .new
+            .iter()
+            .zip(std::mem::take(&mut read.fed))
+            .map(|(o, f)| (o.key.clone(), f))
+            .collect();
+        let outcome = run::Outcome {
+            results,
+            good_records: read.good_records,
+            errors,
+            fed,
+        };
+        self.commit_run(catalog, &mut run, outcome, &mut phase)
+            .await
+    }
+
+    /// Merges and writes each partition of `keys` (new records from `take`, and the catalog
+    /// change's jobs), `partition_concurrency` at a time, in key order.
+    pub(crate) async fn merge_partitions(
+        &self,
+        catalog: &Arc<Catalog>,
+        run: &run::RunPlan,
+        keys: std::collections::BTreeSet<PartitionKey>,
+        take: impl Fn(&PartitionKey) -> Result<crate::dedup::Bucket>,
+    ) -> Result<Vec<partition::PartitionResult>> {
+        let ctx = partition::PartitionCtx {
+            lake: self.lake.clone(),
+            catalog: catalog.clone(),
+            objects: Arc::new(
+                run.new
+                    .iter()
+                    .map(|o| (Arc::from(o.key.as_str()), o.delivery_ms))
+                    .collect(),
+            ),
+            keep: self.pipeline.keep,
+            tag: run.tag.clone(),
+            version: run.base + 1,
+            proposals: self.proposals,
+        };
+        let job = |key: PartitionKey| -> Result<_> {
+            let bucket = take(&key)?;
+            let job = run.retype.jobs.get(&key).cloned().unwrap_or_default();
             Ok(partition::PartitionJob {
                 key,
                 bucket,
@@ -196,107 +231,19 @@ impl Compact {
                 retype: job.retype,
             })
         };
-        let mut results = futures::stream::iter(keys)
+        let mut stream = futures::stream::iter(keys)
             .map(|key| {
-                let job = take(key);
+                let job = job(key);
                 let ctx = &ctx;
                 async move { partition::build(ctx, job?).await }
             })
             .buffered(self.partition_concurrency);
-        let mut changes = Vec::new();
-        let mut observed: BTreeMap<String, BTreeMap<String, MetricObs>> = BTreeMap::new();
-        let mut good_accounted = 0u64;
-        let mut tables = std::collections::BTreeSet::new();
-        while let Some(res) = results.next().await {
-            let res = res?;
+        let mut results = Vec::new();
+        while let Some(res) = stream.next().await {
+            results.push(res?);
             self.progress.advance(1, 0);
-            if let Some(obs) = res.observed {
-                let per_tenant = observed.entry(res.change.tenant.clone()).or_default();
-                match per_tenant.entry(res.change.metric.clone()) {
-                    std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().merge(obs),
-                    std::collections::btree_map::Entry::Vacant(e) => {
-                        e.insert(obs);
-                    }
-                }
-            }
-            let (r, s) = (&mut phase.report, &res.stats);
-            r.records.written += s.written;
-            r.records.duplicates.exact += s.duplicates_exact;
-            r.records.duplicates.conflicting += s.duplicates_conflicting;
-            r.records.lake_records_replaced += s.lake_replaced;
-            good_accounted += s.written + s.duplicates_exact + s.duplicates_conflicting;
-            r.output.typed_rows += res.typed_rows;
-            r.output.untyped_lines += res.untyped_lines;
-            r.output.bytes_written += res.bytes_written;
-            r.output.partitions_touched += 1;
-            r.retype.records += res.retyped;
-            r.retype.partitions += u64::from(res.rebuilt);
-            for (f, n) in &res.mismatches {
-                let k = format!("{}/{}/{f}", res.change.tenant, res.change.metric);
-                *r.records.type_mismatches.entry(k).or_default() += n;
-            }
-            if res.change.columns.is_some() || !res.change.typed_remove.is_empty() {
-                tables.insert((res.change.tenant.clone(), res.change.metric.clone()));
-            }
-            changes.push(res.change);
         }
-        drop(results);
-        self.progress.finish();
-        phase.report.output.tables_touched = tables.len() as u64;
-        phase.lap("merge_write");
-        check_conservation(phase.report, read.good_records, good_accounted)?;
-
-        let errors = crate::quarantine::stage(&self.lake, &tag, &read.quarantine).await?;
-        let mut files = Vec::new();
-        if let Some(applied) = retype.applied.clone() {
-            files.push(self.stage(&tag, retype::APPLIED_PATH, applied).await?);
-        }
-        for (tenant, run) in &observed {
-            let prev = ProposalDoc::load(&self.lake, tenant).await?;
-            let doc = ProposalDoc::merge_run(prev, tenant, run, catalog.tenant(tenant), version);
-            let path = ProposalDoc::path(tenant);
-            files.push(self.stage(&tag, &path, doc.to_bytes()).await?);
-        }
-        phase.report.proposals.tenants = observed.keys().cloned().collect();
-        let fed = match new.is_empty() {
-            true => None,
-            false => {
-                let objects: Vec<(String, Vec<_>)> = new
-                    .iter()
-                    .zip(std::mem::take(&mut read.fed))
-                    .map(|(o, f)| (o.key.clone(), f))
-                    .collect();
-                Some(crate::commit::fed::write(&self.lake, &tag, &objects).await?)
-            }
-        };
-        let record = CommitRecord {
-            version,
-            run_id: tag.clone(),
-            tag: tag.clone(),
-            committed_ms: chrono::Utc::now().timestamp_millis(),
-            ledger: new.iter().map(|o| ledger_entry(o, version)).collect(),
-            partitions: changes,
-            errors,
-            files,
-            schemas: retype.schemas.clone(),
-            creates: Vec::new(),
-            ledger_removed: Vec::new(),
-            fed,
-        };
-        if let Some(lost) = crate::commit::create(&self.lake, &record, |_| false).await? {
-            return Ok(lost);
-        }
-        phase.lap("commit");
-        self.progress.start("publish", None);
-        let stats = publish(&self.lake, &record).await?;
-        self.progress.finish();
-        phase.lap("publish");
-        let r = &mut phase.report;
-        r.committed_version = Some(version);
-        r.output.files_added = stats.files_added;
-        r.output.files_removed = stats.files_removed;
-        r.message = format!("committed lake version {version}");
-        Ok(Attempt::Done)
+        Ok(results)
     }
 
     /// Stages one file to be copied to `path` on publish.
@@ -337,7 +284,11 @@ impl Compact {
     }
 }
 
-fn check_conservation(report: &mut CompactReport, good: u64, accounted: u64) -> Result<()> {
+pub(crate) fn check_conservation(
+    report: &mut CompactReport,
+    good: u64,
+    accounted: u64,
+) -> Result<()> {
     let r = &report.records;
     let total = r.written + r.duplicates.exact + r.duplicates.conflicting + r.errors;
     report.conservation_ok = total == r.records_in && good == accounted;
@@ -353,20 +304,20 @@ fn check_conservation(report: &mut CompactReport, good: u64, accounted: u64) -> 
     Ok(())
 }
 
-struct PhaseClock<'a> {
-    report: &'a mut CompactReport,
+pub(crate) struct PhaseClock<'a> {
+    pub(crate) report: &'a mut CompactReport,
     at: Instant,
 }
 
 impl<'a> PhaseClock<'a> {
-    fn new(report: &'a mut CompactReport) -> Self {
+    pub(crate) fn new(report: &'a mut CompactReport) -> Self {
         PhaseClock {
             report,
             at: Instant::now(),
         }
     }
 
-    fn lap(&mut self, name: &str) {
+    pub(crate) fn lap(&mut self, name: &str) {
         let now = Instant::now();
         *self.report.phases.entry(name.to_string()).or_default() += (now - self.at).as_secs_f64();
         self.at = now;

@@ -22,7 +22,9 @@ use crate::write::index::{self, DataFile, PartitionManifest, SentNames};
 use crate::write::typed::{self, Columns};
 use crate::write::untyped;
 
-/// What one partition contributes to the run.
+/// What one partition contributes to the run (a fan-out merge unit hands it to the commit
+/// step as JSON).
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct PartitionResult {
     pub change: PartitionChange,
     pub stats: MergeStats,

@@ -30,16 +30,17 @@ pub fn plan(
 
 /// Objects that `ingest` wrote are read only once the ingest of their source file finished
 /// (its ledger record lists them): a file's objects become visible together. Others are
-/// counted as pending.
+/// counted as pending, and their keys returned.
 pub async fn ready(
     staged: &crate::storage::Location,
     new: Vec<StagedObject>,
     report: &mut CompactReport,
-) -> crate::Result<Vec<StagedObject>> {
+) -> crate::Result<(Vec<StagedObject>, Vec<String>)> {
     use crate::ops::ingest::output;
     let mut listed: std::collections::HashMap<String, std::collections::HashSet<String>> =
         std::collections::HashMap::new();
     let mut out = Vec::with_capacity(new.len());
+    let mut pending = Vec::new();
     for o in new {
         let Some(id) = output::id_of_object(&o.key) else {
             out.push(o);
@@ -54,10 +55,28 @@ pub async fn ready(
         }
         match listed[id].contains(&o.key) {
             true => out.push(o),
-            false => report.objects.pending_ingest += 1,
+            false => {
+                report.objects.pending_ingest += 1;
+                pending.push(o.key);
+            }
         }
     }
-    Ok(out)
+    Ok((out, pending))
+}
+
+/// The watermark this run leaves: the greatest key read so far, but never past an object
+/// still pending, so the next listing sees it again.
+pub fn next_watermark(
+    prev: Option<String>,
+    new: &[StagedObject],
+    pending: &[String],
+) -> Option<String> {
+    let read = new.iter().map(|o| &o.key).max().cloned();
+    let top = prev.max(read)?;
+    Some(match pending.iter().min() {
+        Some(p) if *p < top => p.clone(),
+        _ => top,
+    })
 }
 
 /// The ledger entry recording that an object was processed by lake version `version`.

@@ -32,6 +32,33 @@ pub struct ReadOutput {
     pub fed: Vec<Vec<Fed>>,
 }
 
+/// What the read phase saw, as the report counts it (a fan-out read unit hands it on).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct ReadSummary {
+    pub objects: u64,
+    pub records_in: u64,
+    pub good_records: u64,
+    pub bytes_read: u64,
+    pub by_format: BTreeMap<String, u64>,
+    pub errors_by_reason: BTreeMap<String, u64>,
+    pub damaged: BTreeMap<String, u64>,
+}
+
+impl ReadOutput {
+    /// The counts of this read.
+    pub fn summary(&self) -> ReadSummary {
+        ReadSummary {
+            objects: self.fed.len() as u64,
+            records_in: self.records_in,
+            good_records: self.good_records,
+            bytes_read: self.bytes_read,
+            by_format: self.by_format.clone(),
+            errors_by_reason: self.quarantine.errors_by_reason.clone(),
+            damaged: self.quarantine.damaged.clone(),
+        }
+    }
+}
+
 /// (tenant, metric as sent, day) of records an object fed.
 pub type Fed = (String, String, i32);
 
@@ -54,10 +81,13 @@ pub struct ReadSettings {
     pub memory_budget: usize,
 }
 
-/// Reads and buckets `objects` (in arrival order; index = object id in the buckets).
+/// Reads and buckets `objects` (in arrival order; `first` + index = object id in the
+/// buckets: a fan-out unit reads a slice of the run's objects).
+#[allow(clippy::too_many_arguments)]
 pub async fn read_objects(
     staged: &Location,
     objects: &[StagedObject],
+    first: usize,
     catalog: Arc<Catalog>,
     settings: &ReadSettings,
     run_id: &str,
@@ -79,7 +109,7 @@ pub async fn read_objects(
             let path = obj.path.clone();
             async move {
                 let bytes = staged.get_path(&path).await?;
-                on_rayon(move || decode_one(index, &bytes, &catalog, &limits)).await
+                on_rayon(move || decode_one(index, first + index, &bytes, &catalog, &limits)).await
             }
         })
         .buffer_unordered(settings.fetch_concurrency.max(1));
@@ -125,10 +155,16 @@ pub async fn on_rayon<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static)
     }
 }
 
-fn decode_one(index: usize, bytes: &[u8], catalog: &Catalog, limits: &Limits) -> ObjectOutput {
+fn decode_one(
+    index: usize,
+    id: usize,
+    bytes: &[u8],
+    catalog: &Catalog,
+    limits: &Limits,
+) -> ObjectOutput {
     let mut sink = Sink {
         catalog,
-        object: index as u32,
+        object: id as u32,
         buckets: Default::default(),
         bad: Vec::new(),
         records_in: 0,

@@ -14,6 +14,7 @@ use futures::StreamExt;
 
 use crate::catalog::Catalog;
 use crate::commit::log::{CommitRecord, PartitionChange, StagedCopy};
+use crate::commit::shards::Scope;
 use crate::commit::{after_lost_race, applied, publish, Attempt, LakeLog, Ledger};
 use crate::dedup::{codec, Keep};
 use crate::error::{Error, Result};
@@ -167,7 +168,8 @@ impl Replay {
             );
             return Ok(noop(report, message));
         }
-        let ledger = Ledger::load(&self.lake, &LakeLog::new(&self.lake), source_base).await?;
+        let log = LakeLog::new(&self.lake);
+        let ledger = Ledger::load(&self.lake, &log, source_base, &Scope::All).await?;
         let built_with = Catalog::from_docs(applied::load(&self.lake).await?.into_values())?;
         let sources = plan::Sources {
             staged: &self.staged,
@@ -239,6 +241,7 @@ impl Replay {
         let mut read = read_objects(
             &self.staged,
             objects,
+            0,
             catalog.clone(),
             &settings,
             tag,
@@ -316,6 +319,7 @@ impl Replay {
             creates: Vec::new(),
             ledger_removed: Vec::new(),
             fed,
+            watermark: None,
         };
         if let Some(lost) = crate::commit::create(target, &record, |_| false).await? {
             return Ok(lost);

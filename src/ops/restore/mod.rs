@@ -372,6 +372,7 @@ impl Restore {
             creates,
             ledger_removed: requeued.clone(),
             fed: None,
+            watermark: None,
         };
         // Content-named typed files stay if the race is lost: a concurrent restore of the same
         // bundle may reference them.

@@ -8,7 +8,7 @@ use crate::catalog::MetricSpec;
 use crate::model::{FastMap, FieldType, RawValue};
 
 /// Event-time range, ms.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(super) struct Seen {
     pub(super) first: i64,
     pub(super) last: i64,
@@ -37,7 +37,7 @@ fn union(seen: &mut Option<Seen>, other: Option<Seen>) {
 }
 
 /// Statistics of one field's values (or of one declared field's failing values).
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(super) struct FieldObs {
     pub(super) count: u64,
     pub(super) nulls: u64,
@@ -85,7 +85,7 @@ pub(super) fn push_sample(samples: &mut Vec<String>, text: String) {
 }
 
 /// A declared field: values that converted, and statistics of those that did not.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(super) struct DeclObs {
     pub(super) declared: FieldType,
     pub(super) ok: u64,
@@ -169,7 +169,8 @@ impl PartialEq for Lookup {
 }
 
 /// One run's observations for one (tenant, metric) partition group. `metric` is the partition metric: canonical name, or the name as sent when unknown.
-#[derive(Debug, Default, Clone, PartialEq)]
+/// Serializable (without its lookup cache) so fan-out units can hand observations on.
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MetricObs {
     pub(super) known: bool,
     pub(super) count: u64,
@@ -178,6 +179,7 @@ pub struct MetricObs {
     pub(super) fields: Vec<(String, FieldObs)>,
     /// Declared fields by canonical name, first seen first.
     pub(super) declared: Vec<(String, DeclObs)>,
+    #[serde(skip)]
     lookup: Lookup,
 }
 
