@@ -24,7 +24,14 @@
 # .Command, which may only append arguments to it) with each `Ref::name` argument replaced by
 # the task's Parameters.Parameters, then the job definition's default Parameters; the
 # environment is this process's, then the job definition's Environment, then the overrides'.
-# A non-zero exit is States.TaskFailed with the end of stderr as Cause. What AWS would refuse
+# A non-zero exit is States.TaskFailed whose Cause is the job's description as Step Functions
+# gives it (JSON: Status FAILED, Container.ExitCode, ...; stderr only in the summary).
+# Task resources also: arn:aws:states:::aws-sdk:s3:listObjectsV2 and :deleteObject. A
+# DISTRIBUTED Map runs each item as a child execution ($$.Execution is the child's, no
+# $$.Map; ItemSelector sees $$.Map.Item) and fails as a whole with
+# States.ExceedToleratedFailureThreshold. With several state machines, --check validates all
+# of them; a run or --dump-definition needs --state-machine. --before-state NAME=CMD runs a
+# shell command once before state NAME is first entered (tests: a concurrent commit). What AWS would refuse
 # or silently get wrong is a definition error that stops everything (exit 2): an unknown job
 # definition, queue or topic, a Ref:: placeholder without a value, a task parameter the job
 # definition does not declare (Batch would ignore it), an override that changes the command,
@@ -56,6 +63,9 @@ import yaml
 BATCH_SYNC = "arn:aws:states:::batch:submitJob.sync"
 SNS_PUBLISH = "arn:aws:states:::sns:publish"
 S3_GET_OBJECT = "arn:aws:states:::s3:getObject"
+AWS_SDK_S3 = "arn:aws:states:::aws-sdk:s3:"
+# The AWS SDK integrations with S3 this executor runs (request fields each requires).
+SDK_S3_ACTIONS = {"listObjectsV2": ("Bucket",), "deleteObject": ("Bucket", "Key")}
 STDERR_TAIL = 4000
 STDOUT_CAP = 1 << 20
 
@@ -405,6 +415,8 @@ class JobDefinition:
         self.command = [str(a) for a in container.get("Command") or []]
         self.defaults = {k: v for k, v in (props.get("Parameters") or {}).items()}
         self.environment = {e["Name"]: str(e["Value"]) for e in container.get("Environment") or []}
+        log = container.get("LogConfiguration") or {}
+        self.stream_prefix = (log.get("Options") or {}).get("awslogs-stream-prefix")
         self.placeholders = [m.group(1) for a in self.command
                              for m in [re.fullmatch(r"Ref::([A-Za-z0-9_-]+)", a)] if m]
 
@@ -434,6 +446,7 @@ class Model:
 
     def __init__(self, stack, machine=None, definition_file=None):
         self.stack = stack
+        self.machines = stack.of_type("AWS::StepFunctions::StateMachine")
         self.job_definitions = []
         for logical in stack.of_type("AWS::Batch::JobDefinition"):
             props = stack.properties(logical)
@@ -442,7 +455,7 @@ class Model:
         self.queues = {stack.ref_resource(q): stack.physical_name(q)
                        for q in stack.of_type("AWS::Batch::JobQueue")}
         self.topics = {stack.ref_resource(t) for t in stack.of_type("AWS::SNS::Topic")}
-        machines = stack.of_type("AWS::StepFunctions::StateMachine")
+        machines = self.machines
         if machine is None:
             if len(machines) != 1:
                 raise DefinitionError(
@@ -883,6 +896,18 @@ def check(model):
                 if not inner:
                     errors.append(f"{here}: a Map needs an ItemProcessor")
                 else:
+                    config = inner.get("ProcessorConfig") or {}
+                    if config.get("Mode", "INLINE") not in ("INLINE", "DISTRIBUTED"):
+                        errors.append(f"{here}: ProcessorConfig.Mode {config.get('Mode')!r}")
+                    if config.get("Mode") == "DISTRIBUTED":
+                        if config.get("ExecutionType") not in ("STANDARD", "EXPRESS"):
+                            errors.append(f"{here}: a DISTRIBUTED Map needs ExecutionType "
+                                          "STANDARD or EXPRESS")
+                        if _uses_map_context(inner):
+                            errors.append(f"{here}: $$.Map is not in a DISTRIBUTED Map's child "
+                                          "executions (use it in ItemSelector)")
+                    elif reader:
+                        errors.append(f"{here}: an ItemReader needs a DISTRIBUTED Map")
                     walk(inner, here + "/")
 
     def check_task(here, st):
@@ -922,11 +947,29 @@ def check(model):
                 errors.append(f"{here}: unknown SNS topic {topic!r}")
             if topic is None and "TopicArn.$" not in params:
                 errors.append(f"{here}: no TopicArn")
+        elif isinstance(resource, str) and resource.startswith(AWS_SDK_S3):
+            action = resource[len(AWS_SDK_S3):]
+            if action not in SDK_S3_ACTIONS:
+                errors.append(f"{here}: aws-sdk:s3:{action} is not supported by this executor")
+                return
+            for field in SDK_S3_ACTIONS[action]:
+                if field not in params and field + ".$" not in params:
+                    errors.append(f"{here}: s3:{action} needs {field}")
         else:
             errors.append(f"{here}: Task resource {resource} is not supported by this executor")
 
     walk(model.definition, "")
+    for task in report["tasks"]:
+        task["state_machine"] = model.machine
     return errors, report
+
+
+def _uses_map_context(value):
+    if isinstance(value, dict):
+        return any(_uses_map_context(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_uses_map_context(v) for v in value)
+    return isinstance(value, str) and "$$.Map." in value
 
 
 # ------------------------------------------------------------------------------------------
@@ -949,8 +992,9 @@ def _error_matches(names, error):
 class Execution:
     """One execution of the model's definition."""
 
-    def __init__(self, model, binary, time_scale, sns_log, name):
+    def __init__(self, model, binary, time_scale, sns_log, name, hooks=None):
         self.model = model
+        self.hooks = dict(hooks or {})  # state name -> shell command, run once before it
         self.binary = binary
         self.time_scale = time_scale
         self.sns_log = sns_log
@@ -974,6 +1018,21 @@ class Execution:
         with self.lock:
             print(text, flush=True)
 
+    def run_hook(self, name, visit):
+        """--before-state NAME=CMD: the command, once, before the state is first entered."""
+        with self.lock:
+            command = self.hooks.pop(name, None)
+        if command is None:
+            return
+        self.log(f"   hook before {name}: {command}")
+        proc = subprocess.run(command, shell=True, capture_output=True, check=False)
+        visit["hook"] = {"command": command, "exit_code": proc.returncode,
+                         "stdout": proc.stdout.decode("utf-8", "replace")[:STDOUT_CAP],
+                         "stderr_tail": proc.stderr.decode("utf-8", "replace")[-STDERR_TAIL:]}
+        if proc.returncode != 0:
+            raise DefinitionError(f"the hook before {name} exited {proc.returncode}: "
+                                  + proc.stderr.decode("utf-8", "replace")[-STDERR_TAIL:])
+
     # -- states
 
     def run(self, execution_input):
@@ -993,6 +1052,7 @@ class Execution:
                     self.path.append(name)
             self.log(f"-> {prefix}{name} ({st['Type']})")
             state_ctx = dict(ctx, State={"Name": name, "EnteredTime": visit["entered"], "RetryCount": 0})
+            self.run_hook(name, visit)
             typ = st["Type"]
             if typ == "Succeed":
                 return select_path(select_path(data, state_ctx, st, "InputPath"), state_ctx, st, "OutputPath")
@@ -1108,7 +1168,37 @@ class Execution:
             return self.batch(params, st.get("TimeoutSeconds"), where, visit)
         if resource == SNS_PUBLISH:
             return self.publish(params, where, visit)
+        if isinstance(resource, str) and resource.startswith(AWS_SDK_S3):
+            return self.sdk_s3(resource[len(AWS_SDK_S3):], params, where, visit)
         raise DefinitionError(f"{where}: Task resource {resource} is not supported")
+
+    def sdk_s3(self, action, params, where, visit):
+        """An AWS SDK integration with S3: the response as the SDK gives it (PascalCase)."""
+        if action not in SDK_S3_ACTIONS:
+            raise DefinitionError(f"{where}: aws-sdk:s3:{action} is not supported")
+        s3 = _s3_client()
+        record = {"sdk": f"s3:{action}", "parameters": params}
+        with self.lock:
+            visit["attempts"].append(record)
+        self.log(f"   {where}: s3:{action} {json.dumps(params)}")
+        try:
+            if action == "listObjectsV2":
+                out = s3.list_objects_v2(**params)
+                result = {"Name": out.get("Name"), "Prefix": out.get("Prefix", ""),
+                          "KeyCount": out.get("KeyCount", 0), "MaxKeys": out.get("MaxKeys"),
+                          "IsTruncated": out.get("IsTruncated", False),
+                          "Contents": [{"Key": o["Key"], "Size": o["Size"], "ETag": o.get("ETag"),
+                                        "LastModified": o["LastModified"].isoformat()}
+                                       for o in out.get("Contents", [])]}
+            else:
+                s3.delete_object(**params)
+                result = {}
+        except Exception as e:  # noqa: BLE001 - the SDK's error becomes S3.<Code>Exception
+            code = getattr(e, "response", {}).get("Error", {}).get("Code") or type(e).__name__
+            record["error"] = f"S3.{code}Exception"
+            raise StatesError(f"S3.{code}Exception", str(e)) from None
+        record["result"] = result
+        return result
 
     def batch(self, params, timeout, where, visit):
         jd = self.model.job_definition(params.get("JobDefinition"))
@@ -1140,8 +1230,24 @@ class Execution:
                        stdout=stdout[:STDOUT_CAP], stderr_tail=stderr[-STDERR_TAIL:])
         if proc.returncode != 0:
             attempt["error"] = "States.TaskFailed"
-            raise StatesError("States.TaskFailed", stderr[-STDERR_TAIL:].strip()
-                              or f"exit code {proc.returncode}")
+            # Step Functions' Cause of a failed job is the job's description (JSON, one line);
+            # the job's stderr is in CloudWatch Logs only (here: the summary's attempt).
+            stream = f"{jd.stream_prefix or jd.name}/default/{job_id}"
+            container = {"Command": argv, "ExitCode": proc.returncode, "LogStreamName": stream}
+            description = {
+                "Attempts": [{"Container": {"ExitCode": proc.returncode, "LogStreamName": stream},
+                              "StatusReason": "Essential container in task exited"}],
+                "Container": container,
+                "JobArn": self.model.stack.arn("batch", f"job/{job_id}"),
+                "JobDefinition": jd.arn,
+                "JobId": job_id,
+                "JobName": params.get("JobName"),
+                "JobQueue": queue,
+                "Parameters": dict(jd.defaults, **task_params),
+                "Status": "FAILED",
+                "StatusReason": "Essential container in task exited",
+            }
+            raise StatesError("States.TaskFailed", json.dumps(description, separators=(",", ":")))
         return {
             "JobId": job_id,
             "JobName": params.get("JobName"),
@@ -1186,7 +1292,9 @@ class Execution:
         if not isinstance(items, list):
             raise RuntimeFault(f"{name}: the items are not an array")
         processor = st.get("ItemProcessor") or st.get("Iterator")
+        distributed = (processor.get("ProcessorConfig") or {}).get("Mode") == "DISTRIBUTED"
         selector = st.get("ItemSelector", st.get("Parameters"))
+        map_run = f"{self.context['Execution']['Name']}/{st.get('Label', name)}:{uuid.uuid4()}"
         limit = int(st.get("MaxConcurrency") or 0) or max(len(items), 1)
         visit["items"] = len(items)
         running = [0]
@@ -1199,8 +1307,24 @@ class Execution:
                 running[0] += 1
                 self.max_parallel[name] = max(self.max_parallel.get(name, 0), running[0])
             try:
+                # ItemSelector runs in the Map state's context, with $$.Map.Item.
                 item_ctx = dict(ctx, Map={"Item": {"Index": index, "Value": item}})
                 item_input = payload(selector, effective, item_ctx) if selector is not None else item
+                if distributed:
+                    # Each item is a child execution of its own: $$.Execution is the child's
+                    # (not this execution's), and there is no $$.Map.
+                    child = f"{uuid.uuid4()}"
+                    stack = self.model.stack
+                    item_ctx = {
+                        "Execution": {
+                            "Id": stack.arn("states", f"execution:{self.model.machine_name}/{map_run}:{child}"),
+                            "Name": child,
+                            "StartTime": _now(),
+                            "Input": item_input,
+                        },
+                        "StateMachine": {"Id": stack.arn("states", f"stateMachine:{self.model.machine_name}/{map_run}"),
+                                         "Name": f"{self.model.machine_name}/{map_run}"},
+                    }
                 return self.run_states(processor, item_input, item_ctx, f"{name}[{index}]/")
             except StatesError:
                 failed.set()
@@ -1218,9 +1342,15 @@ class Execution:
                 except StatesError as e:
                     outcomes.append((None, e))
         visit["max_parallel"] = self.max_parallel.get(name, 0)
-        for _, err in outcomes:
-            if err is not None:
-                raise err
+        failures = [err for _, err in outcomes if err is not None]
+        if failures and distributed:
+            # The Map Run fails as a whole (ToleratedFailure* 0): not with the child's error.
+            raise StatesError("States.ExceedToleratedFailureThreshold",
+                              f"The specified tolerated failure threshold was exceeded: "
+                              f"{len(failures)} of {len(items)} child executions failed "
+                              f"(first: {failures[0].error}: {failures[0].cause[:500]})")
+        if failures:
+            raise failures[0]
         return [out for out, _ in outcomes]
 
     def read_items(self, reader, effective, ctx):
@@ -1230,9 +1360,7 @@ class Execution:
         if config.get("InputType", "JSON") != "JSON":
             raise DefinitionError("only ItemReader InputType JSON is supported")
         params = payload(reader.get("Parameters") or {}, effective, ctx)
-        import boto3  # only Maps that read from S3 need it
-        s3 = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
-                          region_name=os.environ.get("AWS_REGION", "us-east-1"))
+        s3 = _s3_client()
         try:
             body = s3.get_object(Bucket=params["Bucket"], Key=params["Key"])["Body"].read()
         except Exception as e:  # noqa: BLE001 - any S3 failure is the state's failure
@@ -1246,6 +1374,12 @@ class Execution:
             raise StatesError("States.ItemReaderFailed", "the object does not hold a JSON array")
         max_items = config.get("MaxItems")
         return items[:int(max_items)] if max_items else items
+
+
+def _s3_client():
+    import boto3  # only the states that reach S3 need it
+    return boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
+                        region_name=os.environ.get("AWS_REGION", "us-east-1"))
 
 
 # ------------------------------------------------------------------------------------------
@@ -1270,6 +1404,9 @@ def main(argv=None):
     ap.add_argument("--region", default=os.environ.get("AWS_REGION", "us-east-1"))
     ap.add_argument("--account-id", default="123456789012")
     ap.add_argument("--execution-name", default=None)
+    ap.add_argument("--before-state", action="append", default=[], metavar="NAME=CMD",
+                    help="run the shell command CMD once, before state NAME is first entered "
+                         "(tests: e.g. another run committing meanwhile); repeatable")
     args = ap.parse_args(argv)
 
     summary = {"status": None}
@@ -1287,7 +1424,37 @@ def main(argv=None):
             if not sep:
                 raise DefinitionError(f"--param {p!r} is not KEY=VALUE")
             given[key] = value
+        hooks = {}
+        for h in args.before_state:
+            state, sep, command = h.partition("=")
+            if not sep or not state or not command:
+                raise DefinitionError(f"--before-state {h!r} is not NAME=CMD")
+            hooks[state] = command
         stack = Stack(load_yaml(args.template), given, args.stack_name, args.region, args.account_id)
+        machines = stack.of_type("AWS::StepFunctions::StateMachine")
+        if args.check and args.state_machine is None and args.definition is None and len(machines) > 1:
+            # --check of a template with several state machines: every one of them.
+            errors, report = [], None
+            for machine in machines:
+                m_errors, m_report = check(Model(stack, machine))
+                errors.extend(f"{machine}: {e}" for e in m_errors if f"{machine}: {e}" not in errors)
+                if report is None:
+                    report = m_report
+                    report["state_machine"] = machines
+                else:
+                    report["tasks"].extend(m_report["tasks"])
+            errors = list(dict.fromkeys(errors))
+            summary.update(report)
+            summary["errors"] = errors
+            if errors:
+                for e in errors:
+                    print(f"sfn_local: definition error: {e}", file=sys.stderr)
+                summary["status"] = "INVALID"
+                return finish(2)
+            for task in report["tasks"]:
+                print(f"{task['state_machine']}.{task['state']}: {task['job_definition']}: {task['argv']}")
+            summary["status"] = "VALID"
+            return finish(0)
         model = Model(stack, args.state_machine, args.definition)
         if args.dump_definition:
             if model.unresolved:
@@ -1311,7 +1478,7 @@ def main(argv=None):
             return finish(0)
         execution_input = json.loads(args.input)
         name = args.execution_name or f"local-{uuid.uuid4()}"
-        ex = Execution(model, args.binary, args.time_scale, args.sns_log, name)
+        ex = Execution(model, args.binary, args.time_scale, args.sns_log, name, hooks)
         summary["execution"] = ex.context["Execution"]["Id"]
         try:
             output = ex.run(execution_input)
@@ -1325,7 +1492,7 @@ def main(argv=None):
             print(f"sfn_local: definition error: {e}", file=sys.stderr)
             code = 2
         summary.update(path=ex.path, states=ex.visits, notifications=ex.notifications,
-                       max_parallel=ex.max_parallel)
+                       max_parallel=ex.max_parallel, hooks_not_run=sorted(ex.hooks))
         print(f"execution {summary['status']}: " + " -> ".join(ex.path)
               + (f"  [{summary.get('error')}]" if code else ""), flush=True)
         return finish(code)

@@ -132,6 +132,12 @@ fn sfn_local(dir: &Path, template: &Path, params: &[String], extra: &[&str]) -> 
     for p in params {
         cmd.arg("--param").arg(p);
     }
+    // The template has two state machines: runs, dumps and --definition runs take the hourly
+    // one unless the caller names one; a plain --check validates both.
+    let plain_check = extra.contains(&"--check") && !extra.contains(&"--definition");
+    if !plain_check && !extra.contains(&"--state-machine") {
+        cmd.args(["--state-machine", "StateMachine"]);
+    }
     let out = cmd
         .args(extra)
         .arg("--summary")
@@ -163,9 +169,19 @@ fn sfn_execute(dir: &Path, params: &[String], extra: &[&str]) -> Run {
 
 /// The state machine's definition with its substitutions, as Step Functions would get it.
 fn definition(dir: &Path, params: &[String]) -> (PathBuf, Value) {
+    definition_of(dir, params, "StateMachine")
+}
+
+/// [`definition`] of the state machine `machine` (logical id).
+fn definition_of(dir: &Path, params: &[String], machine: &str) -> (PathBuf, Value) {
     let n = RUNS.fetch_add(1, Ordering::SeqCst);
     let file = dir.join(format!("definition-{n}.json"));
-    let run = sfn_local(dir, &template(), params, &["--dump-definition", s(&file)]);
+    let run = sfn_local(
+        dir,
+        &template(),
+        params,
+        &["--state-machine", machine, "--dump-definition", s(&file)],
+    );
     assert_eq!(run.out.status.code(), Some(0), "{}", shown(&run.out));
     let def = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     (file, def)
@@ -187,14 +203,29 @@ fn path(summary: &Value) -> Vec<String> {
 
 /// The one visit of a state (`Map[i]/State` inside a Map).
 fn visit<'a>(summary: &'a Value, state: &str) -> &'a Value {
-    let visits: Vec<&Value> = summary["states"]
+    let visits = visits(summary, state);
+    assert_eq!(visits.len(), 1, "visits of {state}: {summary:#}");
+    visits[0]
+}
+
+/// Every visit of a state, in order.
+fn visits<'a>(summary: &'a Value, state: &str) -> Vec<&'a Value> {
+    summary["states"]
         .as_array()
         .expect("states")
         .iter()
         .filter(|v| v["state"] == state)
-        .collect();
-    assert_eq!(visits.len(), 1, "visits of {state}: {summary:#}");
-    visits[0]
+        .collect()
+}
+
+/// The exit codes of a visit's attempts.
+fn exit_codes(visit: &Value) -> Vec<i64> {
+    visit["attempts"]
+        .as_array()
+        .expect("attempts")
+        .iter()
+        .map(|a| a["exit_code"].as_i64().expect("an exit code"))
+        .collect()
 }
 
 /// The `--json` report a task's last attempt printed (it must have exited 0).
@@ -311,6 +342,49 @@ fn the_dockerfile_the_template_and_the_state_machine_pass_their_linters() {
             .success(),
         "statelint accepts anything"
     );
+
+    // The fan-out state machine. statelint 3.1.0 (the newest) predates the ItemReader's
+    // ReaderConfig.InputType, which Step Functions requires for a JSON item list (cfn-lint's
+    // schema above knows it): that field, and only it, is its complaint; without it, none.
+    let (file, def) = definition_of(tmp.path(), &offline_params(), "FanoutStateMachine");
+    let out = run_tool("statelint", &[file.as_os_str()]);
+    let complaints: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .chain(String::from_utf8_lossy(&out.stderr).lines())
+        .filter(|l| l.contains("not allowed"))
+        .map(str::to_string)
+        .collect();
+    assert!(
+        complaints
+            .iter()
+            .all(|c| c.contains("Field \"InputType\" not allowed")
+                && c.contains(".ItemReader.ReaderConfig")),
+        "statelint on the fan-out definition: {}",
+        shown(&out)
+    );
+    let mut stripped = def.clone();
+    for map in ["ReadUnits", "MergeUnits"] {
+        assert_eq!(
+            stripped["States"][map]["ItemReader"]["ReaderConfig"],
+            json!({"InputType": "JSON"})
+        );
+        stripped["States"][map]["ItemReader"]
+            .as_object_mut()
+            .unwrap()
+            .remove("ReaderConfig");
+    }
+    let fanout = tmp.path().join("fanout-definition.json");
+    std::fs::write(&fanout, stripped.to_string()).unwrap();
+    let out = run_tool("statelint", &[fanout.as_os_str()]);
+    assert!(out.status.success(), "statelint (fan-out): {}", shown(&out));
+    stripped["States"]["Commit"]["Next"] = json!("Nowhere");
+    std::fs::write(&fanout, stripped.to_string()).unwrap();
+    assert!(
+        !run_tool("statelint", &[fanout.as_os_str()])
+            .status
+            .success(),
+        "statelint accepts a broken fan-out definition"
+    );
 }
 
 /// Every job file runs through the binary, and so does every job definition's command and
@@ -339,7 +413,7 @@ fn every_job_file_and_job_definition_command_is_accepted_by_the_binary() {
         .collect();
     assert_eq!(
         commands,
-        BTreeSet::from(["backup", "compact", "ingest", "replay"]),
+        BTreeSet::from(["backup", "compact", "fanout", "ingest", "replay"]),
         "one job definition per command"
     );
 
@@ -353,6 +427,9 @@ fn every_job_file_and_job_definition_command_is_accepted_by_the_binary() {
     );
     let mut steps: Vec<String> = Vec::new();
     for task in summary["tasks"].as_array().unwrap() {
+        if task["state_machine"] != "StateMachine" {
+            continue;
+        }
         let command = task["argv"][0].as_str().unwrap().to_string();
         if steps.last() != Some(&command) {
             steps.push(command);
@@ -368,6 +445,8 @@ fn every_job_file_and_job_definition_command_is_accepted_by_the_binary() {
         ("source", "s3://fineo-imports/acme/export.csv"),
         ("tenant", "t01"),
         ("metric", "boiler"),
+        ("run", "check-run"),
+        ("unit", "0"),
     ];
     let mut runs: Vec<(String, Vec<String>)> = Vec::new();
     for (name, jd) in jds {
@@ -390,8 +469,24 @@ fn every_job_file_and_job_definition_command_is_accepted_by_the_binary() {
         runs.push((format!("job definition {name}"), argv));
     }
     let mut reconcile_tasks = 0;
+    let mut fanout_steps = BTreeSet::new();
     for task in summary["tasks"].as_array().unwrap() {
-        let argv: Vec<String> = serde_json::from_value(task["argv"].clone()).unwrap();
+        let mut argv: Vec<String> = serde_json::from_value(task["argv"].clone()).unwrap();
+        // A parameter known at run time only (`<$.path>`): a sample value of its flag.
+        for i in 1..argv.len() {
+            if argv[i].starts_with("<$") {
+                let flag = argv[i - 1].trim_start_matches("--").to_string();
+                argv[i] = samples
+                    .iter()
+                    .find(|(k, _)| *k == flag)
+                    .unwrap_or_else(|| panic!("no sample value for {flag} of {}", task["state"]))
+                    .1
+                    .to_string();
+            }
+        }
+        if task["state_machine"] == "FanoutStateMachine" && argv[0] == "fanout" {
+            fanout_steps.insert(argv[1].clone());
+        }
         if argv.iter().any(|a| a == "--reconcile") {
             reconcile_tasks += 1;
             if !RECONCILE_FLAG {
@@ -401,6 +496,11 @@ fn every_job_file_and_job_definition_command_is_accepted_by_the_binary() {
         runs.push((format!("task {}", task["state"]), argv));
     }
     assert_eq!(reconcile_tasks, 1, "one task passes --reconcile");
+    assert_eq!(
+        fanout_steps,
+        BTreeSet::from(["commit", "merge", "plan", "read"].map(String::from)),
+        "the fan-out state machine's steps"
+    );
     let mut job_files = 0;
     for f in walk(&repo().join("jobs")) {
         if f.extension().is_none_or(|e| e != "toml") {
@@ -748,7 +848,9 @@ fn a_step_that_keeps_failing_is_retried_then_pages_and_the_execution_fails() {
             format!("the {step} step failed after its retries"),
             summary["execution"].as_str().unwrap().to_string(),
             "States.TaskFailed".into(),
-            "NoSuchBucket".into(),
+            // The cause: the failed job's description, as Step Functions gives it.
+            r#""ExitCode":1"#.into(),
+            r#""Status":"FAILED""#.into(),
             format!("stream prefix {step}/"),
             format!("{lake}/_runs/"),
             "aws stepfunctions start-execution --state-machine-arn arn:aws:states:".into(),
@@ -848,7 +950,7 @@ fn replay_and_ingest_jobs_run_from_a_map_over_items_read_from_s3() {
                 },
                 "MaxConcurrency": 2,
                 "ItemProcessor": {
-                    "ProcessorConfig": {"Mode": "INLINE"},
+                    "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
                     "StartAt": "Replay",
                     "States": {"Replay": replay}
                 },
@@ -966,13 +1068,13 @@ fn a_definition_naming_a_missing_job_definition_or_parameter_is_refused() {
         ),
     ];
     for (i, (what, from, to, error)) in cases.iter().enumerate() {
-        assert_eq!(
-            text.matches(from).count(),
-            1,
+        // The first occurrence is the hourly state machine's (the fan-out one comes after).
+        assert!(
+            text.contains(from) && text.find(from) < text.find("  FanoutStateMachine:"),
             "{what}: {from:?} in the template"
         );
         let mutated = dir.join(format!("mutated-{i}.cfn.yaml"));
-        std::fs::write(&mutated, text.replace(from, to)).unwrap();
+        std::fs::write(&mutated, text.replacen(from, to, 1)).unwrap();
         let run = sfn_check(dir, &mutated, &params, &[]);
         let err = String::from_utf8_lossy(&run.out.stderr);
         assert_eq!(
@@ -1048,4 +1150,289 @@ fn a_definition_naming_a_missing_job_definition_or_parameter_is_refused() {
             ),
         }
     }
+}
+
+/// The stack parameters of a fan-out deployment: 3 read units, 2 merge units.
+fn fanout_params(params: &[String]) -> Vec<String> {
+    let mut params = params.to_vec();
+    params.extend(["ReadUnits=3".to_string(), "MergeUnits=2".to_string()]);
+    params
+}
+
+/// `schema import` of the sample's catalog into another lake (as the deployment's lake got it).
+fn import_catalog(sample: &Path, lake: &str) {
+    let catalog = sample.join("catalog");
+    fineo_ok(
+        &[
+            "schema",
+            "import",
+            "--lake",
+            lake,
+            s(&catalog),
+            "--sse",
+            "aws:kms",
+            "--sse-kms-key-id",
+            KMS_KEY,
+        ],
+        0,
+    );
+}
+
+/// The fan-out state machine on S3: Plan, a Distributed Map of 3 read units and one of 2
+/// merge units over the item lists the plan wrote (ItemReader), Commit, Backup. The lake then
+/// holds exactly what one `compact` process makes of the same staged input, the backup
+/// verifies, and the next execution finds nothing new: no item lists, straight to Backup.
+#[test]
+fn the_fanout_state_machine_compacts_like_one_process_then_backs_up() {
+    let d = deployment(3000, 41);
+    let site = &d.site;
+    let params = fanout_params(&d.params);
+    let check = sfn_check(
+        site.scratch(),
+        &template(),
+        &params,
+        &["--state-machine", "FanoutStateMachine"],
+    );
+    assert_eq!(check.out.status.code(), Some(0), "{}", shown(&check.out));
+    let run = sfn_execute(
+        site.scratch(),
+        &params,
+        &[
+            "--state-machine",
+            "FanoutStateMachine",
+            "--execution-name",
+            "fanout-e2e",
+        ],
+    );
+    assert_succeeded(&run);
+    let summary = &run.summary;
+    assert_eq!(
+        path(summary),
+        [
+            "Start",
+            "Plan",
+            "Planned",
+            "AnythingNew",
+            "ReadUnits",
+            "MergeUnits",
+            "Commit",
+            "Backup",
+            "Done"
+        ]
+    );
+    let plan = report_of(summary, "Plan");
+    assert_eq!(plan["run"], "fanout-e2e", "the run is the execution's name");
+    assert_eq!(plan["plan"]["read_units"], 3, "{plan:#}");
+    assert_eq!(plan["plan"]["merge_units"], 2, "{plan:#}");
+
+    // One job per unit, the unit from the item list, the run from the execution's name.
+    for (map, step, units) in [("ReadUnits", "read", 3), ("MergeUnits", "merge", 2)] {
+        assert_eq!(visit(summary, map)["items"], units, "{map}");
+        let mut seen = BTreeSet::new();
+        let inner = if step == "read" {
+            "ReadUnit"
+        } else {
+            "MergeUnit"
+        };
+        for i in 0..units {
+            let v = visit(summary, &format!("{map}[{i}]/{inner}"));
+            assert_eq!(exit_codes(v), [0_i64], "{map}[{i}]");
+            let argv: Vec<String> =
+                serde_json::from_value(v["attempts"][0]["argv"].clone()).unwrap();
+            assert_eq!(argv[..2], ["fanout", step]);
+            let at = |flag: &str| argv[argv.iter().position(|a| a == flag).unwrap() + 1].clone();
+            assert_eq!(at("--run"), "fanout-e2e");
+            assert_eq!(at("--staged"), d.staged);
+            seen.insert(at("--unit"));
+        }
+        let expected: BTreeSet<String> = (0..units).map(|u| u.to_string()).collect();
+        assert_eq!(seen, expected, "{map}: each unit once");
+    }
+    let commit = report_of(summary, "Commit");
+    assert_eq!(commit["committed_version"], 1, "{commit:#}");
+
+    // The same staged input, compacted by one process into another lake: the same content.
+    let reference = site.url("ref");
+    import_catalog(&d.sample, &reference);
+    let one = compact(
+        &d.staged,
+        &reference,
+        None,
+        &["--sse", "aws:kms", "--sse-kms-key-id", KMS_KEY],
+    );
+    assert_eq!(one["records"]["records_in"], d.truth["records"]);
+    assert_eq!(
+        lake_content(&site.local("lake")),
+        lake_content(&site.local("ref")),
+        "the fanned-out lake differs from one compact process's"
+    );
+    let out = fineo(&["diff", "--lake", &d.lake, "--lake", &reference]);
+    assert_eq!(out.status.code(), Some(0), "{}", shown(&out));
+    let dump = site.dump("lake");
+    assert_eq!(dump["totals"]["typed_rows"], d.truth["typed_rows"]);
+
+    // The backup of what the run changed.
+    let backup = report_of(summary, "Backup");
+    let bundles = backup["backup"]["written"].as_array().unwrap().len();
+    assert!(bundles > 0, "no bundle written: {backup:#}");
+    let verify: Value = serde_json::from_str(&fineo_ok(
+        &["backup", "verify", "--from", &d.backup, "--json"],
+        0,
+    ))
+    .unwrap();
+    assert_eq!(verify["verify"]["bundles"], bundles);
+    assert_eq!(verify["verify"]["ok"], bundles);
+
+    // Nothing new: the plan writes no item lists, the Maps are skipped.
+    let again = sfn_execute(
+        site.scratch(),
+        &params,
+        &["--state-machine", "FanoutStateMachine"],
+    );
+    assert_succeeded(&again);
+    assert_eq!(
+        path(&again.summary),
+        ["Start", "Plan", "Planned", "AnythingNew", "Backup", "Done"]
+    );
+    assert_eq!(report_of(&again.summary, "Plan")["plan"], Value::Null);
+    assert_eq!(
+        visit(&again.summary, "Planned")["attempts"][0]["result"]["KeyCount"],
+        0
+    );
+    assert_eq!(
+        report_of(&again.summary, "Backup")["backup"]["written"],
+        json!([])
+    );
+    assert_eq!(site.dump("lake")["totals"], dump["totals"]);
+}
+
+/// Another compaction commits to the lake after the plan (a hook of the executor runs it
+/// once, before ReadUnits): every read and merge unit and the commit exit 4, the units end,
+/// the commit is caught, and the run plans again (its stale read-unit list forgotten first),
+/// reads, merges and commits. The lake equals one process compacting the other input, then
+/// this one.
+#[test]
+fn a_fanout_run_whose_lake_moved_on_plans_again() {
+    let site = Site::new(Backend::S3);
+    let sample = site.scratch().join("sample");
+    let truth = generate(&sample, 2400, "mixed", 43, 2);
+    let [a, b] = halves(&sample, &truth, &site.scratch().join("halves"));
+    let staged_a = site.put_tree(&a, "staged-a");
+    let staged_b = site.put_tree(&b, "staged-b");
+    let (lake, reference, backup) = (site.url("lake"), site.url("ref"), site.url("bk"));
+    import_catalog(&sample, &lake);
+    import_catalog(&sample, &reference);
+    let params = fanout_params(&stack_params(&staged_a, &lake, &backup));
+
+    let other = site.scratch().join("other.json");
+    let hook = format!(
+        "ReadUnits='{}' compact --staged '{staged_b}' --lake '{lake}' --sse aws:kms \
+         --sse-kms-key-id '{KMS_KEY}' --json > '{}'",
+        binary(),
+        s(&other)
+    );
+    let run = sfn_execute(
+        site.scratch(),
+        &params,
+        &[
+            "--state-machine",
+            "FanoutStateMachine",
+            "--before-state",
+            &hook,
+        ],
+    );
+    assert_succeeded(&run);
+    let summary = &run.summary;
+    assert_eq!(
+        path(summary),
+        [
+            "Start",
+            "Plan",
+            "Planned",
+            "AnythingNew",
+            "ReadUnits",
+            "MergeUnits",
+            "Commit",
+            "CommitFailure",
+            "LakeMovedOn",
+            "Replan",
+            "ForgetPlan",
+            "Plan",
+            "Planned",
+            "AnythingNew",
+            "ReadUnits",
+            "MergeUnits",
+            "Commit",
+            "Backup",
+            "Done"
+        ]
+    );
+    assert_eq!(summary["hooks_not_run"], json!([]));
+    let first = visits(summary, "ReadUnits")[0];
+    assert_eq!(first["hook"]["exit_code"], 0, "{first:#}");
+    let other: Value = serde_json::from_slice(&std::fs::read(&other).unwrap()).unwrap();
+    assert_eq!(
+        other["committed_version"], 1,
+        "the other compaction: {other:#}"
+    );
+    assert_eq!(summary["output"]["fanout"]["replans"], 1);
+
+    // First round: every step found the lake moved on (exit 4, retried, then ended); the
+    // second round ran clean.
+    for (map, inner, units) in [("ReadUnits", "ReadUnit", 3), ("MergeUnits", "MergeUnit", 2)] {
+        for i in 0..units {
+            let state = format!("{map}[{i}]/{inner}");
+            let v = visits(summary, &state);
+            assert_eq!(v.len(), 2, "{state}");
+            assert!(
+                exit_codes(v[0]).iter().all(|c| *c == 4),
+                "{state}: {:#}",
+                v[0]
+            );
+            assert_eq!(v[0]["caught"]["Next"], format!("{inner}Failure"));
+            assert_eq!(
+                visits(summary, &format!("{map}[{i}]/{inner}StaleEnd")).len(),
+                1
+            );
+            assert_eq!(exit_codes(v[1]), [0_i64], "{state}");
+        }
+    }
+    let commits = visits(summary, "Commit");
+    assert_eq!(commits.len(), 2);
+    assert!(
+        exit_codes(commits[0]).iter().all(|c| *c == 4),
+        "{:#}",
+        commits[0]
+    );
+    assert_eq!(commits[0]["caught"]["Next"], "CommitFailure");
+    assert_eq!(exit_codes(commits[1]), [0_i64]);
+    let committed: Value =
+        serde_json::from_str(commits[1]["attempts"][0]["stdout"].as_str().unwrap()).unwrap();
+    assert_eq!(committed["committed_version"], 2, "{committed:#}");
+    let plans: Vec<i64> = visits(summary, "Plan")
+        .iter()
+        .map(|v| exit_codes(v)[0])
+        .collect();
+    assert_eq!(plans, [0_i64, 0]);
+
+    // One process: the other input, then this one.
+    for staged in [&staged_b, &staged_a] {
+        compact(
+            staged,
+            &reference,
+            None,
+            &["--sse", "aws:kms", "--sse-kms-key-id", KMS_KEY],
+        );
+    }
+    assert_eq!(
+        lake_content(&site.local("lake")),
+        lake_content(&site.local("ref")),
+        "the re-planned lake differs from one process compacting both inputs in order"
+    );
+    let out = fineo(&["diff", "--lake", &lake, "--lake", &reference]);
+    assert_eq!(out.status.code(), Some(0), "{}", shown(&out));
+    assert!(!report_of(summary, "Backup")["backup"]["written"]
+        .as_array()
+        .unwrap()
+        .is_empty());
 }

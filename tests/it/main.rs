@@ -8,6 +8,7 @@ mod backup;
 mod cli;
 mod corpus;
 mod deploy;
+mod fanout;
 mod fault_store;
 mod faults;
 mod fixtures;

@@ -247,7 +247,29 @@ impl MetricObs {
         }
     }
 
+    /// Rebuilds the name lookups when they do not cover the entries (observations read back
+    /// from JSON, where the cache is not kept).
+    fn reindex(&mut self) {
+        if self.lookup.fields.len() != self.fields.len() {
+            self.lookup.fields = self
+                .fields
+                .iter()
+                .enumerate()
+                .map(|(i, (n, _))| (n.clone(), i))
+                .collect();
+        }
+        if self.lookup.declared.len() != self.declared.len() {
+            self.lookup.declared = self
+                .declared
+                .iter()
+                .enumerate()
+                .map(|(i, (n, _))| (n.clone(), i))
+                .collect();
+        }
+    }
+
     fn field_index(&mut self, name: &str) -> usize {
+        self.reindex();
         if let Some(&i) = self.lookup.fields.get(name) {
             return i;
         }
@@ -260,6 +282,7 @@ impl MetricObs {
 
     /// The entry of a declared field, started over when its declared type changed.
     fn declared_index(&mut self, field: &str, declared: FieldType) -> usize {
+        self.reindex();
         let i = match self.lookup.declared.get(field) {
             Some(&i) => i,
             None => {

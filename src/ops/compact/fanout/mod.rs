@@ -186,8 +186,19 @@ impl Fanout {
                     report,
                 });
             }
+            // Committed: only its intermediate files go. Stale: also what its units wrote
+            // that nothing references.
+            let log = crate::commit::LakeLog::new(self.lake());
+            match log.read(plan.base + 1).await?.run_id == plan.tag {
+                true => self.cleanup(&plan).await,
+                false => self.discard(&plan).await,
+            }
         }
         let Some(run) = self.compact.plan_run(&catalog, &mut report).await? else {
+            // Nothing new: empty item lists (a Distributed Map over them does nothing) and an
+            // empty plan the commit step reports as a no-op.
+            self.write_items(0, 0).await?;
+            self.lake().delete(&plan_path(&self.run)).await?;
             return Ok(PlanOutcome {
                 run: self.run.clone(),
                 plan: None,
@@ -205,13 +216,7 @@ impl Fanout {
             watermark: run.watermark.clone(),
             planned: report.clone(),
         };
-        for (phase, n) in [("read", plan.read_units.len()), ("merge", merge_units)] {
-            let items: Vec<_> = (0..n).map(|u| serde_json::json!({ "unit": u })).collect();
-            let body = serde_json::to_vec(&items).expect("items json");
-            self.lake()
-                .put(&items_path(&self.run, phase), Bytes::from(body))
-                .await?;
-        }
+        self.write_items(plan.read_units.len(), merge_units).await?;
         let body = serde_json::to_vec_pretty(&plan).expect("plan json");
         self.lake()
             .put(&plan_path(&self.run), Bytes::from(body))
@@ -221,6 +226,18 @@ impl Fanout {
             plan: Some(summary(&plan)),
             report,
         })
+    }
+
+    /// The item lists of the two phases for a Distributed Map: `[{"unit": 0}, ...]`.
+    async fn write_items(&self, read_units: usize, merge_units: usize) -> Result<()> {
+        for (phase, n) in [("read", read_units), ("merge", merge_units)] {
+            let items: Vec<_> = (0..n).map(|u| serde_json::json!({ "unit": u })).collect();
+            let body = serde_json::to_vec(&items).expect("items json");
+            self.lake()
+                .put(&items_path(&self.run, phase), Bytes::from(body))
+                .await?;
+        }
+        Ok(())
     }
 
     async fn load_plan_opt(&self) -> Result<Option<FanoutPlan>> {
@@ -235,13 +252,25 @@ impl Fanout {
 
     /// The run's plan, checked against this step's staged location.
     pub async fn load_plan(&self) -> Result<FanoutPlan> {
-        let plan = self
-            .load_plan_opt()
-            .await?
-            .ok_or_else(|| Error::UnitMissing {
+        self.load_plan_checked().await?.ok_or_else(|| {
+            Error::InvalidOption(format!(
+                "fan-out run {:?} has nothing to do: its plan step found nothing new",
+                self.run
+            ))
+        })
+    }
+
+    /// The run's plan, `None` when its plan step found nothing new.
+    pub(super) async fn load_plan_checked(&self) -> Result<Option<FanoutPlan>> {
+        let Some(plan) = self.load_plan_opt().await? else {
+            if self.lake().exists(&items_path(&self.run, "read")).await? {
+                return Ok(None);
+            }
+            return Err(Error::UnitMissing {
                 run: self.run.clone(),
                 missing: "the plan step".into(),
-            })?;
+            });
+        };
         if plan.staged != self.compact.staged.url().as_str() {
             return Err(Error::InvalidOption(format!(
                 "fan-out run {:?} was planned for staged {}, not {}",
@@ -250,7 +279,7 @@ impl Fanout {
                 self.compact.staged.url()
             )));
         }
-        Ok(plan)
+        Ok(Some(plan))
     }
 
     /// Fails when the lake moved on from the plan's version.

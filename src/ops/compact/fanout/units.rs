@@ -221,7 +221,15 @@ impl Fanout {
     /// version, commits nothing. A lake that moved on since the plan: [`Error::StalePlan`].
     pub async fn commit(&self) -> Result<CompactReport> {
         let started = std::time::Instant::now();
-        let plan = self.load_plan().await?;
+        let Some(plan) = self.load_plan_checked().await? else {
+            // The plan step found nothing new (its item lists are empty).
+            let mut report = CompactReport::start("fanout commit");
+            report.noop = true;
+            report.conservation_ok = true;
+            report.run_id = format!("noop-{}", self.run);
+            report.message = "nothing new to compact: the lake is unchanged".into();
+            return Ok(report);
+        };
         let mut report = plan.planned.clone();
         report.command = "fanout commit".into();
         report.started_at = chrono::Utc::now().to_rfc3339();
@@ -240,7 +248,10 @@ impl Fanout {
             self.cleanup(&plan).await;
             return Ok(report);
         }
-        self.check_base(&plan).await?;
+        if let Err(e) = self.check_base(&plan).await {
+            self.discard(&plan).await;
+            return Err(e);
+        }
         let attempt = self.commit_units(&plan, &mut report).await?;
         if let Attempt::LostRace { version, .. } = attempt {
             return Err(Error::StalePlan {
@@ -326,8 +337,37 @@ impl Fanout {
         Ok(out)
     }
 
+    /// Removes what a stale plan's units wrote: the typed files its merge units put in place
+    /// (never referenced), its staging and its intermediate files. Best effort.
+    pub(super) async fn discard(&self, plan: &FanoutPlan) {
+        let mut partitions = Vec::new();
+        for m in 0..plan.merge_units {
+            let path = manifest_path(plan, "merge", m);
+            if let Ok(Some(man)) = load_json::<MergeManifest>(self.lake(), &path).await {
+                partitions.extend(man.partitions.into_iter().map(|(_, r)| r.change));
+            }
+        }
+        let record = crate::commit::CommitRecord {
+            version: plan.base + 1,
+            run_id: plan.tag.clone(),
+            tag: plan.tag.clone(),
+            committed_ms: 0,
+            ledger: Vec::new(),
+            partitions,
+            errors: Vec::new(),
+            files: Vec::new(),
+            schemas: Vec::new(),
+            creates: Vec::new(),
+            ledger_removed: Vec::new(),
+            fed: None,
+            watermark: None,
+        };
+        crate::commit::discard(self.lake(), &record, |_| false).await;
+        self.cleanup(plan).await;
+    }
+
     /// Removes the run's intermediate files (best effort: leftovers are unreferenced).
-    async fn cleanup(&self, plan: &FanoutPlan) {
+    pub(super) async fn cleanup(&self, plan: &FanoutPlan) {
         let dir = format!("{}/{}", super::run_dir(&plan.run), plan.tag);
         let lake = self.lake();
         let Ok(listed) = lake.list(&dir).await else {
