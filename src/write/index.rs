@@ -73,14 +73,7 @@ pub fn content_fingerprint(records: &[Rec]) -> String {
 
 /// The objects among `fed` that are the source of none of `winners`, sorted.
 pub fn also_fed<'a>(fed: impl IntoIterator<Item = &'a str>, winners: &[Rec]) -> Vec<String> {
-    // Records of one object share one interned name: told apart by address first.
-    let mut by_address = crate::model::FastMap::default();
-    for r in winners {
-        by_address
-            .entry(r.arrival.source.as_ptr())
-            .or_insert(&*r.arrival.source);
-    }
-    let sources: crate::model::FastSet<&str> = by_address.into_values().collect();
+    let sources: crate::model::FastSet<&str> = distinct_sources(winners).map(|s| &**s).collect();
     let mut out: Vec<String> = fed
         .into_iter()
         .filter(|s| !sources.contains(s))
@@ -89,6 +82,20 @@ pub fn also_fed<'a>(fed: impl IntoIterator<Item = &'a str>, winners: &[Rec]) -> 
     out.sort();
     out.dedup();
     out
+}
+
+/// The distinct source objects of `recs`, each once, in no order. Records of one object share
+/// one interned name, so they are told apart by its address first (no string hashing).
+pub fn distinct_sources<'a>(
+    recs: impl IntoIterator<Item = &'a Rec>,
+) -> impl Iterator<Item = &'a Arc<str>> {
+    let mut by_address: crate::model::FastMap<*const u8, &Arc<str>> = Default::default();
+    for r in recs {
+        by_address
+            .entry(r.arrival.source.as_ptr())
+            .or_insert(&r.arrival.source);
+    }
+    by_address.into_values()
 }
 
 /// The distinct names a partition's records were sent with, sorted.

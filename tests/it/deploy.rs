@@ -385,6 +385,44 @@ fn the_dockerfile_the_template_and_the_state_machine_pass_their_linters() {
             .success(),
         "statelint accepts a broken fan-out definition"
     );
+
+    // asl-validator (npm) knows the Distributed Map whole: both definitions as deployed.
+    let asl_validator = |file: &Path| {
+        let tool = python()
+            .parent()
+            .and_then(Path::parent)
+            .expect("the venv")
+            .join("node/node_modules/.bin/asl-validator");
+        assert!(
+            tool.exists(),
+            "{} is missing: run `scripts/pyenv.sh`",
+            tool.display()
+        );
+        Command::new(tool)
+            .arg("--json-path")
+            .arg(file)
+            .output()
+            .expect("run asl-validator")
+    };
+    for machine in ["StateMachine", "FanoutStateMachine"] {
+        let (file, _) = definition_of(tmp.path(), &offline_params(), machine);
+        let out = asl_validator(&file);
+        assert!(
+            out.status.success(),
+            "asl-validator {machine}: {}",
+            shown(&out)
+        );
+    }
+    let out = asl_validator(&fanout);
+    assert!(
+        !out.status.success(),
+        "asl-validator accepts a broken fan-out definition"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Nowhere"),
+        "{}",
+        shown(&out)
+    );
 }
 
 /// Every job file runs through the binary, and so does every job definition's command and
@@ -611,32 +649,6 @@ fn deployment(records: u64, seed: u64) -> Deployment {
     }
 }
 
-/// `(x-amz-server-side-encryption, KMS key id)` of every object below each key prefix, as
-/// HEAD answers it.
-fn sse_of_objects(prefixes: &[String]) -> Vec<(String, Value)> {
-    const SCRIPT: &str = r#"
-import json, os, sys, boto3
-s3 = boto3.client("s3", endpoint_url=os.environ["FINEO_S3_ENDPOINT"], region_name="us-east-1",
-                  aws_access_key_id="head", aws_secret_access_key="head")
-bucket = os.environ.get("FINEO_S3_BUCKET", "fineo-test")
-out = []
-for prefix in sys.argv[1:]:
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
-        for o in page.get("Contents", []):
-            h = s3.head_object(Bucket=bucket, Key=o["Key"])
-            out.append([o["Key"], [h.get("ServerSideEncryption"), h.get("SSEKMSKeyId")]])
-print(json.dumps(out))
-"#;
-    let out = Command::new(python())
-        .arg("-c")
-        .arg(SCRIPT)
-        .args(prefixes)
-        .output()
-        .expect("run python");
-    assert!(out.status.success(), "{}", shown(&out));
-    serde_json::from_slice(&out.stdout).expect("head json")
-}
-
 /// The hourly execution on S3: Compact then Backup through the real binary, with the
 /// job definitions' commands as the stack builds them; the lake holds what the generator's
 /// truth says, every object written is SSE-KMS with the stack's key, the backup verifies, and
@@ -703,14 +715,19 @@ fn the_state_machine_compacts_then_backs_up_on_s3() {
     assert_eq!(verify["verify"]["ok"], bundles);
 
     // Everything the jobs wrote is encrypted with the stack's key.
-    let objects = sse_of_objects(&[split_s3(&d.lake).1, split_s3(&d.backup).1]);
+    let objects = head_objects(&[split_s3(&d.lake).1, split_s3(&d.backup).1]);
     assert!(
         objects.len() > bundles,
         "objects written: {}",
         objects.len()
     );
-    for (key, sse) in &objects {
-        assert_eq!(sse, &json!(["aws:kms", KMS_KEY]), "HEAD {key}");
+    for (key, (sse, kms)) in &objects {
+        let kms_key = Some(KMS_KEY.to_string());
+        assert_eq!(
+            (sse.as_deref(), kms),
+            (Some("aws:kms"), &kms_key),
+            "HEAD {key}"
+        );
     }
 
     // The next hour: nothing new, nothing changes, no bundle.

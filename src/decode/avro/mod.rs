@@ -5,6 +5,27 @@
 //! A record has tenant, metric, timestamp and fields; a `fields` / `unknown_fields` map is
 //! expanded into fields.
 
+/// The schemas encoded as an Avro `int` (a zigzag varint within i32), as a pattern.
+macro_rules! int_like {
+    () => {
+        Schema::Int | Schema::Date | Schema::TimeMillis
+    };
+}
+
+/// The schemas encoded as an Avro `long` (a zigzag varint), as a pattern.
+macro_rules! long_like {
+    () => {
+        Schema::Long
+            | Schema::TimeMicros
+            | Schema::TimestampMillis
+            | Schema::TimestampMicros
+            | Schema::TimestampNanos
+            | Schema::LocalTimestampMillis
+            | Schema::LocalTimestampMicros
+            | Schema::LocalTimestampNanos
+    };
+}
+
 mod codec;
 mod container;
 mod direct;

@@ -39,20 +39,13 @@ impl Walk<'_> {
                 0 | 1 => {}
                 b => return Err(Fault::Invalid(format!("boolean byte {b}"))),
             },
-            Schema::Int | Schema::Date | Schema::TimeMillis => {
+            int_like!() => {
                 let v = c.long()?;
                 if i32::try_from(v).is_err() {
                     return Err(Fault::Invalid(format!("int {v} out of range")));
                 }
             }
-            Schema::Long
-            | Schema::TimeMicros
-            | Schema::TimestampMillis
-            | Schema::TimestampMicros
-            | Schema::TimestampNanos
-            | Schema::LocalTimestampMillis
-            | Schema::LocalTimestampMicros
-            | Schema::LocalTimestampNanos => {
+            long_like!() => {
                 c.long()?;
             }
             Schema::Float => {

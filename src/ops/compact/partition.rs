@@ -13,7 +13,7 @@ use crate::catalog::{Catalog, MetricSpec};
 use crate::commit::log::{PartitionChange, TypedFile};
 use crate::dedup::{codec, merge, Bucket, Keep, MergeStats};
 use crate::error::{Error, Result};
-use crate::model::{FastMap, FastSet, FieldType, PartitionKey, Rec};
+use crate::model::{FastSet, FieldType, PartitionKey, Rec};
 use crate::names;
 use crate::resolve::{raw, resolve_fields};
 use crate::schema::propose::{observe_resolved, MetricObs};
@@ -527,10 +527,7 @@ impl Rebuilder<'_> {
 /// one interned name, so the names are told apart by address first (no long key compared per
 /// record), then the few distinct ones by text.
 fn sources_of(a: &[Rec], b: &[Rec]) -> BTreeSet<Arc<str>> {
-    let mut seen: FastMap<*const u8, &Arc<str>> = FastMap::default();
-    for r in a.iter().chain(b) {
-        seen.entry(r.arrival.source.as_ptr())
-            .or_insert(&r.arrival.source);
-    }
-    seen.into_values().cloned().collect()
+    index::distinct_sources(a.iter().chain(b))
+        .cloned()
+        .collect()
 }

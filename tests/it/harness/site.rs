@@ -1,7 +1,9 @@
 //! Test sites: one test body run against a local directory or a unique prefix of the real S3
 //! server (moto, started by `scripts/with-moto.sh`, which `make test` wraps the suite in).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::TryStreamExt;
@@ -227,4 +229,34 @@ where
         .join()
         .unwrap()
     })
+}
+
+/// `(x-amz-server-side-encryption, KMS key id)` of every object below each key prefix, as
+/// HEAD answers it (boto3, straight to the server).
+pub fn head_objects(prefixes: &[String]) -> BTreeMap<String, (Option<String>, Option<String>)> {
+    const SCRIPT: &str = r#"
+import json, os, sys, boto3
+s3 = boto3.client("s3", endpoint_url=os.environ["FINEO_S3_ENDPOINT"], region_name="us-east-1",
+                  aws_access_key_id="head", aws_secret_access_key="head")
+bucket = os.environ.get("FINEO_S3_BUCKET", "fineo-test")
+out = {}
+for prefix in sys.argv[1:]:
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
+        for o in page.get("Contents", []):
+            h = s3.head_object(Bucket=bucket, Key=o["Key"])
+            out[o["Key"]] = [h.get("ServerSideEncryption"), h.get("SSEKMSKeyId")]
+print(json.dumps(out))
+"#;
+    let out = Command::new(crate::harness::python())
+        .arg("-c")
+        .arg(SCRIPT)
+        .args(prefixes)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("head json")
 }
