@@ -1417,6 +1417,23 @@ def main(argv=None):
                 json.dump(summary, f, indent=2)
         return code
 
+    def record_check(errors, report):
+        """Puts a check's report into the summary; prints its errors and says whether any."""
+        summary.update(report)
+        summary["errors"] = errors
+        for e in errors:
+            print(f"sfn_local: definition error: {e}", file=sys.stderr)
+        if errors:
+            summary["status"] = "INVALID"
+        return bool(errors)
+
+    def checked(report, prefix):
+        """Prints each task's command (--check) and ends the run as valid."""
+        for task in report["tasks"]:
+            print(f"{prefix(task)}{task['state']}: {task['job_definition']}: {task['argv']}")
+        summary["status"] = "VALID"
+        return finish(0)
+
     try:
         given = {}
         for p in args.param:
@@ -1444,17 +1461,9 @@ def main(argv=None):
                 else:
                     report["tasks"].extend(m_report["tasks"])
             errors = list(dict.fromkeys(errors))
-            summary.update(report)
-            summary["errors"] = errors
-            if errors:
-                for e in errors:
-                    print(f"sfn_local: definition error: {e}", file=sys.stderr)
-                summary["status"] = "INVALID"
+            if record_check(errors, report):
                 return finish(2)
-            for task in report["tasks"]:
-                print(f"{task['state_machine']}.{task['state']}: {task['job_definition']}: {task['argv']}")
-            summary["status"] = "VALID"
-            return finish(0)
+            return checked(report, lambda t: f"{t['state_machine']}.")
         model = Model(stack, args.state_machine, args.definition)
         if args.dump_definition:
             if model.unresolved:
@@ -1464,18 +1473,10 @@ def main(argv=None):
                 json.dump(model.definition, f, indent=2)
             return finish(0)
         errors, report = check(model)
-        summary.update(report)
-        summary["errors"] = errors
-        if errors:
-            for e in errors:
-                print(f"sfn_local: definition error: {e}", file=sys.stderr)
-            summary["status"] = "INVALID"
+        if record_check(errors, report):
             return finish(2)
         if args.check:
-            for task in report["tasks"]:
-                print(f"{task['state']}: {task['job_definition']}: {task['argv']}")
-            summary["status"] = "VALID"
-            return finish(0)
+            return checked(report, lambda t: "")
         execution_input = json.loads(args.input)
         name = args.execution_name or f"local-{uuid.uuid4()}"
         ex = Execution(model, args.binary, args.time_scale, args.sns_log, name, hooks)

@@ -188,8 +188,7 @@ impl Fanout {
             }
             // Committed: only its intermediate files go. Stale: also what its units wrote
             // that nothing references.
-            let log = crate::commit::LakeLog::new(self.lake());
-            match log.read(plan.base + 1).await?.run_id == plan.tag {
+            match self.committed(&plan).await? {
                 true => self.cleanup(&plan).await,
                 false => self.discard(&plan).await,
             }
@@ -280,6 +279,13 @@ impl Fanout {
             )));
         }
         Ok(Some(plan))
+    }
+
+    /// Whether the plan's run is the lake's version after its base (call only when the lake
+    /// has that version).
+    async fn committed(&self, plan: &FanoutPlan) -> Result<bool> {
+        let log = crate::commit::LakeLog::new(self.lake());
+        Ok(log.read(plan.base + 1).await?.run_id == plan.tag)
     }
 
     /// Fails when the lake moved on from the plan's version.

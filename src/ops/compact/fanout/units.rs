@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
 use super::{merge_unit_of, unit_dir, Fanout, FanoutPlan};
-use crate::commit::{Attempt, LakeLog};
+use crate::commit::Attempt;
 use crate::dedup::{Bucket, Buckets, LocalBuckets};
 use crate::error::{Error, Result};
 use crate::model::PartitionKey;
@@ -237,8 +237,7 @@ impl Fanout {
         if recovered {
             report.recovered_versions.push(latest);
         }
-        let log = LakeLog::new(self.lake());
-        if latest > plan.base && log.read(plan.base + 1).await?.run_id == plan.tag {
+        if latest > plan.base && self.committed(&plan).await? {
             report.committed_version = Some(plan.base + 1);
             report.message = format!(
                 "fan-out run {:?} was committed already, as lake version {}: nothing to do",
@@ -263,13 +262,7 @@ impl Fanout {
         self.cleanup(&plan).await;
         report.elapsed_seconds = started.elapsed().as_secs_f64();
         report.peak_rss_bytes = crate::progress::peak_rss_bytes();
-        let json = Bytes::from(serde_json::to_vec_pretty(&report).expect("report json"));
-        self.lake()
-            .put(&format!("_runs/{}.json", report.run_id), json.clone())
-            .await?;
-        if let Some(dest) = &self.compact.report {
-            dest.put(json).await?;
-        }
+        self.compact.write_report(&report).await?;
         Ok(report)
     }
 
