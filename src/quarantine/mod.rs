@@ -126,24 +126,32 @@ pub async fn stage(
     tag: &str,
     quarantine: &QuarantineBuffer,
 ) -> crate::Result<Vec<crate::commit::log::StagedCopy>> {
+    let day = run_day();
     let mut out = Vec::new();
     for tenant in quarantine.tenants() {
         let lines = quarantine.lines(&tenant).map(|l| l.map(bytes::Bytes::from));
-        out.push(stage_tenant(lake, tag, &tenant, futures::stream::iter(lines)).await?);
+        let lines = futures::stream::iter(lines);
+        out.push(stage_tenant(lake, tag, &day, &tenant, lines).await?);
     }
     Ok(out)
 }
 
-/// Writes one tenant's quarantine lines (in order) to the run's staging.
+/// The day a run's quarantine files are filed under: taken once, so a run crossing
+/// midnight files every tenant under the same day.
+pub fn run_day() -> String {
+    chrono::Utc::now().format("%Y-%m-%d").to_string()
+}
+
+/// Writes one tenant's quarantine lines (in order) to the run's staging, under `day`.
 pub async fn stage_tenant(
     lake: &crate::storage::Location,
     tag: &str,
+    day: &str,
     tenant: &str,
     lines: impl futures::Stream<Item = crate::Result<bytes::Bytes>>,
 ) -> crate::Result<crate::commit::log::StagedCopy> {
     use futures::StreamExt;
     use tokio::io::AsyncWriteExt;
-    let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
     let rel = format!("errors/tenant={tenant}/date={day}/{tag}.jsonl");
     let staged = format!("_fineo/staging/{tag}/{rel}");
     let path = lake.path(&staged);

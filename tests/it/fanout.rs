@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::fault_store::snapshot;
+use crate::fault_store::{assert_same, snapshot};
 use crate::harness::*;
 
 const READ_UNITS: usize = 3;
@@ -16,16 +16,7 @@ const MERGE_UNITS: usize = 2;
 
 /// Two lake snapshots are equal; the message names the entries that differ.
 fn same_lake(got: &Path, want: &Path, what: &str) {
-    let (a, b) = (snapshot(got), snapshot(want));
-    let diff: Vec<_> = a
-        .keys()
-        .chain(b.keys())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .filter(|k| a.get(*k) != b.get(*k))
-        .map(|k| format!("{k}: {:?} vs {:?}", a.get(k), b.get(k)))
-        .collect();
-    assert!(diff.is_empty(), "{what}: {diff:#?}");
+    assert_same(&snapshot(got), &snapshot(want), what);
 }
 
 /// The arguments of fan-out step `step` of run `run` (`unit` for read and merge).
@@ -241,11 +232,10 @@ fn any_unit_killed_at_any_moment_and_run_again_gives_the_same_lake() {
                 victim,
                 took[&victim] * percent / 100,
             );
-            assert_eq!(
-                snapshot(&site.local(&lake)),
-                expected,
-                "{victim:?} killed at {percent}% of {:?}",
-                took[&victim]
+            assert_same(
+                &snapshot(&site.local(&lake)),
+                &expected,
+                &format!("{victim:?} killed at {percent}% of {:?}", took[&victim]),
             );
         }
     }

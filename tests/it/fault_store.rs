@@ -200,6 +200,10 @@ impl Hook for Faults {
         if !hit {
             return Ok(());
         }
+        if n == self.fail_at {
+            // Shown with a failing test's output: which request the fault met.
+            eprintln!("fault {:?} at request #{n}: {req:?}", self.mode);
+        }
         if self.mode == Mode::Abort {
             std::process::abort();
         }
@@ -255,7 +259,7 @@ pub fn snapshot(lake: &Path) -> BTreeMap<String, String> {
             || rel == "_fineo/catalog-applied.json";
         if keep {
             let h = xxhash_rust::xxh3::xxh3_64(&std::fs::read(&f).unwrap());
-            out.insert(rel, format!("{h:016x}"));
+            out.insert(without_run_day(rel), format!("{h:016x}"));
         }
     }
     for (p, live) in active {
@@ -264,6 +268,32 @@ pub fn snapshot(lake: &Path) -> BTreeMap<String, String> {
         }
     }
     out
+}
+
+/// A quarantine file's path without its run day (`errors/tenant=t/date=<today>/..`): the day
+/// is the clock's, and a reference run before midnight meets a rerun after it.
+fn without_run_day(rel: String) -> String {
+    let parts: Vec<&str> = rel.splitn(4, '/').collect();
+    match parts.as_slice() {
+        ["errors", tenant, day, rest] if day.starts_with("date=") => {
+            format!("errors/{tenant}/date=<run day>/{rest}")
+        }
+        _ => rel,
+    }
+}
+
+/// Two snapshots are equal; the panic names only the entries that differ (a whole snapshot
+/// is too long for a CI log).
+pub fn assert_same(got: &BTreeMap<String, String>, want: &BTreeMap<String, String>, what: &str) {
+    let diff: Vec<_> = got
+        .keys()
+        .chain(want.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|k| got.get(*k) != want.get(*k))
+        .map(|k| format!("{k}: {:?} vs {:?}", got.get(k), want.get(k)))
+        .collect();
+    assert!(diff.is_empty(), "{what}: got vs want differ in {diff:#?}");
 }
 
 /// The fault points of an S3 run: `k` write points spread over its `writes` plus its last

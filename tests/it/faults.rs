@@ -62,10 +62,10 @@ async fn a_failure_at_every_write_then_rerun_gives_the_uninterrupted_lake() {
         );
         let report = run(&sample, plain(&lake)).await.unwrap();
         assert!(report.conservation_ok);
-        assert_eq!(
-            snapshot(&lake),
-            expected,
-            "after a failure at write #{fail_at} of {writes}"
+        assert_same(
+            &snapshot(&lake),
+            &expected,
+            &format!("after a failure at write #{fail_at} of {writes}"),
         );
         std::fs::remove_dir_all(&lake).unwrap();
     }
@@ -98,10 +98,10 @@ async fn a_transient_failure_at_every_request_then_rerun() {
         failed_runs += run(&sample, loc).await.is_err() as u64;
         let report = run(&sample, plain(&lake)).await.unwrap();
         assert!(report.conservation_ok);
-        assert_eq!(
-            snapshot(&lake),
-            expected,
-            "after a transient failure at request #{fail_at} of {requests}"
+        assert_same(
+            &snapshot(&lake),
+            &expected,
+            &format!("after a transient failure at request #{fail_at} of {requests}"),
         );
         std::fs::remove_dir_all(&lake).unwrap();
     }
@@ -166,10 +166,10 @@ async fn an_abort_at_write_points_then_rerun() {
         assert_eq!(status.signal(), Some(6), "write #{fail_at}: {status:?}");
         let report = run(&sample, plain(&lake)).await.unwrap();
         assert!(report.conservation_ok);
-        assert_eq!(
-            snapshot(&lake),
-            expected,
-            "after an abort at write #{fail_at} of {writes}"
+        assert_same(
+            &snapshot(&lake),
+            &expected,
+            &format!("after an abort at write #{fail_at} of {writes}"),
         );
         std::fs::remove_dir_all(&lake).unwrap();
     }
@@ -200,7 +200,7 @@ async fn s3_failures_at_write_and_request_points_then_rerun() {
     run(&sample, loc).await.unwrap();
     let writes = writes.count.load(Ordering::SeqCst);
     let expected = snapshot(&site.local("reference"));
-    assert_eq!(expected, snapshot(&local), "S3 and local lakes differ");
+    assert_same(&snapshot(&local), &expected, "S3 and local lakes differ");
     let (loc, requests) = faulty(&site.location("counted"), Scope::All, Mode::Dead, u64::MAX);
     run(&sample, loc).await.unwrap();
     let requests = requests.count.load(Ordering::SeqCst);
@@ -213,10 +213,10 @@ async fn s3_failures_at_write_and_request_points_then_rerun() {
         assert!(failed || mode == Mode::Transient, "write #{fail_at}");
         let report = run(&sample, site.location(&name)).await.unwrap();
         assert!(report.conservation_ok);
-        assert_eq!(
-            snapshot(&site.local(&name)),
-            expected,
-            "after a {mode:?} failure at {scope:?} request #{fail_at}"
+        assert_same(
+            &snapshot(&site.local(&name)),
+            &expected,
+            &format!("after a {mode:?} failure at {scope:?} request #{fail_at}"),
         );
         tried += 1;
     }
@@ -263,10 +263,10 @@ async fn a_failure_at_every_write_of_a_retyping_run_then_rerun() {
             .await
             .unwrap();
         assert!(report.conservation_ok);
-        assert_eq!(
-            snapshot(&lake),
-            expected,
-            "after a failure at write #{fail_at} of {writes} of the re-typing run"
+        assert_same(
+            &snapshot(&lake),
+            &expected,
+            &format!("after a failure at write #{fail_at} of {writes} of the re-typing run"),
         );
         std::fs::remove_dir_all(&lake).unwrap();
     }

@@ -5,7 +5,7 @@
 use std::process::{Child, Output};
 use std::time::Instant;
 
-use crate::fault_store::snapshot;
+use crate::fault_store::{assert_same, snapshot};
 use crate::harness::*;
 
 /// Records of a racing test's sample: moto answers a request in milliseconds, so the S3
@@ -43,10 +43,10 @@ fn kill_9_at_moments_spread_over_a_run_then_rerun(backend: Backend) {
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         compact(&staged, &lake, Some(&catalog), &[]);
-        assert_eq!(
-            snapshot(&site.local(&format!("lake-{i}"))),
-            expected,
-            "after kill -9 at {percent}% of {elapsed:?}"
+        assert_same(
+            &snapshot(&site.local(&format!("lake-{i}"))),
+            &expected,
+            &format!("after kill -9 at {percent}% of {elapsed:?}"),
         );
     }
 }
@@ -75,7 +75,7 @@ fn concurrent_runs_same_input_equal_a_single_run(backend: Backend) {
         assert!(ok.iter().any(|x| *x), "at least one run succeeds");
         compact(&staged, &lake, Some(&catalog), &[]);
         let got = snapshot(&site.local(&format!("lake-{round}")));
-        assert_eq!(got, expected, "round {round}");
+        assert_same(&got, &expected, &format!("round {round}"));
     }
 }
 crate::both_backends! { fn concurrent_runs_same_input_equal_a_single_run; }

@@ -56,10 +56,10 @@ async fn a_failure_at_every_write_of_a_replay_then_rerun() {
         let (loc, _) = faulty(&plain(&lake), Scope::Writes, Mode::Dead, fail_at);
         assert!(replay(&sample, loc).await.is_err(), "write #{fail_at}");
         replay(&sample, plain(&lake)).await.unwrap();
-        assert_eq!(
-            snapshot(&lake),
-            expected,
-            "after a failure at write #{fail_at} of {writes}"
+        assert_same(
+            &snapshot(&lake),
+            &expected,
+            &format!("after a failure at write #{fail_at} of {writes}"),
         );
         std::fs::remove_dir_all(&lake).unwrap();
     }

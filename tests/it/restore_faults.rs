@@ -99,10 +99,10 @@ async fn a_failure_at_every_write_of_a_restore_then_rerun() {
                 "{variant}: write #{fail_at}"
             );
             restore_t01(&bk, plain(&lake)).await.unwrap();
-            assert_eq!(
-                snapshot(&lake),
-                expected,
-                "{variant}: after a failure at write #{fail_at} of {writes}"
+            assert_same(
+                &snapshot(&lake),
+                &expected,
+                &format!("{variant}: after a failure at write #{fail_at} of {writes}"),
             );
             std::fs::remove_dir_all(&lake).unwrap();
         }
@@ -129,7 +129,7 @@ async fn s3_failures_at_restore_write_and_request_points_then_rerun() {
     let expected = snapshot(&site.local("reference"));
     let local = setup.tmp.path().join("local");
     restore_t01(&bk, plain(&local)).await.unwrap();
-    assert_eq!(expected, snapshot(&local), "S3 and local restores differ");
+    assert_same(&snapshot(&local), &expected, "S3 and local restores differ");
     let (loc, requests) = faulty(&site.location("counted"), Scope::All, Mode::Dead, u64::MAX);
     restore_t01(&bk, loc).await.unwrap();
     let requests = requests.count.load(Ordering::SeqCst);
@@ -141,10 +141,10 @@ async fn s3_failures_at_restore_write_and_request_points_then_rerun() {
         let failed = restore_t01(&bk, loc).await.is_err();
         assert!(failed || mode == Mode::Transient, "write #{fail_at}");
         restore_t01(&bk, site.location(&name)).await.unwrap();
-        assert_eq!(
-            snapshot(&site.local(&name)),
-            expected,
-            "after a {mode:?} failure at {scope:?} request #{fail_at}"
+        assert_same(
+            &snapshot(&site.local(&name)),
+            &expected,
+            &format!("after a {mode:?} failure at {scope:?} request #{fail_at}"),
         );
         tried += 1;
     }

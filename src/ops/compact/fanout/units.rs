@@ -312,6 +312,7 @@ impl Fanout {
         reads: &[ReadManifest],
     ) -> Result<Vec<crate::commit::log::StagedCopy>> {
         let tenants: BTreeSet<&String> = reads.iter().flat_map(|m| &m.error_tenants).collect();
+        let day = crate::quarantine::run_day();
         let mut out = Vec::new();
         for tenant in tenants {
             let parts: Vec<String> = reads
@@ -325,7 +326,7 @@ impl Fanout {
                     .await?
                     .ok_or_else(|| Error::metadata(&p, "a read unit's quarantine file is gone"))
             });
-            out.push(crate::quarantine::stage_tenant(lake, &plan.tag, tenant, lines).await?);
+            out.push(crate::quarantine::stage_tenant(lake, &plan.tag, &day, tenant, lines).await?);
         }
         Ok(out)
     }
