@@ -20,6 +20,9 @@ pub struct Bucket {
     /// the partition is taken (no copy, no growth slack while records wait).
     chunks: Vec<Vec<u8>>,
     spill: Option<PathBuf>,
+    /// Taken without joining (larger than the buckets' join limit): its records are read in
+    /// blocks from `spill` and `chunks` by [`Bucket::blocks`].
+    streamed: bool,
 }
 
 impl Bucket {
@@ -31,6 +34,51 @@ impl Bucket {
             count,
             ..Default::default()
         }
+    }
+}
+
+impl Bucket {
+    /// Whether the bucket was left on disk and in chunks, to be read in blocks.
+    pub fn streamed(&self) -> bool {
+        self.streamed
+    }
+
+    /// Passes the bucket's encoded records to `each` in arrival order, in blocks of whole
+    /// records of about `block` bytes (all of `buf` at once when the bucket was joined).
+    pub fn blocks(mut self, block: usize, mut each: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        if !self.streamed {
+            return each(&self.buf);
+        }
+        let mut pending: Vec<u8> = Vec::new();
+        let mut feed = |bytes: &[u8], pending: &mut Vec<u8>| -> Result<()> {
+            pending.extend_from_slice(bytes);
+            if pending.len() >= block {
+                let whole = super::codec::whole_records(pending);
+                each(&pending[..whole])?;
+                pending.drain(..whole);
+            }
+            Ok(())
+        };
+        if let Some(path) = self.spill.take() {
+            let mut f = std::fs::File::open(&path).map_err(|e| Error::io(path.display(), e))?;
+            let mut buf = vec![0u8; block.max(1 << 16)];
+            loop {
+                let n = std::io::Read::read(&mut f, &mut buf)
+                    .map_err(|e| Error::io(path.display(), e))?;
+                if n == 0 {
+                    break;
+                }
+                feed(&buf[..n], &mut pending)?;
+            }
+            let _ = std::fs::remove_file(&path);
+        }
+        for chunk in std::mem::take(&mut self.chunks) {
+            feed(&chunk, &mut pending)?;
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        each(&pending)
     }
 }
 
@@ -46,6 +94,8 @@ pub struct Buckets {
     files: usize,
     /// Bytes written to spill files so far.
     pub spilled_bytes: u64,
+    /// A partition holding more bytes than this is taken without joining its records.
+    join_limit: usize,
 }
 
 impl Buckets {
@@ -58,7 +108,14 @@ impl Buckets {
             dir: None,
             files: 0,
             spilled_bytes: 0,
+            join_limit: usize::MAX,
         }
+    }
+
+    /// Partitions holding more than `bytes` are taken streamed ([`Bucket::streamed`]).
+    pub fn with_join_limit(mut self, bytes: usize) -> Self {
+        self.join_limit = bytes;
+        self
     }
 
     /// Adds one object's buckets; spills when over budget. Memory is counted as the buffers'
@@ -123,6 +180,16 @@ impl Buckets {
         let held: usize = b.chunks.iter().map(Vec::capacity).sum();
         self.in_memory = self.in_memory.saturating_sub(held);
         let stored: usize = b.chunks.iter().map(Vec::len).sum();
+        let spilled = match &b.spill {
+            Some(path) => std::fs::metadata(path)
+                .map_err(|e| Error::io(path.display(), e))?
+                .len() as usize,
+            None => 0,
+        };
+        if spilled + stored > self.join_limit {
+            b.streamed = true;
+            return Ok(b);
+        }
         let mut all = match b.spill.take() {
             Some(path) => {
                 let mut f = std::fs::File::open(&path).map_err(|e| Error::io(path.display(), e))?;
@@ -187,5 +254,42 @@ mod tests {
             assert!(all.take(&key("z")).unwrap().buf.is_empty());
             assert_eq!(all.spilled_bytes > 0, budget < 16, "budget {budget}");
         }
+    }
+
+    #[test]
+    fn a_streamed_partition_comes_in_blocks_of_whole_records() {
+        let key = PartitionKey {
+            tenant: "t01".into(),
+            metric: "x".into(),
+            day: 1,
+        };
+        let mut want = Vec::new();
+        let mut all = Buckets::new(300).with_join_limit(0);
+        for object in 0..20u32 {
+            let mut b = Bucket {
+                known: true,
+                count: 5,
+                ..Default::default()
+            };
+            for pos in 0..5u64 {
+                let name = "m".repeat(pos as usize * 7);
+                super::super::codec::encode(&mut b.buf, pos as i64, object, pos, &name, &[]);
+            }
+            want.extend_from_slice(&b.buf);
+            let mut m = LocalBuckets::default();
+            m.insert(key.clone(), b);
+            all.absorb(m).unwrap();
+        }
+        assert!(all.spilled_bytes > 0);
+        let b = all.take(&key).unwrap();
+        assert!(b.streamed() && b.buf.is_empty());
+        let mut got = Vec::new();
+        b.blocks(64, |block| {
+            assert_eq!(super::super::codec::whole_records(block), block.len());
+            got.extend_from_slice(block);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(got, want);
     }
 }

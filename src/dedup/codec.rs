@@ -56,6 +56,39 @@ pub fn decode_all(buf: &[u8], objects: &ObjectTable, names: &mut Interner, out: 
     }
 }
 
+/// How many bytes at the start of `buf` are whole records (the rest is a record cut short,
+/// waiting for the next block of a file read in blocks).
+pub fn whole_records(buf: &[u8]) -> usize {
+    let varint = |pos: &mut usize| -> Option<usize> {
+        let (mut n, mut shift) = (0usize, 0);
+        loop {
+            let b = *buf.get(*pos)?;
+            *pos += 1;
+            n |= ((b & 0x7f) as usize) << shift;
+            if b & 0x80 == 0 {
+                return Some(n);
+            }
+            shift += 7;
+        }
+    };
+    let mut done = 0;
+    loop {
+        let mut pos = done + 20;
+        let Some(metric) = varint(&mut pos) else {
+            return done;
+        };
+        pos += metric;
+        let Some(body) = varint(&mut pos) else {
+            return done;
+        };
+        pos += body;
+        if pos > buf.len() {
+            return done;
+        }
+        done = pos;
+    }
+}
+
 /// Shares one `Arc<str>` per distinct name.
 #[derive(Default)]
 pub struct Interner(FastMap<String, Arc<str>>);
@@ -126,6 +159,7 @@ mod tests {
         ];
         let mut buf = Vec::new();
         encode(&mut buf, 86_400_123, 1, 42, "machine1", &fields);
+        let first = buf.len();
         encode(&mut buf, 5, 0, 7, "boiler", &[]);
         let objects: Vec<(Arc<str>, i64)> = vec![("o0".into(), 5), ("o1".into(), 9)];
         let mut out = Vec::new();
@@ -144,5 +178,15 @@ mod tests {
         );
         assert_eq!(out[1].arrival.source.as_ref(), "o0");
         assert_eq!(raw::decode(&out[1].raw).unwrap(), vec![]);
+        for cut in 0..=buf.len() {
+            let want = if cut == buf.len() {
+                cut
+            } else if cut >= first {
+                first
+            } else {
+                0
+            };
+            assert_eq!(whole_records(&buf[..cut]), want, "cut at {cut}");
+        }
     }
 }

@@ -38,42 +38,82 @@ pub fn merge(lake: Vec<Rec>, new: Vec<Rec>, keep: Keep) -> (Vec<Rec>, MergeStats
         .map(|r| (r, false))
         .chain(new.into_iter().map(|r| (r, true)))
         .collect();
-    // Lake records first among equal arrivals: a new record with the arrival of a stored one
-    // is that record read again (an archive object compacted into a restored lake).
-    all.sort_unstable_by(|a, b| {
-        a.0.ts
-            .cmp(&b.0.ts)
-            .then_with(|| a.0.arrival.cmp(&b.0.arrival))
-            .then_with(|| a.1.cmp(&b.1))
-    });
-    let mut stats = MergeStats::default();
+    all.sort_unstable_by(merge_order);
+    let mut merger = Merger::new(keep);
     let mut winners = Vec::with_capacity(all.len());
-    let mut group: Vec<(Rec, bool)> = Vec::new();
-    let mut iter = all.into_iter().peekable();
-    while let Some(item) = iter.next() {
-        let reread = group
+    for (rec, is_new) in all {
+        merger.push(rec, is_new, &mut winners);
+    }
+    merger.finish(&mut winners);
+    (winners, merger.stats)
+}
+
+/// The order records meet the merger in: timestamp, arrival, and lake records first among equal
+/// arrivals (a new record with the arrival of a stored one is that record read again: an archive
+/// object compacted into a restored lake).
+pub fn merge_order(a: &(Rec, bool), b: &(Rec, bool)) -> std::cmp::Ordering {
+    a.0.ts
+        .cmp(&b.0.ts)
+        .then_with(|| a.0.arrival.cmp(&b.0.arrival))
+        .then_with(|| a.1.cmp(&b.1))
+}
+
+/// Deduplicates records fed in [`merge_order`] (from memory or from sorted runs on disk): one
+/// winner per timestamp, counted as it goes.
+pub struct Merger {
+    keep: Keep,
+    group: Vec<(Rec, bool)>,
+    pub stats: MergeStats,
+}
+
+impl Merger {
+    pub fn new(keep: Keep) -> Self {
+        Merger {
+            keep,
+            group: Vec::new(),
+            stats: MergeStats::default(),
+        }
+    }
+
+    /// Takes the next record (`is_new`: from this run's input); a finished timestamp's winner
+    /// goes to `winners`.
+    pub fn push(&mut self, rec: Rec, is_new: bool, winners: &mut Vec<Rec>) {
+        if self.group.first().is_some_and(|(g, _)| g.ts != rec.ts) {
+            self.close(winners);
+        }
+        let reread = self
+            .group
             .last()
-            .is_some_and(|(prev, prev_new)| !prev_new && item.1 && prev.arrival == item.0.arrival);
+            .is_some_and(|(prev, prev_new)| !prev_new && is_new && prev.arrival == rec.arrival);
         if reread {
-            match group
+            match self
+                .group
                 .last()
-                .is_some_and(|(prev, _)| prev.hash == item.0.hash)
+                .is_some_and(|(prev, _)| prev.hash == rec.hash)
             {
-                true => stats.duplicates_exact += 1,
-                false => stats.duplicates_conflicting += 1,
+                true => self.stats.duplicates_exact += 1,
+                false => self.stats.duplicates_conflicting += 1,
             }
         } else {
-            group.push(item);
+            self.group.push((rec, is_new));
         }
-        if iter.peek().is_some_and(|n| n.0.ts == group[0].0.ts) {
-            continue;
+    }
+
+    /// Emits the last timestamp's winner.
+    pub fn finish(&mut self, winners: &mut Vec<Rec>) {
+        if !self.group.is_empty() {
+            self.close(winners);
         }
-        let win = match keep {
-            Keep::Latest => group.len() - 1,
+    }
+
+    fn close(&mut self, winners: &mut Vec<Rec>) {
+        let win = match self.keep {
+            Keep::Latest => self.group.len() - 1,
             Keep::First => 0,
         };
-        let win_hash = group[win].0.hash;
-        for (i, (rec, is_new)) in group.iter().enumerate() {
+        let win_hash = self.group[win].0.hash;
+        let stats = &mut self.stats;
+        for (i, (rec, is_new)) in self.group.iter().enumerate() {
             match (i == win, *is_new) {
                 (true, true) => stats.written += 1,
                 (true, false) => stats.lake_kept += 1,
@@ -82,10 +122,9 @@ pub fn merge(lake: Vec<Rec>, new: Vec<Rec>, keep: Keep) -> (Vec<Rec>, MergeStats
                 (false, true) => stats.duplicates_conflicting += 1,
             }
         }
-        winners.push(group.swap_remove(win).0);
-        group.clear();
+        winners.push(self.group.swap_remove(win).0);
+        self.group.clear();
     }
-    (winners, stats)
 }
 
 #[cfg(test)]

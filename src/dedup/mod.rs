@@ -4,6 +4,7 @@
 pub mod buckets;
 pub mod codec;
 pub mod merge;
+pub mod runs;
 
 pub use buckets::{Bucket, Buckets, LocalBuckets};
 pub use merge::{merge, Keep, MergeStats};

@@ -65,6 +65,10 @@ pub struct OutputCounts {
     pub files_added: u64,
     pub files_removed: u64,
     pub bytes_written: u64,
+    /// Partitions larger than their share of the memory budget, merged through sorted runs on
+    /// local disk.
+    #[serde(default)]
+    pub partitions_merged_on_disk: u64,
 }
 
 /// Stored records rebuilt because the catalog changed (SPEC 10).

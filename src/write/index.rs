@@ -120,15 +120,13 @@ fn schema() -> Arc<Schema> {
 /// the positions delta-packed; the few objects, delivery times and metric names as
 /// dictionaries; the fields as sent plain (they rarely repeat whole, zstd finds their names).
 /// The content hash is not stored: every reader resolves the records again, which computes it.
-fn properties(manifest: &PartitionManifest) -> WriterProperties {
+/// The manifest goes into the footer when the file is finished ([`finish`]).
+fn properties() -> WriterProperties {
     use parquet::basic::{Compression, Encoding, ZstdLevel};
     use parquet::schema::types::ColumnPath;
-    let meta = serde_json::to_string(manifest).expect("manifest json");
-    let mut b = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(1).expect("zstd level"),
-        ))
-        .set_key_value_metadata(Some(vec![KeyValue::new(MANIFEST_KEY.into(), meta)]));
+    let mut b = WriterProperties::builder().set_compression(Compression::ZSTD(
+        ZstdLevel::try_new(1).expect("zstd level"),
+    ));
     for col in ["timestamp", "position"] {
         b = b
             .set_column_dictionary_enabled(ColumnPath::from(col), false)
@@ -138,8 +136,14 @@ fn properties(manifest: &PartitionManifest) -> WriterProperties {
         .build()
 }
 
-/// Encodes the index of a partition.
-pub fn encode(entries: &[Rec], manifest: &PartitionManifest) -> Result<Bytes> {
+/// An index writer into `w`: batches of [`batch`] in multiples of 1,024 rows give the same
+/// bytes as one batch of them all.
+pub fn writer<W: std::io::Write + Send>(w: W) -> Result<ArrowWriter<W>> {
+    ArrowWriter::try_new(w, schema(), Some(properties())).map_err(|e| Error::data_file("index", e))
+}
+
+/// The index rows of `entries`.
+pub fn batch(entries: &[Rec]) -> Result<RecordBatch> {
     let col = |f: &dyn Fn(&Rec) -> i64| Arc::new(entries.iter().map(f).collect::<Int64Array>());
     let source: StringArray = entries
         .iter()
@@ -150,7 +154,7 @@ pub fn encode(entries: &[Rec], manifest: &PartitionManifest) -> Result<Bytes> {
         .map(|e| Some(e.metric_sent.as_ref()))
         .collect();
     let fields: BinaryArray = entries.iter().map(|e| Some(&e.raw[..])).collect();
-    let batch = RecordBatch::try_new(
+    RecordBatch::try_new(
         schema(),
         vec![
             col(&|e| e.ts),
@@ -161,13 +165,27 @@ pub fn encode(entries: &[Rec], manifest: &PartitionManifest) -> Result<Bytes> {
             Arc::new(fields),
         ],
     )
-    .map_err(|e| Error::data_file("index", e))?;
-    let mut buf = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(properties(manifest)))
+    .map_err(|e| Error::data_file("index", e))
+}
+
+/// Puts the manifest into the footer and closes the file.
+pub fn finish<W: std::io::Write + Send>(
+    mut w: ArrowWriter<W>,
+    manifest: &PartitionManifest,
+) -> Result<W> {
+    let meta = serde_json::to_string(manifest).expect("manifest json");
+    w.append_key_value_metadata(KeyValue::new(MANIFEST_KEY.into(), meta));
+    let mut inner = w.into_inner().map_err(|e| Error::data_file("index", e))?;
+    std::io::Write::flush(&mut inner).map_err(|e| Error::io("index", e))?;
+    Ok(inner)
+}
+
+/// Encodes the index of a partition.
+pub fn encode(entries: &[Rec], manifest: &PartitionManifest) -> Result<Bytes> {
+    let mut w = writer(Vec::new())?;
+    w.write(&batch(entries)?)
         .map_err(|e| Error::data_file("index", e))?;
-    w.write(&batch).map_err(|e| Error::data_file("index", e))?;
-    w.close().map_err(|e| Error::data_file("index", e))?;
-    Ok(Bytes::from(buf))
+    Ok(Bytes::from(finish(w, manifest)?))
 }
 
 /// Decodes an index file into its records (not yet resolved) and manifest.
@@ -183,6 +201,35 @@ pub fn decode(path: &str, bytes: Bytes) -> Result<(Vec<Rec>, PartitionManifest)>
             .ok_or_else(|| err(&"unexpected index schema"))?;
     }
     Ok((out, manifest))
+}
+
+/// An index file on local disk, read batch by batch: its manifest and a reader of its rows.
+pub fn open_local(
+    path: &str,
+    file: std::fs::File,
+    batch_rows: usize,
+) -> Result<(
+    PartitionManifest,
+    parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+)> {
+    let err = |e: &dyn std::fmt::Display| Error::data_file(path, e);
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| err(&e))?;
+    let manifest = manifest_of(path, builder.metadata())?;
+    let reader = builder
+        .with_batch_size(batch_rows)
+        .build()
+        .map_err(|e| err(&e))?;
+    Ok((manifest, reader))
+}
+
+/// Appends the records of one batch of an index file to `out` (not yet resolved).
+pub fn decode_rows(
+    path: &str,
+    batch: &RecordBatch,
+    names: &mut Interner,
+    out: &mut Vec<Rec>,
+) -> Result<()> {
+    decode_batch(batch, names, out).ok_or_else(|| Error::data_file(path, "unexpected index schema"))
 }
 
 /// Reads a batch by column names (files written before the content hash was dropped still have

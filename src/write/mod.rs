@@ -1,6 +1,7 @@
 //! Writing partitions: typed Parquet for the Delta tables, untyped JSON Lines, and the
 //! partition index that remembers where every record came from.
 
+pub mod encoder;
 pub mod index;
 pub mod stored;
 pub mod typed;

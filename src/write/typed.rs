@@ -103,17 +103,17 @@ fn column<'a>(ty: FieldType, vals: impl Iterator<Item = Option<&'a TypedValue>>)
     }
 }
 
-/// Encodes a batch as one Parquet file (zstd, page statistics, one row group per 1M rows; the
-/// sorted timestamps delta-packed; measurements (floats, timestamps) plain, since a dictionary
-/// of mostly distinct values costs time and is dropped anyway).
-pub fn to_parquet(batch: &RecordBatch) -> Result<Bytes> {
+/// How typed files are written (zstd, page statistics, one row group per 1M rows; the sorted
+/// timestamps delta-packed; measurements (floats, timestamps) plain, since a dictionary of
+/// mostly distinct values costs time and is dropped anyway).
+pub fn writer_properties(schema: &Schema) -> WriterProperties {
     use parquet::basic::{Encoding, ZstdLevel};
     use parquet::schema::types::ColumnPath;
     let zstd = Compression::ZSTD(ZstdLevel::try_new(1).expect("zstd level"));
     let mut props = WriterProperties::builder()
         .set_compression(zstd)
         .set_column_encoding(ColumnPath::from("timestamp"), Encoding::DELTA_BINARY_PACKED);
-    for f in batch.schema().fields() {
+    for f in schema.fields() {
         if matches!(
             f.data_type(),
             DataType::Float32 | DataType::Float64 | DataType::Timestamp(..)
@@ -122,13 +122,23 @@ pub fn to_parquet(batch: &RecordBatch) -> Result<Bytes> {
             props = props.set_column_dictionary_enabled(col, false);
         }
     }
-    let props = props
+    props
         .set_max_row_group_row_count(Some(1 << 20))
         .set_created_by(format!("fineo-batch {}", env!("CARGO_PKG_VERSION")))
-        .build();
+        .build()
+}
+
+/// A typed file writer into `w`. Batches written in multiples of 1,024 rows (the writer's
+/// mini-batch) give the same bytes as one batch of them all.
+pub fn writer<W: std::io::Write + Send>(w: W, schema: SchemaRef) -> Result<ArrowWriter<W>> {
+    let props = writer_properties(&schema);
+    ArrowWriter::try_new(w, schema, Some(props)).map_err(|e| Error::data_file("parquet writer", e))
+}
+
+/// Encodes a batch as one Parquet file.
+pub fn to_parquet(batch: &RecordBatch) -> Result<Bytes> {
     let mut buf = Vec::with_capacity(batch.get_array_memory_size() / 2);
-    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props))
-        .map_err(|e| Error::data_file("parquet writer", e))?;
+    let mut w = writer(&mut buf, batch.schema())?;
     w.write(batch)
         .map_err(|e| Error::data_file("parquet writer", e))?;
     w.close()
@@ -138,44 +148,127 @@ pub fn to_parquet(batch: &RecordBatch) -> Result<Bytes> {
 
 /// Delta `stats` JSON for a batch: record count, min/max and null counts per column.
 pub fn delta_stats(batch: &RecordBatch) -> String {
-    let (mut min, mut max, mut nulls) = (Map::new(), Map::new(), Map::new());
-    for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
-        let name = field.name().clone();
-        nulls.insert(name.clone(), json!(col.null_count()));
-        if let Some((lo, hi)) = min_max(col.as_ref()) {
-            min.insert(name.clone(), lo);
-            max.insert(name, hi);
-        }
-    }
-    json!({"numRecords": batch.num_rows(), "minValues": min, "maxValues": max, "nullCount": nulls})
-        .to_string()
+    let mut acc = StatsAcc::default();
+    acc.add(batch);
+    acc.json(&batch.schema())
 }
 
-fn min_max(col: &dyn Array) -> Option<(Value, Value)> {
+/// Delta `stats` of a file written batch by batch: the same JSON as [`delta_stats`] of all
+/// its rows at once.
+#[derive(Default)]
+pub struct StatsAcc {
+    rows: usize,
+    /// Per column: null count and bounds so far.
+    cols: Vec<(usize, Option<Bounds>)>,
+}
+
+/// A column's least and greatest value (floats in total order, as Arrow's kernels compare).
+#[derive(Clone)]
+enum Bounds {
+    Ts(i64, i64),
+    I64(i64, i64),
+    I32(i32, i32),
+    F64(f64, f64),
+    F32(f32, f32),
+    Bool(bool, bool),
+    Str(String, String),
+}
+
+impl StatsAcc {
+    /// Takes one more batch of the file.
+    pub fn add(&mut self, batch: &RecordBatch) {
+        if self.cols.is_empty() {
+            self.cols = vec![(0, None); batch.num_columns()];
+        }
+        self.rows += batch.num_rows();
+        for (slot, col) in self.cols.iter_mut().zip(batch.columns()) {
+            slot.0 += col.null_count();
+            if let Some(b) = bounds(col.as_ref()) {
+                slot.1 = Some(match slot.1.take() {
+                    Some(a) => a.widen(b),
+                    None => b,
+                });
+            }
+        }
+    }
+
+    /// The stats JSON; `schema` names the columns.
+    pub fn json(&self, schema: &Schema) -> String {
+        let (mut min, mut max, mut nulls) = (Map::new(), Map::new(), Map::new());
+        for (i, field) in schema.fields().iter().enumerate() {
+            let (null_count, b) = self.cols.get(i).cloned().unwrap_or((0, None));
+            let name = field.name().clone();
+            nulls.insert(name.clone(), json!(null_count));
+            if let Some((lo, hi)) = b.as_ref().and_then(Bounds::json) {
+                min.insert(name.clone(), lo);
+                max.insert(name, hi);
+            }
+        }
+        json!({"numRecords": self.rows, "minValues": min, "maxValues": max, "nullCount": nulls})
+            .to_string()
+    }
+}
+
+impl Bounds {
+    fn widen(self, b: Bounds) -> Bounds {
+        use std::cmp::{max, min};
+        let fmin = |a: f64, b: f64| if b.total_cmp(&a).is_lt() { b } else { a };
+        let fmax = |a: f64, b: f64| if b.total_cmp(&a).is_gt() { b } else { a };
+        match (self, b) {
+            (Bounds::Ts(a, b), Bounds::Ts(c, d)) => Bounds::Ts(min(a, c), max(b, d)),
+            (Bounds::I64(a, b), Bounds::I64(c, d)) => Bounds::I64(min(a, c), max(b, d)),
+            (Bounds::I32(a, b), Bounds::I32(c, d)) => Bounds::I32(min(a, c), max(b, d)),
+            (Bounds::F64(a, b), Bounds::F64(c, d)) => Bounds::F64(fmin(a, c), fmax(b, d)),
+            (Bounds::F32(a, b), Bounds::F32(c, d)) => {
+                let lo = if c.total_cmp(&a).is_lt() { c } else { a };
+                let hi = if d.total_cmp(&b).is_gt() { d } else { b };
+                Bounds::F32(lo, hi)
+            }
+            (Bounds::Bool(a, b), Bounds::Bool(c, d)) => Bounds::Bool(a && c, b || d),
+            (Bounds::Str(a, b), Bounds::Str(c, d)) => Bounds::Str(min(a, c), max(b, d)),
+            (a, _) => a,
+        }
+    }
+
+    fn json(&self) -> Option<(Value, Value)> {
+        Some(match self {
+            Bounds::Ts(lo, hi) => (ts_json(*lo), ts_json(*hi)),
+            Bounds::I64(lo, hi) => (json!(lo), json!(hi)),
+            Bounds::I32(lo, hi) => (json!(lo), json!(hi)),
+            Bounds::F64(lo, hi) => (json!(lo), json!(hi)),
+            Bounds::F32(lo, hi) => (json!(lo), json!(hi)),
+            Bounds::Bool(lo, hi) => (json!(lo), json!(hi)),
+            // Long strings would need truncated bounds; leave them without stats.
+            Bounds::Str(lo, hi) if lo.len() <= 64 && hi.len() <= 64 => (json!(lo), json!(hi)),
+            Bounds::Str(..) => return None,
+        })
+    }
+}
+
+fn bounds(col: &dyn Array) -> Option<Bounds> {
     use arrow::compute::{max, max_boolean, max_string, min, min_boolean, min_string};
     let any = col.as_any();
     if let Some(a) = any.downcast_ref::<TimestampMicrosecondArray>() {
-        return Some((ts_json(min(a)?), ts_json(max(a)?)));
+        return Some(Bounds::Ts(min(a)?, max(a)?));
     }
     if let Some(a) = any.downcast_ref::<Int64Array>() {
-        return Some((json!(min(a)?), json!(max(a)?)));
+        return Some(Bounds::I64(min(a)?, max(a)?));
     }
     if let Some(a) = any.downcast_ref::<Int32Array>() {
-        return Some((json!(min(a)?), json!(max(a)?)));
+        return Some(Bounds::I32(min(a)?, max(a)?));
     }
     if let Some(a) = any.downcast_ref::<Float64Array>() {
-        return Some((json!(min(a)?), json!(max(a)?)));
+        return Some(Bounds::F64(min(a)?, max(a)?));
     }
     if let Some(a) = any.downcast_ref::<Float32Array>() {
-        return Some((json!(min(a)?), json!(max(a)?)));
+        return Some(Bounds::F32(min(a)?, max(a)?));
     }
     if let Some(a) = any.downcast_ref::<BooleanArray>() {
-        return Some((json!(min_boolean(a)?), json!(max_boolean(a)?)));
+        return Some(Bounds::Bool(min_boolean(a)?, max_boolean(a)?));
     }
     if let Some(a) = any.downcast_ref::<StringArray>() {
         let (lo, hi) = (min_string(a)?, max_string(a)?);
-        // Long strings would need truncated bounds; leave them without stats.
-        return (lo.len() <= 64 && hi.len() <= 64).then(|| (json!(lo), json!(hi)));
+        return Some(Bounds::Str(lo.to_string(), hi.to_string()));
     }
     None
 }

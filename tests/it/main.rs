@@ -5,6 +5,7 @@ mod harness;
 
 mod avro;
 mod backup;
+mod big_partition;
 mod cli;
 mod corpus;
 mod deploy;

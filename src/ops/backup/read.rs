@@ -3,7 +3,7 @@
 //! directory as they are read. A day that changes while it is read is reported as such
 //! (`None`), never bundled half old, half new.
 
-use arrow::record_batch::{RecordBatch, RecordBatchReader};
+use arrow::record_batch::RecordBatchReader;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -187,11 +187,11 @@ fn typed_stats(path: &str, bytes: Bytes) -> Result<String> {
         .build()
         .map_err(|e| bad(&e))?;
     let schema = reader.schema();
-    let batches: Vec<RecordBatch> = reader
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| bad(&e))?;
-    let batch = arrow::compute::concat_batches(&schema, &batches).map_err(|e| bad(&e))?;
-    Ok(typed::delta_stats(&batch))
+    let mut acc = typed::StatsAcc::default();
+    for batch in reader {
+        acc.add(&batch.map_err(|e| bad(&e))?);
+    }
+    Ok(acc.json(&schema))
 }
 
 /// Deletes what an abandoned attempt wrote below the bundle directory, unless a concurrent

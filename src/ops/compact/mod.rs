@@ -1,6 +1,7 @@
 //! `compact`: staged archive -> deduplicated lake. Plans from the ledger, reads and buckets
 //! new objects, merges each touched partition, commits one lake version, publishes it.
 
+mod external;
 pub mod fanout;
 pub(crate) mod partition;
 pub(crate) mod plan;
@@ -173,10 +174,12 @@ impl Compact {
         phase.report.spilled_bytes = read.buckets.spilled_bytes;
         // Buckets are taken (and spilled ones read back) only as partitions are merged, so
         // memory holds `partition_concurrency` partitions, not the whole input.
-        let buckets = std::sync::Mutex::new(std::mem::replace(
-            &mut read.buckets,
-            crate::dedup::Buckets::new(0),
-        ));
+        // A partition larger than its memory share is taken streamed and merged on disk.
+        let share = partition::memory_share(self.pipeline.read.memory_budget);
+        let buckets = std::sync::Mutex::new(
+            std::mem::replace(&mut read.buckets, crate::dedup::Buckets::new(0))
+                .with_join_limit(share),
+        );
         let take = |key: &PartitionKey| buckets.lock().expect("buckets lock").take(key);
         let results = self.merge_partitions(catalog, &run, keys, take).await?;
         self.progress.finish();
@@ -220,6 +223,7 @@ impl Compact {
             tag: run.tag.clone(),
             version: run.base + 1,
             proposals: self.proposals,
+            memory_share: partition::memory_share(self.pipeline.read.memory_budget),
         };
         let job = |key: PartitionKey| -> Result<_> {
             let bucket = take(&key)?;

@@ -8,19 +8,20 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::external::{self, fetch_index, Fetched, LakeInputs, Scratch};
 use super::read::on_rayon;
 use crate::catalog::{Catalog, MetricSpec};
 use crate::commit::log::{PartitionChange, TypedFile};
 use crate::dedup::{codec, merge, Bucket, Keep, MergeStats};
 use crate::error::{Error, Result};
-use crate::model::{FastSet, FieldType, PartitionKey, Rec};
+use crate::model::{FieldType, PartitionKey, Rec};
 use crate::names;
 use crate::resolve::{raw, resolve_fields};
 use crate::schema::propose::{observe_resolved, MetricObs};
 use crate::storage::Location;
+use crate::write::encoder::{DiskFile, Finish, PartitionEncoder, Parts};
 use crate::write::index::{self, DataFile, PartitionManifest, SentNames};
-use crate::write::typed::{self, Columns};
-use crate::write::untyped;
+use crate::write::typed::Columns;
 
 /// What one partition contributes to the run (a fan-out merge unit hands it to the commit
 /// step as JSON).
@@ -40,6 +41,9 @@ pub struct PartitionResult {
     pub retyped: u64,
     /// What the new records showed about fields the catalog does not know (proposals).
     pub observed: Option<MetricObs>,
+    /// Whether the partition was merged through sorted runs on local disk.
+    #[serde(default)]
+    pub on_disk: bool,
 }
 
 /// Shared inputs of phase 2.
@@ -53,6 +57,15 @@ pub struct PartitionCtx {
     pub version: u64,
     /// Whether to observe new records for schema proposals.
     pub proposals: bool,
+    /// Bytes of encoded records (new ones, or a lake index) one partition may hold in memory;
+    /// a larger partition is merged through sorted runs on disk.
+    pub memory_share: usize,
+}
+
+/// One partition's share of a memory budget: four partitions merge at once, and decoded
+/// records take about four times their encoded bytes.
+pub fn memory_share(budget: usize) -> usize {
+    budget / 16
 }
 
 /// One partition to rebuild: new records, and other lake partitions whose records now belong
@@ -98,11 +111,27 @@ impl PartitionPaths {
     }
 }
 
-/// Reads, merges and writes one partition.
+/// Reads, merges and writes one partition: in memory, or through sorted runs on disk when its
+/// new records or lake index are larger than the memory share.
 pub async fn build(ctx: &PartitionCtx, job: PartitionJob) -> Result<PartitionResult> {
-    let key = job.key;
+    let key = job.key.clone();
     let paths = PartitionPaths::of(&key);
-    let (lake_recs, manifest, moved) = read_lake(ctx, &key, &paths, &job.sources).await?;
+    let scratch = Scratch::default();
+    let share = ctx.memory_share;
+    let own = fetch_index(&ctx.lake, &paths.index, share, &scratch).await?;
+    let mut moved = Vec::new();
+    for src in &job.sources {
+        let p = PartitionPaths::of(src).index;
+        if let Some(f) = fetch_index(&ctx.lake, &p, share, &scratch).await? {
+            moved.push((p, f));
+        }
+    }
+    let on_disk = |f: &Fetched| matches!(f, Fetched::Disk(_));
+    if job.bucket.streamed() || own.iter().chain(moved.iter().map(|(_, f)| f)).any(on_disk) {
+        let lake = LakeInputs { own, moved };
+        return external::build(ctx, job, lake, scratch).await;
+    }
+    let (lake_recs, manifest, moved) = read_lake(ctx, &key, &paths, own, moved)?;
     let rebuilt = job.retype || !job.sources.is_empty();
     let retyped = if job.retype {
         lake_recs.len() as u64
@@ -149,18 +178,8 @@ pub async fn build(ctx: &PartitionCtx, job: PartitionJob) -> Result<PartitionRes
     };
     let (enc, stats, mismatches, observed) = enc;
     let w = write_files(&ctx.lake, &ctx.tag, &key, &paths, enc, typed_path).await?;
-    let change = PartitionChange {
-        tenant: key.tenant.clone(),
-        metric: key.metric.clone(),
-        date: key.date(),
-        columns: columns.map(|c| c.0.iter().map(|(n, t)| (n.to_string(), *t)).collect()),
-        typed_add: w.typed_add,
-        typed_remove: manifest.typed,
-        untyped_staged: w.untyped_staged,
-        untyped_path: paths.untyped,
-        index_staged: w.index_staged,
-        index_path: paths.index,
-    };
+    let mut w = w;
+    let change = partition_change(&key, paths, columns, manifest.typed, &mut w);
     Ok(PartitionResult {
         change,
         stats,
@@ -171,15 +190,16 @@ pub async fn build(ctx: &PartitionCtx, job: PartitionJob) -> Result<PartitionRes
         rebuilt,
         retyped,
         observed,
+        on_disk: false,
     })
 }
 
 /// Counts mismatches per canonical field name.
 #[derive(Default)]
-struct MismatchCount(Vec<(Arc<str>, u64)>);
+pub(super) struct MismatchCount(pub Vec<(Arc<str>, u64)>);
 
 impl MismatchCount {
-    fn add(&mut self, names: &[Arc<str>]) {
+    pub(super) fn add(&mut self, names: &[Arc<str>]) {
         for n in names {
             match self.0.iter_mut().find(|(m, _)| Arc::ptr_eq(m, n) || m == n) {
                 Some((_, c)) => *c += 1,
@@ -214,46 +234,88 @@ pub(crate) fn resolve_all(
     Ok(())
 }
 
-/// The sent names of the winners and how the current catalog resolves them.
-fn fingerprint(catalog: &Catalog, tenant: &str, winners: &[Rec]) -> (SentNames, u64) {
-    // Hashed while collecting (short names), sorted once at the end.
-    let mut metrics: FastSet<&str> = FastSet::default();
-    let mut fields: FastSet<&[u8]> = FastSet::default();
-    for r in winners {
-        metrics.insert(&r.metric_sent);
-        fields.extend(raw::name_bytes(&r.raw));
+/// A finished file of a partition: in memory, or on local disk with its size.
+pub(crate) enum Body {
+    Mem(Bytes),
+    Disk(std::path::PathBuf, u64),
+}
+
+impl Body {
+    fn len(&self) -> u64 {
+        match self {
+            Body::Mem(b) => b.len() as u64,
+            Body::Disk(_, n) => *n,
+        }
     }
-    let mut metrics: Vec<String> = metrics.into_iter().map(str::to_string).collect();
-    metrics.sort_unstable();
-    let mut fields: Vec<String> = fields
-        .into_iter()
-        .map(|b| String::from_utf8_lossy(b).into_owned())
-        .collect();
-    fields.sort_unstable();
-    let names = SentNames { metrics, fields };
-    let fp = catalog.resolution_fingerprint(tenant, &names.metrics, &names.fields);
-    (names, fp)
+
+    /// Writes the file to `rel` in `lake` (a file on disk streamed, multipart when big).
+    async fn put(self, lake: &Location, rel: &str) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        match self {
+            Body::Mem(bytes) => lake.put(rel, bytes).await,
+            Body::Disk(file, _) => {
+                let path = lake.path(rel);
+                let mut f = tokio::fs::File::open(&file)
+                    .await
+                    .map_err(|e| Error::io(file.display(), e))?;
+                let mut w =
+                    object_store::buffered::BufWriter::new(lake.store().clone(), path.clone());
+                tokio::io::copy(&mut f, &mut w)
+                    .await
+                    .map_err(|e| Error::io(&path, e))?;
+                w.shutdown().await.map_err(|e| Error::io(&path, e))
+            }
+        }
+    }
 }
 
 /// A partition's encoded files.
 pub(crate) struct Encoded {
-    pub typed: Option<(Bytes, String)>,
-    pub lines: Vec<u8>,
+    /// The typed file and its Delta stats.
+    pub typed: Option<(Body, String)>,
+    pub lines: Option<Body>,
     pub untyped_count: u64,
     /// `None` when the partition is now empty.
-    pub index: Option<Bytes>,
+    pub index: Option<Body>,
     pub rows: u64,
 }
 
-/// CPU part of writing: Parquet + stats, JSON lines, index.
+impl From<Parts<Vec<u8>>> for Encoded {
+    fn from(p: Parts<Vec<u8>>) -> Self {
+        let mem = |v: Vec<u8>| Body::Mem(Bytes::from(v));
+        Encoded {
+            typed: p.typed.map(|(w, _, stats)| (mem(w), stats)),
+            lines: p.lines.map(|(w, _)| mem(w)),
+            untyped_count: p.untyped_count,
+            index: p.index.map(mem),
+            rows: p.rows,
+        }
+    }
+}
+
+impl From<Parts<DiskFile>> for Encoded {
+    fn from(p: Parts<DiskFile>) -> Self {
+        Encoded {
+            typed: p.typed.map(|(w, n, stats)| (Body::Disk(w.path, n), stats)),
+            lines: p.lines.map(|(w, n)| Body::Disk(w.path, n)),
+            untyped_count: p.untyped_count,
+            index: p.index.map(|w| {
+                let n = std::fs::metadata(&w.path).map(|m| m.len()).unwrap_or(0);
+                Body::Disk(w.path, n)
+            }),
+            rows: p.rows,
+        }
+    }
+}
+
 /// How a rebuilt partition is encoded: its columns and typed file name, the lake version, and
 /// the catalog and tenant its resolution fingerprint is taken under.
-struct EncodeWith<'a> {
-    catalog: &'a Catalog,
-    tenant: &'a str,
-    columns: Option<&'a Columns>,
-    typed_path: &'a str,
-    version: u64,
+pub(super) struct EncodeWith<'a> {
+    pub catalog: &'a Catalog,
+    pub tenant: &'a str,
+    pub columns: Option<&'a Columns>,
+    pub typed_path: &'a str,
+    pub version: u64,
 }
 
 impl EncodeWith<'_> {
@@ -268,82 +330,53 @@ impl EncodeWith<'_> {
     ) -> Result<(Encoded, MergeStats)> {
         let fed = sources_of(&base, &new);
         let (winners, stats) = merge(base, new, keep);
-        let fp = fingerprint(self.catalog, self.tenant, &winners);
+        let mut enc = PartitionEncoder::new(Vec::new(), self.columns.cloned());
+        enc.push(&winners)?;
         let fed = fed
             .iter()
             .map(|s| &**s)
             .chain(extra_fed.iter().map(String::as_str));
-        let also_fed = index::also_fed(fed, &winners);
-        let enc = encode_partition(
-            &winners,
-            self.columns,
-            self.typed_path,
-            self.version,
-            fp,
-            also_fed,
-        )?;
-        Ok((enc, stats))
+        Ok((enc.finish(self.finish(fed.collect()))?.into(), stats))
+    }
+
+    /// What the index manifest says besides the winners.
+    pub(super) fn finish<'a>(
+        &'a self,
+        fed: Vec<&'a str>,
+    ) -> Finish<'a, impl FnOnce(&SentNames) -> u64 + 'a> {
+        let (catalog, tenant) = (self.catalog, self.tenant);
+        Finish {
+            typed_path: self.typed_path,
+            version: self.version,
+            resolution: move |n: &SentNames| {
+                catalog.resolution_fingerprint(tenant, &n.metrics, &n.fields)
+            },
+            fed,
+        }
     }
 }
 
-fn encode_partition(
-    winners: &[Rec],
-    columns: Option<&Columns>,
-    typed_path: &str,
-    version: u64,
-    (names, resolution): (SentNames, u64),
-    also_fed: Vec<String>,
-) -> Result<Encoded> {
-    let known = columns.is_some();
-    let typed = match columns {
-        Some(cols) if !winners.is_empty() => {
-            let batch = typed::to_batch(cols, winners)?;
-            Some((typed::to_parquet(&batch)?, typed::delta_stats(&batch)))
-        }
-        _ => None,
-    };
-    let mut lines = Vec::new();
-    let mut count = 0u64;
-    for r in winners.iter().filter(|r| untyped::needs_line(r, known)) {
-        untyped::write_line(&mut lines, r);
-        count += 1;
+/// What a version changes in partition `key`: the files `w` wrote (taken out of it) replace
+/// `typed_remove`.
+pub(crate) fn partition_change(
+    key: &PartitionKey,
+    paths: PartitionPaths,
+    columns: Option<Columns>,
+    typed_remove: Vec<DataFile>,
+    w: &mut Written,
+) -> PartitionChange {
+    PartitionChange {
+        tenant: key.tenant.clone(),
+        metric: key.metric.clone(),
+        date: key.date(),
+        columns: columns.map(|c| c.0.iter().map(|(n, t)| (n.to_string(), *t)).collect()),
+        typed_add: std::mem::take(&mut w.typed_add),
+        typed_remove,
+        untyped_staged: w.untyped_staged.take(),
+        untyped_path: paths.untyped,
+        index_staged: w.index_staged.take(),
+        index_path: paths.index,
     }
-    let manifest = PartitionManifest {
-        typed: typed
-            .iter()
-            .map(|(b, _)| DataFile {
-                path: typed_path.to_string(),
-                size: b.len() as u64,
-                rows: winners.len() as u64,
-            })
-            .collect(),
-        untyped: (count > 0).then(|| DataFile {
-            path: "part-00000.jsonl".into(),
-            size: lines.len() as u64,
-            rows: count,
-        }),
-        version,
-        columns: match (columns, &typed) {
-            (Some(c), Some(_)) => c.0.iter().map(|(n, t)| (n.to_string(), *t)).collect(),
-            _ => Vec::new(),
-        },
-        names,
-        resolution,
-        content: index::content_fingerprint(winners),
-        also_fed,
-    };
-    let index = if winners.is_empty() {
-        None
-    } else {
-        Some(index::encode(winners, &manifest)?)
-    };
-    Ok(Encoded {
-        typed,
-        lines,
-        untyped_count: count,
-        index,
-        rows: winners.len() as u64,
-    })
 }
 
 /// The files a partition wrote.
@@ -368,32 +401,33 @@ pub(crate) async fn write_files(
     let mut bytes_written = 0u64;
     let mut typed_add = Vec::new();
     let typed_rows = if enc.typed.is_some() { enc.rows } else { 0 };
-    if let Some((bytes, stats)) = enc.typed {
-        bytes_written += bytes.len() as u64;
+    if let Some((body, stats)) = enc.typed {
+        bytes_written += body.len();
         typed_add.push(TypedFile {
             file: DataFile {
                 path: typed_path.clone(),
-                size: bytes.len() as u64,
+                size: body.len(),
                 rows: enc.rows,
             },
             stats,
         });
-        lake.put(&format!("{}/{}", paths.table, typed_path), bytes)
+        body.put(lake, &format!("{}/{}", paths.table, typed_path))
             .await?;
     }
-    let untyped_staged = if enc.untyped_count > 0 {
-        let p = PartitionPaths::staged(tag, key, "untyped.jsonl");
-        bytes_written += enc.lines.len() as u64;
-        lake.put(&p, Bytes::from(enc.lines)).await?;
-        Some(p)
-    } else {
-        None
+    let untyped_staged = match enc.lines {
+        Some(body) => {
+            let p = PartitionPaths::staged(tag, key, "untyped.jsonl");
+            bytes_written += body.len();
+            body.put(lake, &p).await?;
+            Some(p)
+        }
+        None => None,
     };
     let index_staged = match enc.index {
-        Some(bytes) => {
+        Some(body) => {
             let p = PartitionPaths::staged(tag, key, "index.parquet");
-            bytes_written += bytes.len() as u64;
-            lake.put(&p, bytes).await?;
+            bytes_written += body.len();
+            body.put(lake, &p).await?;
             Some(p)
         }
         None => None,
@@ -409,28 +443,31 @@ pub(crate) async fn write_files(
 }
 
 /// The lake's records that belong to this partition under the current catalog: its own (minus
-/// those that moved to another metric) and those of `sources` that moved here.
-async fn read_lake(
+/// those that moved to another metric) and those of other partitions that moved here.
+#[allow(clippy::type_complexity)]
+fn read_lake(
     ctx: &PartitionCtx,
     key: &PartitionKey,
     paths: &PartitionPaths,
-    sources: &[PartitionKey],
+    own: Option<Fetched>,
+    sources: Vec<(String, Fetched)>,
 ) -> Result<(Vec<Rec>, PartitionManifest, u64)> {
-    let (mut recs, manifest) = match ctx.lake.get_opt(&paths.index).await? {
-        Some(bytes) => index::decode(&paths.index, bytes)?,
+    let bytes = |f: Fetched| match f {
+        Fetched::Mem(b) => b,
+        Fetched::Disk(_) => unreachable!("indexes on disk are merged externally"),
+    };
+    let (mut recs, manifest) = match own {
+        Some(f) => index::decode(&paths.index, bytes(f))?,
         None => (Vec::new(), PartitionManifest::default()),
     };
     let belongs = |r: &Rec| ctx.catalog.partition_metric(&key.tenant, &r.metric_sent) == key.metric;
     recs.retain(belongs);
     let mut moved = 0u64;
-    for src in sources {
-        let p = PartitionPaths::of(src).index;
-        if let Some(bytes) = ctx.lake.get_opt(&p).await? {
-            let (mut other, _) = index::decode(&p, bytes)?;
-            other.retain(belongs);
-            moved += other.len() as u64;
-            recs.extend(other);
-        }
+    for (p, f) in sources {
+        let (mut other, _) = index::decode(&p, bytes(f))?;
+        other.retain(belongs);
+        moved += other.len() as u64;
+        recs.extend(other);
     }
     Ok((recs, manifest, moved))
 }
@@ -501,18 +538,8 @@ impl Rebuilder<'_> {
         };
         let (enc, stats) = enc;
         let w = write_files(lake, tag, key, &paths, enc, typed_path).await?;
-        let change = PartitionChange {
-            tenant: key.tenant.clone(),
-            metric: key.metric.clone(),
-            date: key.date(),
-            columns: columns.map(|c| c.0.iter().map(|(n, t)| (n.to_string(), *t)).collect()),
-            typed_add: w.typed_add,
-            typed_remove,
-            untyped_staged: w.untyped_staged,
-            untyped_path: paths.untyped,
-            index_staged: w.index_staged,
-            index_path: paths.index,
-        };
+        let mut w = w;
+        let change = partition_change(key, paths, columns, typed_remove, &mut w);
         Ok(Rebuilt {
             change,
             stats,

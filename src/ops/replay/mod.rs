@@ -364,6 +364,9 @@ impl Replay {
             tag: tag.to_string(),
             version,
             proposals: false,
+            memory_share: crate::ops::compact::partition::memory_share(
+                self.pipeline.read.memory_budget,
+            ),
         };
         let mut out = Vec::new();
         for (key, job) in &retype.jobs {
