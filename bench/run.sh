@@ -22,7 +22,8 @@ time_rss() {
 # BENCH_ONLY=backup or replay runs only the backup/restore and replay/diff parts (on the first
 # data set), BENCH_ONLY=ingest only the ingest part, BENCH_ONLY=hourly only the hourly run into the
 # production-shaped 1M lake, BENCH_ONLY=listing only the listing run over 10,000 and 100,000
-# small objects, BENCH_ONLY=fanout only the fan-out runs.
+# small objects, BENCH_ONLY=fanout only the fan-out runs, BENCH_ONLY=bigpart only the one
+# partition larger than memory.
 ONLY="${BENCH_ONLY:-all}"
 bytes_of() { du -sb --exclude=_runs "$1" | cut -f1; }
 # files_bytes DIR NAME-PATTERN: bytes of the files below DIR matching the pattern (0 if none).
@@ -140,6 +141,25 @@ if [ "$ONLY" = all ] || [ "$ONLY" = fanout ]; then
         k, e - a, b - a, c - b, d - c, e - d, i / 1e6, m / 1024, s }'
     rm -f "$fo"/rss-*
   done
+fi
+
+# One partition larger than memory (1 tenant, 1 metric, 1 day: 4M records in one partition),
+# merged whole in memory (a budget so large it never spills) and through sorted runs on disk at
+# the default budget and at 64 MiB; peak RSS, time, and whether the files are the same.
+if [ "$ONLY" = all ] || [ "$ONLY" = bigpart ]; then
+  data="$WORK/sample-onepart-4m"; bp="$WORK/bigpart"
+  [ -f "$data/truth.json" ] || "$BIN" generate --out "$data" --records 4000000 --tenants 1 --metrics 1 --days 1 --seed 7 > /dev/null
+  rm -rf "$bp" && mkdir -p "$bp"
+  files() { (cd "$1" && find typed untyped errors _fineo/index -type f ! -path '*/_delta_log/*' | sort | xargs md5sum); }
+  for mb in 65536 256 64; do
+    read -r secs rss < <(time_rss "$BIN" compact --staged "$data/staged" --lake "$bp/lake-$mb" --catalog "$data/catalog" --memory-budget-mb "$mb" --report "$bp/report-$mb.json")
+    disk=$("$PY" -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["output"]["partitions_merged_on_disk"], r["records"]["written"], r["spilled_bytes"] >> 20)' "$bp/report-$mb.json")
+    same=$([ "$mb" = 65536 ] || { diff <(files "$bp/lake-65536") <(files "$bp/lake-$mb") > /dev/null && echo "; same files as in memory" || echo "; FILES DIFFER"; })
+    read -r on_disk written spilled <<< "$disk"
+    echo "one 4M-record partition, budget $mb MiB: ${secs}s, peak $((rss / 1024)) MiB, ${written} rows, merged on disk: ${on_disk}, spilled ${spilled} MiB${same}"
+    phases "$bp/report-$mb.json"
+  done
+  rm -rf "$bp"
 fi
 
 # Cost that follows new input (SPEC 14): an archive of 10,000 or 100,000 small objects, already
