@@ -1,7 +1,7 @@
 //! Per-partition buffers of encoded records, spilled to local disk past a memory budget so a
 //! run's memory is bounded by settings, not by its input.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
@@ -43,37 +43,57 @@ impl Bucket {
         self.streamed
     }
 
+    /// Bytes of encoded records the bucket holds (on disk and in memory).
+    pub fn stored_len(&self) -> Result<u64> {
+        let spilled = match &self.spill {
+            Some(path) => std::fs::metadata(path)
+                .map_err(|e| Error::io(path.display(), e))?
+                .len(),
+            None => 0,
+        };
+        let chunks: usize = self.chunks.iter().map(Vec::len).sum();
+        Ok(spilled + (chunks + self.buf.len()) as u64)
+    }
+
+    /// The bucket's encoded records in arrival order, as a reader (its spill file is removed
+    /// once open).
+    pub fn into_read(mut self) -> Result<Box<dyn std::io::Read + Send>> {
+        let mut parts: Vec<Vec<u8>> = std::mem::take(&mut self.chunks);
+        parts.push(std::mem::take(&mut self.buf));
+        let memory = parts.into_iter().map(std::io::Cursor::new).fold(
+            Box::new(std::io::empty()) as Box<dyn std::io::Read + Send>,
+            |r, c| Box::new(r.chain(c)),
+        );
+        let Some(path) = self.spill.take() else {
+            return Ok(memory);
+        };
+        let f = std::fs::File::open(&path).map_err(|e| Error::io(path.display(), e))?;
+        let _ = std::fs::remove_file(&path);
+        Ok(Box::new(std::io::Read::chain(f, memory)))
+    }
+
     /// Passes the bucket's encoded records to `each` in arrival order, in blocks of whole
     /// records of about `block` bytes (all of `buf` at once when the bucket was joined).
-    pub fn blocks(mut self, block: usize, mut each: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+    pub fn blocks(self, block: usize, mut each: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
         if !self.streamed {
             return each(&self.buf);
         }
+        let mut r = self.into_read()?;
         let mut pending: Vec<u8> = Vec::new();
-        let mut feed = |bytes: &[u8], pending: &mut Vec<u8>| -> Result<()> {
-            pending.extend_from_slice(bytes);
+        let mut buf = vec![0u8; block.clamp(1 << 12, 1 << 20)];
+        loop {
+            let n = r
+                .read(&mut buf)
+                .map_err(|e| Error::io("spilled records", e))?;
+            if n == 0 {
+                break;
+            }
+            pending.extend_from_slice(&buf[..n]);
             if pending.len() >= block {
-                let whole = super::codec::whole_records(pending);
+                let whole = super::codec::whole_records(&pending);
                 each(&pending[..whole])?;
                 pending.drain(..whole);
             }
-            Ok(())
-        };
-        if let Some(path) = self.spill.take() {
-            let mut f = std::fs::File::open(&path).map_err(|e| Error::io(path.display(), e))?;
-            let mut buf = vec![0u8; block.max(1 << 16)];
-            loop {
-                let n = std::io::Read::read(&mut f, &mut buf)
-                    .map_err(|e| Error::io(path.display(), e))?;
-                if n == 0 {
-                    break;
-                }
-                feed(&buf[..n], &mut pending)?;
-            }
-            let _ = std::fs::remove_file(&path);
-        }
-        for chunk in std::mem::take(&mut self.chunks) {
-            feed(&chunk, &mut pending)?;
         }
         if pending.is_empty() {
             return Ok(());
@@ -180,13 +200,7 @@ impl Buckets {
         let held: usize = b.chunks.iter().map(Vec::capacity).sum();
         self.in_memory = self.in_memory.saturating_sub(held);
         let stored: usize = b.chunks.iter().map(Vec::len).sum();
-        let spilled = match &b.spill {
-            Some(path) => std::fs::metadata(path)
-                .map_err(|e| Error::io(path.display(), e))?
-                .len() as usize,
-            None => 0,
-        };
-        if spilled + stored > self.join_limit {
+        if b.stored_len()? > self.join_limit as u64 {
             b.streamed = true;
             return Ok(b);
         }

@@ -89,6 +89,21 @@ pub fn whole_records(buf: &[u8]) -> usize {
     }
 }
 
+/// How many records `buf` (whole records) holds.
+pub fn count_records(buf: &[u8]) -> u64 {
+    let mut r = Reader { buf, pos: 0 };
+    let mut n = 0;
+    while r.pos < buf.len() {
+        r.pos += 20;
+        let metric = r.len();
+        r.pos += metric;
+        let body = r.len();
+        r.pos += body;
+        n += 1;
+    }
+    n
+}
+
 /// Shares one `Arc<str>` per distinct name.
 #[derive(Default)]
 pub struct Interner(FastMap<String, Arc<str>>);

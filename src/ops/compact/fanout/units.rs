@@ -125,10 +125,12 @@ impl Fanout {
                 .or_default()
                 .push(key);
         }
+        // Partitions are streamed into the bucket files, never joined in memory.
+        let mut taken = std::mem::replace(&mut read.buckets, Buckets::new(0)).with_join_limit(0);
         let mut buckets = BTreeMap::new();
         for (merge, keys) in by_unit {
             let path = bucket_path(&plan, unit, merge);
-            let bytes = write_buckets(self.lake(), &path, &mut read.buckets, &keys).await?;
+            let bytes = write_buckets(self.lake(), &path, &mut taken, &keys).await?;
             buckets.insert(merge, bytes);
         }
         let error_tenants: Vec<String> = read.quarantine.tenants().into_iter().collect();
@@ -148,7 +150,7 @@ impl Fanout {
             fed: std::mem::take(&mut read.fed),
             buckets,
             error_tenants,
-            spilled_bytes: read.buckets.spilled_bytes,
+            spilled_bytes: taken.spilled_bytes,
         };
         let body = serde_json::to_vec(&manifest).expect("manifest json");
         self.lake()
@@ -172,20 +174,18 @@ impl Fanout {
             reads.push(self.manifest::<ReadManifest>(&plan, "read", r).await?);
         }
         let c = &self.compact;
-        let mut buckets = Buckets::new(c.pipeline.read.memory_budget);
+        let budget = c.pipeline.read.memory_budget;
+        let share = super::super::partition::memory_share(budget);
+        let mut buckets = Buckets::new(budget).with_join_limit(share);
         let mut bytes_in = 0;
         for m in reads.iter().filter(|m| m.buckets.contains_key(&unit)) {
             let path = bucket_path(&plan, m.unit, unit);
-            let bytes = self
-                .lake()
-                .get_opt(&path)
-                .await?
-                .ok_or_else(|| Error::UnitMissing {
-                    run: plan.run.clone(),
-                    missing: format!("read unit {} (its {path} is gone)", m.unit),
-                })?;
-            bytes_in += bytes.len() as u64;
-            buckets.absorb(parse_buckets(&path, &bytes)?)?;
+            let missing = || Error::UnitMissing {
+                run: plan.run.clone(),
+                missing: format!("read unit {} (its {path} is gone)", m.unit),
+            };
+            bytes_in +=
+                absorb_bucket_file(self.lake(), &path, &mut buckets, share, missing).await?;
         }
         let (run, catalog) = self.run_plan(&plan).await?;
         let mut keys: BTreeSet<PartitionKey> = buckets.keys().into_iter().collect();
@@ -386,19 +386,31 @@ async fn write_buckets(
     let full = lake.path(path);
     let mut w = object_store::buffered::BufWriter::new(lake.store().clone(), full.clone());
     let mut written = 0;
+    let mut block = vec![0u8; 1 << 20];
     for key in keys {
         let b = buckets.take(key)?;
         let header = BucketHeader {
             key: key.clone(),
             known: b.known,
             count: b.count,
-            len: b.buf.len() as u64,
+            len: b.stored_len()?,
         };
         let mut line = serde_json::to_vec(&header).expect("header json");
         line.push(b'\n');
-        for part in [&line, &b.buf] {
-            w.write_all(part).await.map_err(|e| Error::io(&full, e))?;
-            written += part.len() as u64;
+        w.write_all(&line).await.map_err(|e| Error::io(&full, e))?;
+        written += line.len() as u64;
+        // Streamed from the spill file and memory: a partition larger than memory passes.
+        let mut records = b.into_read()?;
+        loop {
+            let n = std::io::Read::read(&mut records, &mut block)
+                .map_err(|e| Error::io("spilled records", e))?;
+            if n == 0 {
+                break;
+            }
+            w.write_all(&block[..n])
+                .await
+                .map_err(|e| Error::io(&full, e))?;
+            written += n as u64;
         }
     }
     w.shutdown().await.map_err(|e| Error::io(&full, e))?;
@@ -413,25 +425,157 @@ struct BucketHeader {
     len: u64,
 }
 
-/// The partitions of one bucket file.
-fn parse_buckets(path: &str, mut bytes: &[u8]) -> Result<LocalBuckets> {
-    let bad = |what: &str| Error::metadata(path, format!("bucket file: {what}"));
-    let mut out = LocalBuckets::default();
-    while !bytes.is_empty() {
-        let nl = bytes
-            .iter()
-            .position(|&b| b == b'\n')
-            .ok_or_else(|| bad("header without end"))?;
-        let h: BucketHeader =
-            serde_json::from_slice(&bytes[..nl]).map_err(|e| bad(&e.to_string()))?;
-        let body = &bytes[nl + 1..];
-        let len = h.len as usize;
-        if body.len() < len {
-            return Err(bad("truncated"));
-        }
-        let bucket = Bucket::encoded(h.known, h.count, body[..len].to_vec());
-        out.insert(h.key, bucket);
-        bytes = &body[len..];
+/// Reads one bucket file as a stream into `buckets`, each partition's records in pieces of
+/// whole records of about `block` bytes, so no partition is held whole. Returns its bytes.
+async fn absorb_bucket_file(
+    lake: &Location,
+    path: &str,
+    buckets: &mut Buckets,
+    block: usize,
+    missing: impl FnOnce() -> Error,
+) -> Result<u64> {
+    use object_store::ObjectStoreExt;
+    let full = lake.path(path);
+    let got = match lake.store().get(&full).await {
+        Ok(r) => r,
+        Err(object_store::Error::NotFound { .. }) => return Err(missing()),
+        Err(e) => return Err(Error::store(&full, e)),
+    };
+    let mut body = got.into_stream();
+    let mut parser = BucketParser::new(path, block);
+    let mut bytes = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| Error::store(&full, e))?;
+        bytes += chunk.len() as u64;
+        parser.feed(&chunk, buckets)?;
     }
-    Ok(out)
+    parser.finish(buckets)?;
+    Ok(bytes)
+}
+
+/// Splits a bucket file fed in arbitrary chunks into its partitions' pieces.
+struct BucketParser<'a> {
+    path: &'a str,
+    block: usize,
+    pending: Vec<u8>,
+    /// The partition being read and its bytes still to come.
+    current: Option<(BucketHeader, u64)>,
+}
+
+impl<'a> BucketParser<'a> {
+    fn new(path: &'a str, block: usize) -> Self {
+        BucketParser {
+            path,
+            block: block.max(1),
+            pending: Vec::new(),
+            current: None,
+        }
+    }
+
+    fn bad(&self, what: &str) -> Error {
+        Error::metadata(self.path, format!("bucket file: {what}"))
+    }
+
+    fn feed(&mut self, chunk: &[u8], buckets: &mut Buckets) -> Result<()> {
+        self.pending.extend_from_slice(chunk);
+        loop {
+            match &mut self.current {
+                None => {
+                    let Some(nl) = self.pending.iter().position(|&b| b == b'\n') else {
+                        return Ok(());
+                    };
+                    let h: BucketHeader = serde_json::from_slice(&self.pending[..nl])
+                        .map_err(|e| self.bad(&e.to_string()))?;
+                    self.pending.drain(..=nl);
+                    let len = h.len;
+                    self.current = Some((h, len));
+                }
+                Some((h, left)) => {
+                    let ready = (*left).min(self.pending.len() as u64) as usize;
+                    let last = ready as u64 == *left;
+                    if !last && ready < self.block {
+                        return Ok(());
+                    }
+                    let take = match last {
+                        true => ready,
+                        false => crate::dedup::codec::whole_records(&self.pending[..ready]),
+                    };
+                    if take == 0 && !last {
+                        // One record longer than a block: wait for the rest of it.
+                        return Ok(());
+                    }
+                    let piece: Vec<u8> = self.pending.drain(..take).collect();
+                    *left -= take as u64;
+                    let count = match last && *left == 0 {
+                        true => h.count,
+                        false => crate::dedup::codec::count_records(&piece),
+                    };
+                    h.count -= count.min(h.count);
+                    let mut one = LocalBuckets::default();
+                    one.insert(h.key.clone(), Bucket::encoded(h.known, count, piece));
+                    buckets.absorb(one)?;
+                    if *left == 0 {
+                        self.current = None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, buckets: &mut Buckets) -> Result<()> {
+        self.feed(&[], buckets)?;
+        if self.current.is_some() || !self.pending.is_empty() {
+            return Err(self.bad("truncated"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_file_fed_in_any_chunks_gives_each_partition_whole() {
+        let key = |m: &str| PartitionKey {
+            tenant: "t01".into(),
+            metric: m.into(),
+            day: 3,
+        };
+        let mut file = Vec::new();
+        let mut want = Vec::new();
+        for (m, n) in [("a", 40u64), ("b", 0), ("c", 7)] {
+            let mut body = Vec::new();
+            for i in 0..n {
+                let name = "x".repeat(i as usize % 90);
+                crate::dedup::codec::encode(&mut body, i as i64, 0, i, &name, &[]);
+            }
+            let h = BucketHeader {
+                key: key(m),
+                known: true,
+                count: n,
+                len: body.len() as u64,
+            };
+            file.extend(serde_json::to_vec(&h).unwrap());
+            file.push(b'\n');
+            file.extend_from_slice(&body);
+            want.push((key(m), n, body));
+        }
+        for (chunk, block) in [(1, 1), (7, 50), (64, 10), (file.len(), 1 << 20)] {
+            let mut buckets = Buckets::new(usize::MAX);
+            let mut p = BucketParser::new("f", block);
+            for piece in file.chunks(chunk) {
+                p.feed(piece, &mut buckets).unwrap();
+            }
+            p.finish(&mut buckets).unwrap();
+            for (k, n, body) in &want {
+                let b = buckets.take(k).unwrap();
+                assert_eq!((b.count, &b.buf), (*n, body), "{k:?} chunk {chunk}");
+            }
+        }
+        let mut p = BucketParser::new("f", 10);
+        let mut buckets = Buckets::new(usize::MAX);
+        p.feed(&file[..file.len() - 1], &mut buckets).unwrap();
+        assert!(p.finish(&mut buckets).is_err(), "a cut file is refused");
+    }
 }
