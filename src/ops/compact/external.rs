@@ -325,8 +325,9 @@ impl ExternalMerge {
         Ok(runs)
     }
 
-    /// Merges every source and encodes the winners as they come; new records are resolved
-    /// (and observed) in merge order, the order the in-memory merge resolves them in.
+    /// Merges every source and encodes the winners as they come (on a thread of their own, so
+    /// one partition keeps two cores busy); new records are resolved (and observed) in merge
+    /// order, the order the in-memory merge resolves them in.
     #[allow(clippy::type_complexity)]
     fn merge(
         &self,
@@ -338,10 +339,54 @@ impl ExternalMerge {
         Vec<(Arc<str>, u64)>,
         Option<MetricObs>,
     )> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Rec>>(2);
+        let (dir, columns) = (self.dir.clone(), self.columns.clone());
+        let (merged, enc) = std::thread::scope(|scope| {
+            let encoder = scope.spawn(move || {
+                let mut enc = PartitionEncoder::new(DiskFile::factory(&dir), columns);
+                for winners in rx {
+                    enc.push(&winners)?;
+                }
+                Ok::<_, Error>(enc)
+            });
+            let merged = self.merge_winners(sources, |w| tx.send(w).is_ok());
+            drop(tx);
+            (merged, encoder.join().expect("encoder thread"))
+        });
+        let enc = enc?;
+        let (stats, mismatches, observed, fed) = merged?;
+        let mut fed: Vec<&str> = fed.values().map(|s| &**s).collect();
+        fed.sort_unstable();
+        fed.dedup();
+        fed.extend(prev_fed.iter().map(String::as_str));
+        let how = EncodeWith {
+            catalog: &self.catalog,
+            tenant: &self.key.tenant,
+            columns: self.columns.as_ref(),
+            typed_path: &self.typed_path,
+            version: self.version,
+        };
+        let parts = enc.finish(how.finish(fed))?;
+        Ok((parts.into(), stats, mismatches.0, observed))
+    }
+
+    /// The k-way merge and deduplication: winners go to `emit` in pushes of
+    /// [`WINNERS_PER_PUSH`] (it returns false when the encoder has stopped). Returns the counts,
+    /// what the new records showed, and every source that fed the partition.
+    #[allow(clippy::type_complexity)]
+    fn merge_winners(
+        &self,
+        sources: Vec<Box<dyn SortedSource>>,
+        mut emit: impl FnMut(Vec<Rec>) -> bool,
+    ) -> Result<(
+        crate::dedup::MergeStats,
+        MismatchCount,
+        Option<MetricObs>,
+        FastMap<usize, Arc<str>>,
+    )> {
         let spec = self.spec.as_ref();
         let mut all = KWay::new(sources)?;
         let mut merger = Merger::new(self.keep);
-        let mut enc = PartitionEncoder::new(DiskFile::factory(&self.dir), self.columns.clone());
         let mut winners = Vec::with_capacity(WINNERS_PER_PUSH);
         let mut fed: FastMap<usize, Arc<str>> = FastMap::default();
         let mut mismatches = MismatchCount::default();
@@ -363,24 +408,14 @@ impl ExternalMerge {
             }
             merger.push(r, is_new, &mut winners);
             if winners.len() >= WINNERS_PER_PUSH {
-                enc.push(&winners)?;
-                winners.clear();
+                let full = std::mem::replace(&mut winners, Vec::with_capacity(WINNERS_PER_PUSH));
+                if !emit(full) {
+                    break;
+                }
             }
         }
         merger.finish(&mut winners);
-        enc.push(&winners)?;
-        let mut fed: Vec<&str> = fed.values().map(|s| &**s).collect();
-        fed.sort_unstable();
-        fed.dedup();
-        fed.extend(prev_fed.iter().map(String::as_str));
-        let how = EncodeWith {
-            catalog: &self.catalog,
-            tenant: &self.key.tenant,
-            columns: self.columns.as_ref(),
-            typed_path: &self.typed_path,
-            version: self.version,
-        };
-        let parts = enc.finish(how.finish(fed))?;
-        Ok((parts.into(), merger.stats, mismatches.0, observed))
+        emit(winners);
+        Ok((merger.stats, mismatches, observed, fed))
     }
 }
