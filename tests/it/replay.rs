@@ -468,5 +468,10 @@ fn replay_with_a_small_memory_budget_and_a_job_file() {
         "{}",
         r["spilled_bytes"]
     );
+    // A zero budget leaves no partition a share of memory: every one is rebuilt on disk.
+    assert_eq!(
+        r["output"]["partitions_merged_on_disk"], r["output"]["partitions_touched"],
+        "{r}"
+    );
     assert_eq!(content(&site, "lake"), content(&site, "before"));
 }

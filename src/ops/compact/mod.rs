@@ -1,7 +1,7 @@
 //! `compact`: staged archive -> deduplicated lake. Plans from the ledger, reads and buckets
 //! new objects, merges each touched partition, commits one lake version, publishes it.
 
-mod external;
+pub(crate) mod external;
 pub mod fanout;
 pub(crate) mod partition;
 pub(crate) mod plan;

@@ -402,7 +402,19 @@ impl Replay {
                 .map(|o| (Arc::from(o.key.as_str()), o.delivery_ms))
                 .collect(),
         );
-        let buckets = std::sync::Mutex::new(buckets);
+        // A partition larger than its memory share is taken streamed and rebuilt on disk.
+        let share = crate::ops::compact::partition::memory_share(self.pipeline.read.memory_budget);
+        let buckets = std::sync::Mutex::new(buckets.with_join_limit(share));
+        let on_disk = PartitionCtx {
+            lake: target.clone(),
+            catalog: catalog.clone(),
+            objects: objects.clone(),
+            keep: self.pipeline.keep,
+            tag: tag.to_string(),
+            version,
+            proposals: false,
+            memory_share: share,
+        };
         let rebuilder = Rebuilder {
             lake: target,
             tag,
@@ -416,14 +428,22 @@ impl Replay {
         let mut results = futures::stream::iter(&plan.partitions)
             .map(|key| {
                 let (buckets, objects, rebuilder) = (&buckets, objects.clone(), &rebuilder);
+                let on_disk = &on_disk;
                 async move {
                     let bucket = buckets.lock().expect("buckets lock").take(key)?;
+                    if bucket.streamed() {
+                        let typed = self.current(plan, key).unwrap_or_default();
+                        let (change, n, facts) =
+                            rebuild_on_disk(on_disk, key, bucket, typed).await?;
+                        return Ok(Some((change, n, facts, true)));
+                    }
                     let mut recs: Vec<Rec> = Vec::with_capacity(bucket.count as usize);
                     let mut names = codec::Interner::default();
                     codec::decode_all(&bucket.buf, &objects, &mut names, &mut recs);
                     let current = self.current(plan, key);
                     if recs.is_empty() {
-                        let change = current.map(|typed| (empty(key, typed, catalog), 0, None));
+                        let change =
+                            current.map(|typed| (empty(key, typed, catalog), 0, None, false));
                         return Ok::<_, Error>(change);
                     }
                     let n = recs.len() as u64;
@@ -432,14 +452,14 @@ impl Replay {
                         .rebuild(key, Vec::new(), recs, typed, Vec::new())
                         .await?;
                     let facts = (r.stats, r.typed_rows, r.untyped_lines, r.bytes);
-                    Ok(Some((r.change, n, Some(facts))))
+                    Ok(Some((r.change, n, Some(facts), false)))
                 }
             })
             .buffered(self.common.concurrency);
         let (mut changes, mut taken) = (Vec::new(), 0u64);
         while let Some(done) = results.next().await {
             self.common.progress.advance(1, 0);
-            let Some((change, n, built)) = done? else {
+            let Some((change, n, built, on_disk)) = done? else {
                 continue;
             };
             taken += n;
@@ -452,6 +472,7 @@ impl Replay {
                 report.output.untyped_lines += untyped;
                 report.output.bytes_written += bytes;
             }
+            report.output.partitions_merged_on_disk += u64::from(on_disk);
             changes.push(change);
         }
         self.common.progress.finish();
@@ -562,3 +583,32 @@ fn ms_text(ms: i64) -> String {
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_else(|| ms.to_string())
 }
+
+/// Rebuilds a partition whose records are larger than their memory share through sorted runs
+/// on disk (the files the in-memory rebuild writes); `typed` are the files it replaces.
+async fn rebuild_on_disk(
+    ctx: &PartitionCtx,
+    key: &PartitionKey,
+    bucket: crate::dedup::Bucket,
+    typed: Vec<crate::write::index::DataFile>,
+) -> Result<(PartitionChange, u64, Option<RebuiltFacts>)> {
+    use crate::ops::compact::external::{self, LakeInputs, Scratch};
+    let n = bucket.count;
+    let job = PartitionJob {
+        key: key.clone(),
+        bucket,
+        sources: Vec::new(),
+        retype: false,
+    };
+    let lake = LakeInputs {
+        own: None,
+        moved: Vec::new(),
+    };
+    let mut r = external::build(ctx, job, lake, Scratch::default()).await?;
+    r.change.typed_remove = typed;
+    let facts = (r.stats, r.typed_rows, r.untyped_lines, r.bytes_written);
+    Ok((r.change, n, Some(facts)))
+}
+
+/// What a rebuilt partition counts: merge stats, typed rows, untyped lines, bytes written.
+type RebuiltFacts = (crate::dedup::MergeStats, u64, u64, u64);
