@@ -8,8 +8,10 @@
 //!   -> decode    gzip / Avro / JSON Lines -> raw records  (src/decode)
 //!   -> resolve   admit: tenant, metric, time -> partition (src/resolve, src/catalog)
 //!   -> dedup     buckets per partition, merge with lake   (src/dedup)
-//!                (fields resolved here: aliases, types, untyped rest; new and stored alike)
+//!                (fields resolved here: aliases, types, untyped rest; new and stored alike;
+//!                a partition larger than its memory share: sorted runs on disk, k-way merge)
 //!   -> write     typed Parquet, untyped JSONL, index      (src/write)
+//!                (streamed from the winners in order: in memory or to local files)
 //!   -> commit    lake log, ledger, Delta publish          (src/commit)
 //! ```
 //!

@@ -177,8 +177,7 @@ pub async fn build(ctx: &PartitionCtx, job: PartitionJob) -> Result<PartitionRes
         .await??
     };
     let (enc, stats, mismatches, observed) = enc;
-    let w = write_files(&ctx.lake, &ctx.tag, &key, &paths, enc, typed_path).await?;
-    let mut w = w;
+    let mut w = write_files(&ctx.lake, &ctx.tag, &key, &paths, enc, typed_path).await?;
     let change = partition_change(&key, paths, columns, manifest.typed, &mut w);
     Ok(PartitionResult {
         change,
@@ -414,24 +413,19 @@ pub(crate) async fn write_files(
         body.put(lake, &format!("{}/{}", paths.table, typed_path))
             .await?;
     }
-    let untyped_staged = match enc.lines {
-        Some(body) => {
-            let p = PartitionPaths::staged(tag, key, "untyped.jsonl");
-            bytes_written += body.len();
-            body.put(lake, &p).await?;
-            Some(p)
-        }
-        None => None,
-    };
-    let index_staged = match enc.index {
-        Some(body) => {
-            let p = PartitionPaths::staged(tag, key, "index.parquet");
-            bytes_written += body.len();
-            body.put(lake, &p).await?;
-            Some(p)
-        }
-        None => None,
-    };
+    let mut staged = Vec::with_capacity(2);
+    for (body, kind) in [(enc.lines, "untyped.jsonl"), (enc.index, "index.parquet")] {
+        let Some(body) = body else {
+            staged.push(None);
+            continue;
+        };
+        let p = PartitionPaths::staged(tag, key, kind);
+        bytes_written += body.len();
+        body.put(lake, &p).await?;
+        staged.push(Some(p));
+    }
+    let [untyped_staged, index_staged]: [Option<String>; 2] =
+        staged.try_into().expect("two staged kinds");
     Ok(Written {
         typed_add,
         untyped_staged,
@@ -537,8 +531,7 @@ impl Rebuilder<'_> {
             .await??
         };
         let (enc, stats) = enc;
-        let w = write_files(lake, tag, key, &paths, enc, typed_path).await?;
-        let mut w = w;
+        let mut w = write_files(lake, tag, key, &paths, enc, typed_path).await?;
         let change = partition_change(key, paths, columns, typed_remove, &mut w);
         Ok(Rebuilt {
             change,
