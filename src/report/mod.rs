@@ -362,7 +362,7 @@ impl RunReport {
         );
         let q = &self.requests;
         s.push_str(&format!(
-            "  listing: {}; requests: {} LIST, {} GET, {} PUT, {} DELETE\n",
+            "  listing: {}; requests: {} LIST, {} GET ({} of Delta logs), {} PUT, {} DELETE\n",
             self.objects
                 .listed_after
                 .as_ref()
@@ -371,6 +371,7 @@ impl RunReport {
                 )),
             q.list,
             q.get,
+            q.delta_log_get,
             q.put,
             q.delete
         ));

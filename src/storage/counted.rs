@@ -24,6 +24,10 @@ pub struct Requests {
     pub list: u64,
     /// Reads, whole or ranged, and HEADs (GET).
     pub get: u64,
+    /// Of `get`, the reads of Delta logs (`_delta_log/`), made by the Delta library: how often
+    /// it reads a commit again varies with its timing, by a few per table.
+    #[serde(default)]
+    pub delta_log_get: u64,
     /// Puts, multipart starts and copies (PUT).
     pub put: u64,
     /// Delete requests.
@@ -36,6 +40,7 @@ impl std::ops::Add for Requests {
         Requests {
             list: self.list + o.list,
             get: self.get + o.get,
+            delta_log_get: self.delta_log_get + o.delta_log_get,
             put: self.put + o.put,
             delete: self.delete + o.delete,
         }
@@ -48,6 +53,7 @@ impl std::ops::Sub for Requests {
         Requests {
             list: self.list.saturating_sub(o.list),
             get: self.get.saturating_sub(o.get),
+            delta_log_get: self.delta_log_get.saturating_sub(o.delta_log_get),
             put: self.put.saturating_sub(o.put),
             delete: self.delete.saturating_sub(o.delete),
         }
@@ -59,6 +65,7 @@ impl std::ops::Sub for Requests {
 pub struct Counts {
     list: AtomicU64,
     get: AtomicU64,
+    delta_log_get: AtomicU64,
     put: AtomicU64,
     delete: AtomicU64,
 }
@@ -69,6 +76,7 @@ impl Counts {
         Requests {
             list: self.list.load(Ordering::Relaxed),
             get: self.get.load(Ordering::Relaxed),
+            delta_log_get: self.delta_log_get.load(Ordering::Relaxed),
             put: self.put.load(Ordering::Relaxed),
             delete: self.delete.load(Ordering::Relaxed),
         }
@@ -149,6 +157,10 @@ impl ObjectStore for Counted {
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
         Counts::add(&self.counts.get);
+        if location.as_ref().contains("_delta_log/") {
+            Counts::add(&self.counts.delta_log_get);
+        }
+        tracing::trace!(%location, head = options.head, "GET");
         self.inner.get_opts(location, options).await
     }
 
