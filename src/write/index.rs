@@ -61,29 +61,6 @@ pub struct PartitionManifest {
     pub also_fed: Vec<String>,
 }
 
-/// The content fingerprint of a partition's records (sorted by timestamp).
-pub fn content_fingerprint(records: &[Rec]) -> String {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    for r in records {
-        h.update(&r.ts.to_le_bytes());
-        h.update(&r.hash.to_le_bytes());
-    }
-    format!("{:032x}", h.digest128())
-}
-
-/// The objects among `fed` that are the source of none of `winners`, sorted.
-pub fn also_fed<'a>(fed: impl IntoIterator<Item = &'a str>, winners: &[Rec]) -> Vec<String> {
-    let sources: crate::model::FastSet<&str> = distinct_sources(winners).map(|s| &**s).collect();
-    let mut out: Vec<String> = fed
-        .into_iter()
-        .filter(|s| !sources.contains(s))
-        .map(str::to_string)
-        .collect();
-    out.sort();
-    out.dedup();
-    out
-}
-
 /// The distinct source objects of `recs`, each once, in no order. Records of one object share
 /// one interned name, so they are told apart by its address first (no string hashing).
 pub fn distinct_sources<'a>(
@@ -178,14 +155,6 @@ pub fn finish<W: std::io::Write + Send>(
     let mut inner = w.into_inner().map_err(|e| Error::data_file("index", e))?;
     std::io::Write::flush(&mut inner).map_err(|e| Error::io("index", e))?;
     Ok(inner)
-}
-
-/// Encodes the index of a partition.
-pub fn encode(entries: &[Rec], manifest: &PartitionManifest) -> Result<Bytes> {
-    let mut w = writer(Vec::new())?;
-    w.write(&batch(entries)?)
-        .map_err(|e| Error::data_file("index", e))?;
-    Ok(Bytes::from(finish(w, manifest)?))
 }
 
 /// Decodes an index file into its records (not yet resolved) and manifest.
