@@ -225,7 +225,8 @@ impl Table {
             .map_err(|e| Error::delta(self.loc.url(), e))
     }
 
-    /// Commits adds and removes as lake version `version`, once.
+    /// Commits adds and removes as lake version `version`, once: the caller has found it not
+    /// committed yet ([`Self::committed_version`], a replay of the log); a retry asks again.
     pub async fn commit(
         &mut self,
         version: u64,
@@ -236,7 +237,7 @@ impl Table {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            if self.committed_version().await? >= Some(version as i64) {
+            if attempt > 1 && self.committed_version().await? >= Some(version as i64) {
                 return Ok(());
             }
             let mut actions = actions(adds, removes);

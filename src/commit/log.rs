@@ -47,8 +47,12 @@ pub struct PartitionChange {
     pub columns: Option<Vec<(String, crate::model::FieldType)>>,
     pub typed_add: Vec<TypedFile>,
     pub typed_remove: Vec<DataFile>,
-    /// Staged new untyped file, `None` when the partition has no untyped lines now.
+    /// Staged new untyped file, `None` when the partition has no untyped lines now (or keeps
+    /// its file, `untyped_kept`).
     pub untyped_staged: Option<String>,
+    /// The partition's untyped file stays as it is (records were appended, none untyped).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub untyped_kept: bool,
     /// The partition's untyped file (fixed name, replaced on publish).
     pub untyped_path: String,
     /// Staged new partition index (`None`: the partition is now empty), and where it goes.

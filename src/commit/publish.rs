@@ -81,10 +81,10 @@ pub async fn publish(lake: &Location, record: &CommitRecord) -> Result<PublishSt
         return Ok(stats);
     }
     let moves = record.partitions.iter().flat_map(|p| {
-        [
-            (p.untyped_staged.as_deref(), p.untyped_path.as_str()),
-            (p.index_staged.as_deref(), p.index_path.as_str()),
-        ]
+        let untyped = (!p.untyped_kept).then_some((p.untyped_staged.as_deref(), &*p.untyped_path));
+        untyped
+            .into_iter()
+            .chain([(p.index_staged.as_deref(), p.index_path.as_str())])
     });
     let moves = moves.chain(
         record

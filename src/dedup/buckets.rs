@@ -72,6 +72,25 @@ impl Bucket {
         Ok(Box::new(std::io::Read::chain(f, memory)))
     }
 
+    /// The bucket with every record in `buf` (read back from disk and chunks when streamed).
+    pub fn joined(mut self) -> Result<Bucket> {
+        if !self.streamed {
+            return Ok(self);
+        }
+        let (known, count, sent) = (self.known, self.count, std::mem::take(&mut self.sent));
+        let mut buf = Vec::with_capacity(self.stored_len()? as usize);
+        self.into_read()?
+            .read_to_end(&mut buf)
+            .map_err(|e| Error::io("spilled records", e))?;
+        Ok(Bucket {
+            known,
+            buf,
+            count,
+            sent,
+            ..Default::default()
+        })
+    }
+
     /// Passes the bucket's encoded records to `each` in arrival order, in blocks of whole
     /// records of about `block` bytes (all of `buf` at once when the bucket was joined).
     pub fn blocks(self, block: usize, mut each: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {

@@ -58,6 +58,11 @@ pub fn merge_order(a: &(Rec, bool), b: &(Rec, bool)) -> std::cmp::Ordering {
         .then_with(|| a.1.cmp(&b.1))
 }
 
+/// Sorts new records by timestamp, then arrival: [`merge_order`] among records of one side.
+pub fn sort_new(recs: &mut [Rec]) {
+    recs.sort_unstable_by(|a, b| a.ts.cmp(&b.ts).then_with(|| a.arrival.cmp(&b.arrival)));
+}
+
 /// Deduplicates records fed in [`merge_order`] (from memory or from sorted runs on disk): one
 /// winner per timestamp, counted as it goes.
 pub struct Merger {

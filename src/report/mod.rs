@@ -57,7 +57,7 @@ pub struct RecordCounts {
 /// What the run changed in the lake.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct OutputCounts {
-    /// Typed rows in the partitions written (rewritten partitions count whole).
+    /// Typed rows written (rewritten partitions count whole, appended ones their new rows).
     pub typed_rows: u64,
     pub untyped_lines: u64,
     pub partitions_touched: u64,
@@ -69,6 +69,10 @@ pub struct OutputCounts {
     /// local disk.
     #[serde(default)]
     pub partitions_merged_on_disk: u64,
+    /// Partitions that took their new records as an append (all later than the records they
+    /// held) instead of being rewritten.
+    #[serde(default)]
+    pub partitions_appended: u64,
 }
 
 /// Stored records rebuilt because the catalog changed (SPEC 10).

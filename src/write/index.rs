@@ -59,6 +59,14 @@ pub struct PartitionManifest {
     /// that fed the partition, which a replay reads again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub also_fed: Vec<String>,
+    /// Runs that appended records (a typed file and an index row group each) since the
+    /// partition was last written whole ([`crate::ops::compact`]'s append path).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub appends: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The distinct source objects of `recs`, each once, in no order. Records of one object share
@@ -374,4 +382,87 @@ pub async fn read_footer(lake: &Location, path: &str) -> Result<Option<(Partitio
     let md = ParquetMetaDataReader::decode_metadata(&meta).map_err(|e| bad(&e))?;
     let rows = md.file_metadata().num_rows() as u64;
     manifest_of(path, &md).map(|m| Some((m, rows)))
+}
+
+/// An index file's metadata with its page indexes, read from `r`.
+pub fn read_meta<R: parquet::file::reader::ChunkReader + 'static>(
+    path: &str,
+    r: &R,
+) -> Result<ParquetMetaData> {
+    use parquet::file::metadata::PageIndexPolicy;
+    ParquetMetaDataReader::new()
+        .with_page_index_policy(PageIndexPolicy::Optional)
+        .parse_and_finish(r)
+        .map_err(|e| Error::data_file(path, e))
+}
+
+/// Index files joined into one: every row group of each, in order, copied byte for byte (no
+/// decoding), under a new manifest. Appending records to a partition's index costs their bytes
+/// and a copy, not a decode and encode of the partition.
+pub struct Concat<W: std::io::Write + Send> {
+    w: parquet::file::writer::SerializedFileWriter<W>,
+}
+
+impl<W: std::io::Write + Send> Concat<W> {
+    /// A joined file into `out`, with the schema and metadata (but the manifest) of `first`.
+    pub fn new(out: W, first: &ParquetMetaData) -> Result<Self> {
+        let fm = first.file_metadata();
+        let mut w = parquet::file::writer::SerializedFileWriter::new(
+            out,
+            fm.schema_descr().root_schema_ptr(),
+            Arc::new(properties()),
+        )
+        .map_err(|e| Error::data_file("index", e))?;
+        for kv in fm.key_value_metadata().into_iter().flatten() {
+            if kv.key != MANIFEST_KEY {
+                w.append_key_value_metadata(kv.clone());
+            }
+        }
+        Ok(Concat { w })
+    }
+
+    /// Copies every row group of the file `r` (whose metadata is `md`).
+    pub fn copy<R: parquet::file::reader::ChunkReader>(
+        &mut self,
+        path: &str,
+        r: &R,
+        md: &ParquetMetaData,
+    ) -> Result<()> {
+        use parquet::column::writer::ColumnCloseResult;
+        use parquet::file::page_index::column_index::ColumnIndexMetaData;
+        let err = |e: &dyn std::fmt::Display| Error::data_file(path, e);
+        for (g, rg) in md.row_groups().iter().enumerate() {
+            let mut out = self.w.next_row_group().map_err(|e| err(&e))?;
+            for (c, chunk) in rg.columns().iter().enumerate() {
+                let column_index = md
+                    .column_index()
+                    .and_then(|ci| ci.get(g)?.get(c).cloned())
+                    .filter(|ci| !matches!(ci, ColumnIndexMetaData::NONE));
+                let close = ColumnCloseResult {
+                    bytes_written: chunk.compressed_size() as u64,
+                    rows_written: rg.num_rows() as u64,
+                    metadata: chunk.clone(),
+                    bloom_filter: None,
+                    column_index,
+                    offset_index: md.offset_index().and_then(|oi| oi.get(g)?.get(c).cloned()),
+                };
+                out.append_column(r, close).map_err(|e| err(&e))?;
+            }
+            out.close().map_err(|e| err(&e))?;
+        }
+        Ok(())
+    }
+
+    /// Puts `manifest` into the footer and closes the file.
+    pub fn finish(mut self, manifest: &PartitionManifest) -> Result<W> {
+        let meta = serde_json::to_string(manifest).expect("manifest json");
+        self.w
+            .append_key_value_metadata(KeyValue::new(MANIFEST_KEY.into(), meta));
+        let mut inner = self
+            .w
+            .into_inner()
+            .map_err(|e| Error::data_file("index", e))?;
+        std::io::Write::flush(&mut inner).map_err(|e| Error::io("index", e))?;
+        Ok(inner)
+    }
 }

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod append;
 mod avro;
 mod backup;
 mod big_partition;

@@ -220,17 +220,12 @@ pub async fn build(
     let done = on_rayon(move || merge.run(bucket, lake, retype)).await??;
     let mut w = write_files(&ctx.lake, &ctx.tag, &key, &paths, done.enc, typed_path).await?;
     drop(scratch);
+    let change = partition_change(&key, paths, columns, done.manifest.typed, &mut w);
     Ok(PartitionResult {
-        change: partition_change(&key, paths, columns, done.manifest.typed, &mut w),
-        stats: done.stats,
-        typed_rows: w.typed_rows,
-        untyped_lines: w.untyped_lines,
-        bytes_written: w.bytes,
-        mismatches: done.mismatches,
         rebuilt,
         retyped: done.retyped,
-        observed: done.observed,
         on_disk: true,
+        ..PartitionResult::of(change, &w, done.stats, done.mismatches, done.observed)
     })
 }
 
@@ -316,7 +311,7 @@ impl ExternalMerge {
             }
             let mut recs = Vec::new();
             codec::decode_all(block, &self.objects, &mut names, &mut recs);
-            recs.sort_unstable_by(|a, b| a.ts.cmp(&b.ts).then_with(|| a.arrival.cmp(&b.arrival)));
+            crate::dedup::merge::sort_new(&mut recs);
             let path = self.dir.join(format!("run-{}", runs.len()));
             write_run(&path, &recs)?;
             runs.push(path);

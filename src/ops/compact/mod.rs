@@ -1,6 +1,7 @@
 //! `compact`: staged archive -> deduplicated lake. Plans from the ledger, reads and buckets
 //! new objects, merges each touched partition, commits one lake version, publishes it.
 
+pub(crate) mod append;
 pub(crate) mod external;
 pub mod fanout;
 pub(crate) mod partition;
@@ -15,6 +16,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures::StreamExt;
 
+pub use append::MAX_APPENDS;
 pub use fanout::Fanout;
 pub use partition::PartitionPaths;
 pub use read::on_rayon;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::append;
 use super::external::{self, fetch_index, Fetched, LakeInputs, Scratch};
 use super::read::on_rayon;
 use crate::catalog::{Catalog, MetricSpec};
@@ -44,6 +45,9 @@ pub struct PartitionResult {
     /// Whether the partition was merged through sorted runs on local disk.
     #[serde(default)]
     pub on_disk: bool,
+    /// Whether the new records were appended rather than the partition rewritten.
+    #[serde(default)]
+    pub appended: bool,
 }
 
 /// Shared inputs of phase 2.
@@ -113,12 +117,22 @@ impl PartitionPaths {
 
 /// Reads, merges and writes one partition: in memory, or through sorted runs on disk when its
 /// new records or lake index are larger than the memory share.
-pub async fn build(ctx: &PartitionCtx, job: PartitionJob) -> Result<PartitionResult> {
+pub async fn build(ctx: &PartitionCtx, mut job: PartitionJob) -> Result<PartitionResult> {
     let key = job.key.clone();
     let paths = PartitionPaths::of(&key);
     let scratch = Scratch::default();
     let share = ctx.memory_share;
     let own = fetch_index(&ctx.lake, &paths.index, share, &scratch).await?;
+    let mut decoded = None;
+    if let Some(c) = append::candidate(ctx, &job, &paths, own.as_ref(), &scratch).await? {
+        let (bucket, new) = append::decode_sorted(ctx, job.bucket.joined()?).await?;
+        job.bucket = bucket;
+        if c.fits(new.first()) {
+            let own = own.expect("a candidate has an index");
+            return append::build(ctx, &key, paths, own, c, new, &scratch).await;
+        }
+        decoded = Some(new);
+    }
     let mut moved = Vec::new();
     for src in &job.sources {
         let p = PartitionPaths::of(src).index;
@@ -138,59 +152,132 @@ pub async fn build(ctx: &PartitionCtx, job: PartitionJob) -> Result<PartitionRes
     } else {
         moved
     };
-    let spec = ctx.catalog.metric(&key.tenant, &key.metric).cloned();
-    let columns = spec.as_ref().map(|s| Columns(s.columns()));
-    let objects = ctx.objects.clone();
-    let (keep, version, tenant) = (ctx.keep, ctx.version, key.tenant.clone());
-    let propose = ctx.proposals;
-    let typed_path = format!("{}/part-{}-00000.parquet", paths.typed_rel, ctx.tag);
-    let bucket = job.bucket;
-    let catalog = ctx.catalog.clone();
-    let prev_fed = manifest.also_fed.clone();
-    let enc = {
-        let (columns, typed_path) = (columns.clone(), typed_path.clone());
-        on_rayon(move || {
-            let mut new = Vec::with_capacity(bucket.count as usize);
-            let mut names = codec::Interner::default();
-            codec::decode_all(&bucket.buf, &objects, &mut names, &mut new);
-            new.sort_unstable_by(|a, b| a.ts.cmp(&b.ts).then_with(|| a.arrival.cmp(&b.arrival)));
-            let mut lake_recs = lake_recs;
-            resolve_all(&mut lake_recs, spec.as_ref(), |_, _, _| {})?;
-            let mut mismatches = MismatchCount::default();
-            let mut observed = (propose && !new.is_empty()).then(|| MetricObs::new(spec.is_some()));
-            resolve_all(&mut new, spec.as_ref(), |r, fields, v| {
-                mismatches.add(&v.mismatches);
-                if let Some(obs) = observed.as_mut() {
-                    observe_resolved(obs, spec.as_ref(), fields, r.ts, &v.mismatches);
-                }
-            })?;
-            let how = EncodeWith {
-                catalog: &catalog,
-                tenant: &tenant,
-                columns: columns.as_ref(),
-                typed_path: &typed_path,
-                version,
-            };
-            let (enc, stats) = how.merge_encode(lake_recs, new, keep, &prev_fed)?;
-            Ok::<_, Error>((enc, stats, mismatches.0, observed))
-        })
-        .await??
+    let new = match decoded {
+        Some(new) => new,
+        None => append::decode_sorted(ctx, job.bucket).await?.1,
     };
-    let (enc, stats, mismatches, observed) = enc;
-    let mut w = write_files(&ctx.lake, &ctx.tag, &key, &paths, enc, typed_path).await?;
+    let typed_path = format!("{}/part-{}-00000.parquet", paths.typed_rel, ctx.tag);
+    let m = merge_in_memory(ctx, &key, &typed_path, lake_recs, new, manifest.also_fed).await?;
+    let columns = m.columns.clone();
+    let mut w = write_files(&ctx.lake, &ctx.tag, &key, &paths, m.enc, typed_path).await?;
     let change = partition_change(&key, paths, columns, manifest.typed, &mut w);
     Ok(PartitionResult {
-        change,
-        stats,
-        typed_rows: w.typed_rows,
-        untyped_lines: w.untyped_lines,
-        bytes_written: w.bytes,
-        mismatches,
         rebuilt,
         retyped,
-        observed,
-        on_disk: false,
+        ..PartitionResult::of(change, &w, m.stats, m.mismatches, m.observed)
     })
+}
+
+impl PartitionResult {
+    /// A partition merged in memory and written as `w`, not rebuilt for the catalog.
+    pub(super) fn of(
+        change: PartitionChange,
+        w: &Written,
+        stats: MergeStats,
+        mismatches: Mismatches,
+        observed: Option<MetricObs>,
+    ) -> Self {
+        PartitionResult {
+            change,
+            stats,
+            typed_rows: w.typed_rows,
+            untyped_lines: w.untyped_lines,
+            bytes_written: w.bytes,
+            mismatches,
+            rebuilt: false,
+            retyped: 0,
+            observed,
+            on_disk: false,
+            appended: false,
+        }
+    }
+}
+
+/// A partition's records merged and encoded in memory.
+pub(super) struct Merged {
+    pub enc: Encoded,
+    pub stats: MergeStats,
+    pub mismatches: Mismatches,
+    pub observed: Option<MetricObs>,
+    /// The table's columns, when the metric is declared.
+    pub columns: Option<Columns>,
+}
+
+/// Resolves `lake_recs` and `new` (sorted) under the catalog, merges them and encodes the
+/// winners (on rayon); `extra_fed`: objects that fed the partition besides the records'
+/// sources.
+pub(super) async fn merge_in_memory(
+    ctx: &PartitionCtx,
+    key: &PartitionKey,
+    typed_path: &str,
+    lake_recs: Vec<Rec>,
+    new: Vec<Rec>,
+    extra_fed: Vec<String>,
+) -> Result<Merged> {
+    let spec = ctx.catalog.metric(&key.tenant, &key.metric).cloned();
+    let columns = spec.as_ref().map(|s| Columns(s.columns()));
+    let (catalog, tenant, typed_path) = (
+        ctx.catalog.clone(),
+        key.tenant.clone(),
+        typed_path.to_string(),
+    );
+    let (keep, version, propose) = (ctx.keep, ctx.version, ctx.proposals);
+    let cols = columns.clone();
+    on_rayon(move || {
+        let (mut lake_recs, mut new) = (lake_recs, new);
+        resolve_all(&mut lake_recs, spec.as_ref(), |_, _, _| {})?;
+        let (mismatches, observed) = resolve_new(&mut new, spec.as_ref(), propose)?;
+        let how = EncodeWith {
+            catalog: &catalog,
+            tenant: &tenant,
+            columns: cols.as_ref(),
+            typed_path: &typed_path,
+            version,
+        };
+        let (enc, stats) = how.merge_encode(lake_recs, new, keep, &extra_fed)?;
+        Ok(Merged {
+            enc,
+            stats,
+            mismatches,
+            observed,
+            columns: cols,
+        })
+    })
+    .await?
+}
+
+/// The new records of a (joined) bucket, decoded and sorted by timestamp, then arrival.
+pub(super) fn decode_new(bucket: &Bucket, objects: &[(Arc<str>, i64)]) -> Vec<Rec> {
+    let mut new = Vec::with_capacity(bucket.count as usize);
+    codec::decode_all(
+        &bucket.buf,
+        objects,
+        &mut codec::Interner::default(),
+        &mut new,
+    );
+    crate::dedup::merge::sort_new(&mut new);
+    new
+}
+
+/// Type mismatches per canonical field.
+pub(super) type Mismatches = Vec<(Arc<str>, u64)>;
+
+/// Resolves a partition's new records (sorted): their type mismatches per field, and what
+/// they show about unknown fields when `propose`.
+pub(super) fn resolve_new(
+    new: &mut [Rec],
+    spec: Option<&MetricSpec>,
+    propose: bool,
+) -> Result<(Mismatches, Option<MetricObs>)> {
+    let mut mismatches = MismatchCount::default();
+    let mut observed = (propose && !new.is_empty()).then(|| MetricObs::new(spec.is_some()));
+    resolve_all(new, spec, |r, fields, v| {
+        mismatches.add(&v.mismatches);
+        if let Some(obs) = observed.as_mut() {
+            observe_resolved(obs, spec, fields, r.ts, &v.mismatches);
+        }
+    })?;
+    Ok((mismatches.0, observed))
 }
 
 /// Counts mismatches per canonical field name.
@@ -320,7 +407,7 @@ pub(super) struct EncodeWith<'a> {
 impl EncodeWith<'_> {
     /// Merges `base` with `new` (`keep` decides duplicates) and encodes the winners with every
     /// object that fed the partition: the records' sources and `extra_fed`.
-    fn merge_encode(
+    pub(super) fn merge_encode(
         &self,
         base: Vec<Rec>,
         new: Vec<Rec>,
@@ -372,6 +459,7 @@ pub(crate) fn partition_change(
         typed_add: std::mem::take(&mut w.typed_add),
         typed_remove,
         untyped_staged: w.untyped_staged.take(),
+        untyped_kept: false,
         untyped_path: paths.untyped,
         index_staged: w.index_staged.take(),
         index_path: paths.index,

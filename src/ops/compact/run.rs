@@ -221,6 +221,7 @@ fn account_partition(report: &mut CompactReport, res: &PartitionResult) -> u64 {
     r.output.bytes_written += res.bytes_written;
     r.output.partitions_touched += 1;
     r.output.partitions_merged_on_disk += u64::from(res.on_disk);
+    r.output.partitions_appended += u64::from(res.appended);
     r.retype.records += res.retyped;
     r.retype.partitions += u64::from(res.rebuilt);
     for (f, n) in &res.mismatches {

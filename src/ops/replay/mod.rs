@@ -529,6 +529,7 @@ fn empty(key: &PartitionKey, typed: Vec<DataFile>, catalog: &Catalog) -> Partiti
         typed_add: Vec::new(),
         typed_remove: typed,
         untyped_staged: None,
+        untyped_kept: false,
         untyped_path: paths.untyped,
         index_staged: None,
         index_path: paths.index,
