@@ -32,7 +32,7 @@ pub struct Candidate {
     manifest: PartitionManifest,
     /// The latest timestamp it holds.
     latest: i64,
-    /// Its untyped file, when it has one.
+    /// Its untyped file, when it has one ([`Candidate::with_untyped`]).
     untyped: Option<Fetched>,
 }
 
@@ -45,13 +45,12 @@ impl Candidate {
 
 /// Whether partition `job` may append, from its index's footer alone: its records resolve and
 /// its table's columns are as the catalog has them now, its manifest sums its content, it has
-/// appends left, and the new records are few enough. Fetches its untyped file when it may.
-pub async fn candidate(
+/// appends left, and the new records are few enough.
+pub fn candidate(
     ctx: &PartitionCtx,
     job: &PartitionJob,
     paths: &PartitionPaths,
     own: Option<&Fetched>,
-    scratch: &Scratch,
 ) -> Result<Option<Candidate>> {
     let Some(own) = own else { return Ok(None) };
     if job.retype || !job.sources.is_empty() || job.bucket.stored_len()? > MAX_NEW_BYTES {
@@ -71,20 +70,35 @@ pub async fn candidate(
     if manifest.appends >= MAX_APPENDS || manifest.content.is_empty() {
         return Ok(None);
     }
-    let untyped = match &manifest.untyped {
-        None => None,
-        Some(u) => match fetch_index(&ctx.lake, &paths.untyped, ctx.memory_share, scratch).await? {
-            // A file other than the manifest names: leave it to a whole rewrite.
-            Some(f) if fetched_len(&f)? == u.size => Some(f),
-            _ => return Ok(None),
-        },
-    };
     Ok(Some(Candidate {
         meta,
         manifest,
         latest,
-        untyped,
+        untyped: None,
     }))
+}
+
+impl Candidate {
+    /// The candidate with its untyped file fetched, or `None` when that file is not the one
+    /// its manifest names (left to a whole rewrite, which does not read it).
+    pub async fn with_untyped(
+        mut self,
+        ctx: &PartitionCtx,
+        paths: &PartitionPaths,
+        scratch: &Scratch,
+    ) -> Result<Option<Candidate>> {
+        let Some(u) = &self.manifest.untyped else {
+            return Ok(Some(self));
+        };
+        let share = ctx.memory_share;
+        match fetch_index(&ctx.lake, &paths.untyped, share, scratch).await? {
+            Some(f) if fetched_len(&f)? == u.size => {
+                self.untyped = Some(f);
+                Ok(Some(self))
+            }
+            _ => Ok(None),
+        }
+    }
 }
 
 /// Whether the partition's records resolve under the current catalog as when written, into a

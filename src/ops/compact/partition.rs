@@ -124,12 +124,14 @@ pub async fn build(ctx: &PartitionCtx, mut job: PartitionJob) -> Result<Partitio
     let share = ctx.memory_share;
     let own = fetch_index(&ctx.lake, &paths.index, share, &scratch).await?;
     let mut decoded = None;
-    if let Some(c) = append::candidate(ctx, &job, &paths, own.as_ref(), &scratch).await? {
+    if let Some(c) = append::candidate(ctx, &job, &paths, own.as_ref())? {
         let (bucket, new) = append::decode_sorted(ctx, job.bucket.joined()?).await?;
         job.bucket = bucket;
         if c.fits(new.first()) {
-            let own = own.expect("a candidate has an index");
-            return append::build(ctx, &key, paths, own, c, new, &scratch).await;
+            if let Some(c) = c.with_untyped(ctx, &paths, &scratch).await? {
+                let own = own.expect("a candidate has an index");
+                return append::build(ctx, &key, paths, own, c, new, &scratch).await;
+            }
         }
         decoded = Some(new);
     }
