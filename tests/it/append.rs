@@ -116,16 +116,8 @@ fn appended_then_rewritten_read_as_one_run(backend: Backend) {
                 // The joined index, read by pyarrow: every record, one row group per write,
                 // timestamps in order.
                 let index = site.local("inc").join(INDEX);
-                let out = std::process::Command::new(python())
-                    .args(["-c", PYARROW_INDEX, s(&index)])
-                    .output()
-                    .unwrap();
-                assert!(
-                    out.status.success(),
-                    "{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "60 3 True");
+                let out = python_ok(&["-c", PYARROW_INDEX, s(&index)]);
+                assert_eq!(String::from_utf8_lossy(&out).trim(), "60 3 True");
             }
         }
     }

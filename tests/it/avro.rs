@@ -2,7 +2,6 @@
 //! multi-member gzip: exact rows back.
 
 use std::io::Write;
-use std::process::Command;
 
 use serde_json::{json, Value};
 
@@ -71,17 +70,8 @@ fn fastavro_codecs_schemas_truncation_and_gzip_members(backend: Backend) {
     }));
     let spec = tmp.join("spec.json");
     std::fs::write(&spec, serde_json::to_vec(&json!({"files": files})).unwrap()).unwrap();
-    let out = Command::new(python())
-        .arg(repo().join("scripts/write_avro.py"))
-        .arg(&spec)
-        .arg(&staged)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "write_avro.py: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let script = repo().join("scripts/write_avro.py");
+    python_ok(&[script.as_os_str(), spec.as_os_str(), staged.as_os_str()]);
 
     // Two gzip members in one object, no extension hint.
     let mut gz = Vec::new();

@@ -598,16 +598,7 @@ for root, _, names in os.walk(sys.argv[1]):
 print(json.dumps(items))
 "#;
     let dir = site.local("dynamo");
-    let out = std::process::Command::new(python())
-        .args(["-c", script, s(&dir)])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let items: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let items: Vec<Value> = serde_json::from_slice(&python_ok(&["-c", script, s(&dir)])).unwrap();
     assert_eq!(items.len() as u64, records);
     let lake = content(site, "lake");
     let mut checked = 0;

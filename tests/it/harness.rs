@@ -35,6 +35,27 @@ pub fn python() -> PathBuf {
     p
 }
 
+/// Runs the venv's Python with `args` (and the AWS environment that reaches the test S3
+/// server); asserts it succeeded, naming its first argument and showing its stderr; returns
+/// its stdout.
+pub fn python_ok<S: AsRef<OsStr>>(args: &[S]) -> Vec<u8> {
+    let out = Command::new(python())
+        .args(args)
+        .envs(s3_env())
+        .output()
+        .expect("run python");
+    let what = args
+        .first()
+        .map(|a| a.as_ref().to_string_lossy().into_owned());
+    assert!(
+        out.status.success(),
+        "python {} failed:\n{}",
+        what.unwrap_or_default(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// Runs the fineo-batch binary (with the AWS environment that reaches the test S3 server).
 pub fn fineo<S: AsRef<OsStr>>(args: &[S]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_fineo-batch"))
@@ -176,19 +197,10 @@ pub fn lake_dump(lake: &Path) -> Value {
 
 /// [`lake_dump`] with more script arguments.
 pub fn lake_dump_with(lake: &Path, args: &[&str]) -> Value {
-    let out = Command::new(python())
-        .arg(repo().join("scripts/lake_dump.py"))
-        .arg(lake)
-        .args(args)
-        .envs(s3_env())
-        .output()
-        .expect("run lake_dump.py");
-    assert!(
-        out.status.success(),
-        "lake_dump.py failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("lake_dump json")
+    let script = repo().join("scripts/lake_dump.py");
+    let mut all: Vec<&OsStr> = vec![script.as_os_str(), lake.as_os_str()];
+    all.extend(args.iter().map(OsStr::new));
+    serde_json::from_slice(&python_ok(&all)).expect("lake_dump json")
 }
 
 /// Typed rows by `tenant/metric`, as read by deltalake (checked against DuckDB by the script).

@@ -17,18 +17,14 @@ use crate::harness::*;
 
 /// Writes the exports of `rows` rows below `dir`; returns the rows they hold.
 fn exports(dir: &Path, rows: usize) -> Vec<Value> {
-    let out = std::process::Command::new(python())
-        .arg(repo().join("scripts/write_exports.py"))
-        .arg(dir)
-        .arg(rows.to_string())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "write_exports.py: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let script = repo().join("scripts/write_exports.py");
+    let rows = rows.to_string();
+    serde_json::from_slice(&python_ok(&[
+        script.as_os_str(),
+        dir.as_os_str(),
+        rows.as_ref(),
+    ]))
+    .unwrap()
 }
 
 /// A catalog declaring the export's metric `reading` for tenant t07 (some fields left
