@@ -5,6 +5,8 @@
 //! partition. The next run that cannot append (a catalog change, an earlier or colliding
 //! record, [`MAX_APPENDS`] reached) writes the partition whole again, in one file per kind.
 
+use std::path::Path;
+
 use bytes::Bytes;
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::statistics::Statistics;
@@ -46,7 +48,7 @@ impl Candidate {
 /// Whether partition `job` may append, from its index's footer alone: its records resolve and
 /// its table's columns are as the catalog has them now, its manifest sums its content, it has
 /// appends left, and the new records are few enough.
-pub fn candidate(
+pub async fn candidate(
     ctx: &PartitionCtx,
     job: &PartitionJob,
     paths: &PartitionPaths,
@@ -56,13 +58,8 @@ pub fn candidate(
     if job.retype || !job.sources.is_empty() || job.bucket.stored_len()? > MAX_NEW_BYTES {
         return Ok(None);
     }
-    let meta = match own {
-        Fetched::Mem(b) => index::read_meta(&paths.index, b)?,
-        Fetched::Disk(p) => {
-            let f = std::fs::File::open(p).map_err(|e| Error::io(p.display(), e))?;
-            index::read_meta(&paths.index, &f)?
-        }
-    };
+    let (path, own) = (paths.index.clone(), own.clone());
+    let meta = on_rayon(move || footer(&path, &own)).await??;
     let manifest = index::manifest_of(&paths.index, &meta)?;
     let (Some(latest), true) = (latest(&meta), resolves_alike(ctx, &job.key, &manifest)) else {
         return Ok(None);
@@ -92,11 +89,22 @@ impl Candidate {
         };
         let share = ctx.memory_share;
         match fetch_index(&ctx.lake, &paths.untyped, share, scratch).await? {
-            Some(f) if fetched_len(&f)? == u.size => {
+            Some(f) if fetched_len(&f).await? == u.size => {
                 self.untyped = Some(f);
                 Ok(Some(self))
             }
             _ => Ok(None),
+        }
+    }
+}
+
+/// The footer of a fetched index.
+fn footer(path: &str, own: &Fetched) -> Result<ParquetMetaData> {
+    match own {
+        Fetched::Mem(b) => index::read_meta(path, b),
+        Fetched::Disk(p) => {
+            let f = std::fs::File::open(p).map_err(|e| Error::io(p.display(), e))?;
+            index::read_meta(path, &f)
         }
     }
 }
@@ -131,24 +139,26 @@ fn latest(meta: &ParquetMetaData) -> Option<i64> {
     hi
 }
 
-fn fetched_len(f: &Fetched) -> Result<u64> {
+async fn fetched_len(f: &Fetched) -> Result<u64> {
     Ok(match f {
         Fetched::Mem(b) => b.len() as u64,
-        Fetched::Disk(p) => std::fs::metadata(p)
+        Fetched::Disk(p) => tokio::fs::metadata(p)
+            .await
             .map_err(|e| Error::io(p.display(), e))?
             .len(),
     })
 }
 
-/// The new records of `bucket` (joined), decoded and sorted by timestamp, then arrival, with
-/// the bucket.
+/// The new records of `bucket`, decoded and sorted by timestamp, then arrival, with the bucket
+/// (joined: its records in memory).
 pub async fn decode_sorted(ctx: &PartitionCtx, bucket: Bucket) -> Result<(Bucket, Vec<Rec>)> {
     let objects = ctx.objects.clone();
     on_rayon(move || {
+        let bucket = bucket.joined()?;
         let new = decode_new(&bucket, &objects);
-        (bucket, new)
+        Ok((bucket, new))
     })
-    .await
+    .await?
 }
 
 /// Appends `new` (sorted, every one later than the partition's records) to partition `key`.
@@ -168,15 +178,16 @@ pub async fn build(
         unreachable!("an append has records, encoded in memory")
     };
     let joined = Joined {
-        index: &paths.index,
+        index: paths.index.clone(),
         own,
         c,
         new_index,
         version: ctx.version,
-        catalog: &ctx.catalog,
-        tenant: &key.tenant,
+        catalog: ctx.catalog.clone(),
+        tenant: key.tenant.clone(),
     };
-    let (index, lines, kept) = joined.files(m.enc.lines.take(), scratch).await?;
+    let (lines, dir) = (m.enc.lines.take(), scratch.path()?.to_path_buf());
+    let (index, lines, kept) = on_rayon(move || joined.files(lines, &dir)).await??;
     m.enc.index = Some(index);
     m.enc.lines = lines;
     let mut w = write_files(&ctx.lake, &ctx.tag, key, &paths, m.enc, typed_path).await?;
@@ -189,41 +200,38 @@ pub async fn build(
 }
 
 /// A partition's files joined with the appended records' own.
-struct Joined<'a> {
-    index: &'a str,
+struct Joined {
+    index: String,
     own: Fetched,
     c: Candidate,
     /// The appended records' index file.
     new_index: Bytes,
     version: u64,
-    catalog: &'a crate::catalog::Catalog,
-    tenant: &'a str,
+    catalog: std::sync::Arc<crate::catalog::Catalog>,
+    tenant: String,
 }
 
-impl Joined<'_> {
+impl Joined {
     /// The joined index and untyped file (`None` with `true` when the partition's untyped file
-    /// stays as it is).
-    async fn files(
-        self,
-        lines: Option<Body>,
-        scratch: &Scratch,
-    ) -> Result<(Body, Option<Body>, bool)> {
-        let new_meta = index::read_meta(self.index, &self.new_index)?;
-        let appended = index::manifest_of(self.index, &new_meta)?;
+    /// stays as it is), a large one written in `dir` (blocking: run on rayon).
+    fn files(self, lines: Option<Body>, dir: &Path) -> Result<(Body, Option<Body>, bool)> {
+        let path = self.index.as_str();
+        let new_meta = index::read_meta(path, &self.new_index)?;
+        let appended = index::manifest_of(path, &new_meta)?;
         let manifest = self.manifest(&appended)?;
         let index = match &self.own {
             Fetched::Mem(old) => {
                 let mut out = Concat::new(Vec::new(), &self.c.meta)?;
-                out.copy(self.index, old, &self.c.meta)?;
-                out.copy(self.index, &self.new_index, &new_meta)?;
+                out.copy(path, old, &self.c.meta)?;
+                out.copy(path, &self.new_index, &new_meta)?;
                 Body::Mem(Bytes::from(out.finish(&manifest)?))
             }
             Fetched::Disk(p) => {
                 let old = std::fs::File::open(p).map_err(|e| Error::io(p.display(), e))?;
-                let sink = DiskFile::factory(scratch.path()?).create()?;
+                let sink = DiskFile::factory(dir).create()?;
                 let mut out = Concat::new(sink, &self.c.meta)?;
-                out.copy(self.index, &old, &self.c.meta)?;
-                out.copy(self.index, &self.new_index, &new_meta)?;
+                out.copy(path, &old, &self.c.meta)?;
+                out.copy(path, &self.new_index, &new_meta)?;
                 let file = out.finish(&manifest)?;
                 let n = std::fs::metadata(&file.path)
                     .map_err(|e| Error::io(file.path.display(), e))?
@@ -233,7 +241,7 @@ impl Joined<'_> {
         };
         let kept = lines.is_none() && self.c.untyped.is_some();
         let lines = match (self.c.untyped, lines) {
-            (Some(old), Some(new)) => Some(join_lines(old, new).await?),
+            (Some(old), Some(new)) => Some(join_lines(old, new)?),
             (None, new) => new,
             (Some(_), None) => None,
         };
@@ -245,7 +253,7 @@ impl Joined<'_> {
     fn manifest(&self, appended: &PartitionManifest) -> Result<PartitionManifest> {
         let old = &self.c.manifest;
         let content = add_fingerprints(&old.content, &appended.content)
-            .ok_or_else(|| Error::data_file(self.index, "content fingerprint is not hex"))?;
+            .ok_or_else(|| Error::data_file(&self.index, "content fingerprint is not hex"))?;
         let union = |a: &[String], b: &[String]| {
             let mut v: Vec<String> = a.iter().chain(b).cloned().collect();
             v.sort_unstable();
@@ -270,7 +278,7 @@ impl Joined<'_> {
             version: self.version,
             columns: old.columns.clone(),
             resolution: self.catalog.resolution_fingerprint(
-                self.tenant,
+                &self.tenant,
                 &names.metrics,
                 &names.fields,
             ),
@@ -282,8 +290,8 @@ impl Joined<'_> {
     }
 }
 
-/// The partition's untyped file with the appended records' lines after its own.
-async fn join_lines(old: Fetched, new: Body) -> Result<Body> {
+/// The partition's untyped file with the appended records' lines after its own (blocking).
+fn join_lines(old: Fetched, new: Body) -> Result<Body> {
     let Body::Mem(new) = new else {
         unreachable!("an append's lines are encoded in memory")
     };

@@ -50,6 +50,7 @@ impl Scratch {
 }
 
 /// A lake index as fetched: in memory, or on local disk when larger than the memory share.
+#[derive(Clone)]
 pub enum Fetched {
     Mem(bytes::Bytes),
     Disk(PathBuf),
@@ -107,13 +108,20 @@ struct LakeSource {
 
 /// Which lake records belong to the partition under the current catalog.
 #[derive(Clone)]
-struct Belongs {
+pub(super) struct Belongs {
     catalog: Arc<Catalog>,
     key: PartitionKey,
 }
 
 impl Belongs {
-    fn test(&self, r: &Rec) -> bool {
+    pub(super) fn new(ctx: &PartitionCtx, key: &PartitionKey) -> Self {
+        Belongs {
+            catalog: ctx.catalog.clone(),
+            key: key.clone(),
+        }
+    }
+
+    pub(super) fn test(&self, r: &Rec) -> bool {
         self.catalog
             .partition_metric(&self.key.tenant, &r.metric_sent)
             == self.key.metric

@@ -124,8 +124,8 @@ pub async fn build(ctx: &PartitionCtx, mut job: PartitionJob) -> Result<Partitio
     let share = ctx.memory_share;
     let own = fetch_index(&ctx.lake, &paths.index, share, &scratch).await?;
     let mut decoded = None;
-    if let Some(c) = append::candidate(ctx, &job, &paths, own.as_ref())? {
-        let (bucket, new) = append::decode_sorted(ctx, job.bucket.joined()?).await?;
+    if let Some(c) = append::candidate(ctx, &job, &paths, own.as_ref()).await? {
+        let (bucket, new) = append::decode_sorted(ctx, job.bucket).await?;
         job.bucket = bucket;
         if c.fits(new.first()) {
             if let Some(c) = c.with_untyped(ctx, &paths, &scratch).await? {
@@ -147,7 +147,10 @@ pub async fn build(ctx: &PartitionCtx, mut job: PartitionJob) -> Result<Partitio
         let lake = LakeInputs { own, moved };
         return external::build(ctx, job, lake, scratch).await;
     }
-    let (lake_recs, manifest, moved) = read_lake(ctx, &key, &paths, own, moved)?;
+    let belongs = external::Belongs::new(ctx, &key);
+    let index = paths.index.clone();
+    let (lake_recs, manifest, moved) =
+        on_rayon(move || read_lake(&belongs, &index, own, moved)).await??;
     let rebuilt = job.retype || !job.sources.is_empty();
     let retyped = if job.retype {
         lake_recs.len() as u64
@@ -530,9 +533,8 @@ pub(crate) async fn write_files(
 /// those that moved to another metric) and those of other partitions that moved here.
 #[allow(clippy::type_complexity)]
 fn read_lake(
-    ctx: &PartitionCtx,
-    key: &PartitionKey,
-    paths: &PartitionPaths,
+    belongs: &external::Belongs,
+    index: &str,
     own: Option<Fetched>,
     sources: Vec<(String, Fetched)>,
 ) -> Result<(Vec<Rec>, PartitionManifest, u64)> {
@@ -541,15 +543,14 @@ fn read_lake(
         Fetched::Disk(_) => unreachable!("indexes on disk are merged externally"),
     };
     let (mut recs, manifest) = match own {
-        Some(f) => index::decode(&paths.index, bytes(f))?,
+        Some(f) => index::decode(index, bytes(f))?,
         None => (Vec::new(), PartitionManifest::default()),
     };
-    let belongs = |r: &Rec| ctx.catalog.partition_metric(&key.tenant, &r.metric_sent) == key.metric;
-    recs.retain(belongs);
+    recs.retain(|r| belongs.test(r));
     let mut moved = 0u64;
     for (p, f) in sources {
         let (mut other, _) = index::decode(&p, bytes(f))?;
-        other.retain(belongs);
+        other.retain(|r| belongs.test(r));
         moved += other.len() as u64;
         recs.extend(other);
     }
