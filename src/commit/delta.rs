@@ -84,10 +84,13 @@ impl Table {
             .map_err(|e| Error::delta(loc.url(), e))?;
         let log_store = default_logstore(Arc::from(prefixed), loc.store().clone(), loc.url(), &cfg);
         let mut table = DeltaTable::new(log_store.clone());
-        let exists = loc.any_below("_delta_log").await?;
-        if exists {
-            table.load().await.map_err(|e| Error::delta(loc.url(), e))?;
-        }
+        // As the Delta library's own `try_from_url`: a location without commits is a table
+        // not created yet (no LIST of its own beside the one loading makes).
+        let exists = match table.load().await {
+            Ok(()) => true,
+            Err(DeltaTableError::NotATable(_)) => false,
+            Err(e) => return Err(Error::delta(loc.url(), e)),
+        };
         Ok(Table {
             loc,
             log_store,
@@ -242,10 +245,11 @@ impl Table {
             }
             let mut actions = actions(adds, removes);
             actions.extend(schema.cloned());
+            let snap = self.snapshot()?;
             let props = CommitProperties::default()
                 .with_application_transaction(Transaction::new(APP_ID, version as i64))
-                .with_create_checkpoint(true);
-            let snap = self.snapshot()?;
+                .with_create_checkpoint(true)
+                .with_cleanup_expired_logs(Some(cleans_up_logs(snap)));
             let res = CommitBuilder::from(props)
                 .with_actions(actions)
                 .build(
@@ -271,6 +275,17 @@ impl Table {
             }
         }
     }
+}
+
+/// Whether the next commit also removes expired log files: only with the checkpoint it writes
+/// (as Spark does), when the table allows it. The Delta library's default lists the whole
+/// `_delta_log` after every commit, a LIST per table per hourly run.
+fn cleans_up_logs(snap: &deltalake::table::state::DeltaTableState) -> bool {
+    use deltalake::table::config::TablePropertiesExt;
+    let config = snap.table_config();
+    let next = snap.version() + 1;
+    config.enable_expired_log_cleanup()
+        && (next + 1).is_multiple_of(config.checkpoint_interval().get())
 }
 
 fn partition_values(date: &str) -> HashMap<String, Option<String>> {

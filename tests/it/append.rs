@@ -22,7 +22,7 @@ const DAY: i64 = 1_767_225_600_000;
 /// Writes one staged object delivered at minute `minute` of 2026-01-01 holding records at the
 /// given seconds of the day: temperatures, some sent through the alias, some with a field the
 /// catalog does not know (the same second, the same line); a bad line in the first object.
-fn object(staged: &Path, minute: u32, seconds: &[i64], value: f64) -> String {
+pub(crate) fn object(staged: &Path, minute: u32, seconds: &[i64], value: f64) -> String {
     let (h, m) = (minute / 60, minute % 60);
     let rel = format!(
         "2026/01/01/{h:02}/fineo-1-2026-01-01-{h:02}-{m:02}-00-aaaaaaaa-0000-4000-8000-{minute:012}.json"
@@ -46,7 +46,7 @@ fn object(staged: &Path, minute: u32, seconds: &[i64], value: f64) -> String {
     rel
 }
 
-fn catalog() -> std::path::PathBuf {
+pub(crate) fn catalog() -> std::path::PathBuf {
     testdata("fixtures/dedup/catalog")
 }
 

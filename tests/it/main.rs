@@ -9,6 +9,7 @@ mod backup;
 mod big_partition;
 mod cli;
 mod corpus;
+mod delta_log;
 mod deploy;
 mod fanout;
 mod fault_store;
