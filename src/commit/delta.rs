@@ -84,13 +84,12 @@ impl Table {
             .map_err(|e| Error::delta(loc.url(), e))?;
         let log_store = default_logstore(Arc::from(prefixed), loc.store().clone(), loc.url(), &cfg);
         let mut table = DeltaTable::new(log_store.clone());
-        // As the Delta library's own `try_from_url`: a location without commits is a table
-        // not created yet (no LIST of its own beside the one loading makes).
-        let exists = match table.load().await {
-            Ok(()) => true,
-            Err(DeltaTableError::NotATable(_)) => false,
-            Err(e) => return Err(Error::delta(loc.url(), e)),
-        };
+        // One LIST first: loading a location without commits works too, but the Delta kernel
+        // then logs an error for every table a run creates.
+        let exists = loc.any_below("_delta_log").await?;
+        if exists {
+            table.load().await.map_err(|e| Error::delta(loc.url(), e))?;
+        }
         Ok(Table {
             loc,
             log_store,

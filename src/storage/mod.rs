@@ -351,6 +351,17 @@ impl Location {
         }
     }
 
+    /// Whether any object exists below `rel` (one listing request).
+    pub async fn any_below(&self, rel: &str) -> Result<bool> {
+        let path = self.path(rel);
+        let mut stream = self.store.list(Some(&path));
+        match stream.try_next().await {
+            Ok(found) => Ok(found.is_some()),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(Error::store(&path, e)),
+        }
+    }
+
     /// The names of the "directories" right below `rel` (one delimited listing).
     pub async fn list_dirs(&self, rel: &str) -> Result<Vec<String>> {
         let path = self.path(rel);
