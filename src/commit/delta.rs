@@ -10,6 +10,7 @@ use deltalake::kernel::{
 };
 use deltalake::logstore::{default_logstore, LogStoreRef, StorageConfig};
 use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::table::config::TablePropertiesExt;
 use deltalake::{DeltaTable, DeltaTableError};
 
 use super::log::TypedFile;
@@ -216,15 +217,39 @@ impl Table {
         self.exists
     }
 
-    /// The last lake version committed to this table.
+    /// The last lake version committed to this table: the fineo-batch transaction of the
+    /// latest commit that has one. The newest few commits are read first (usually the last one
+    /// answers); a replay of the whole log only when they do not.
     pub async fn committed_version(&self) -> Result<Option<i64>> {
         if !self.exists {
             return Ok(None);
         }
         let snap = self.snapshot()?;
+        if let Some(found) = self.recent_transaction(snap.version()).await? {
+            return Ok(found);
+        }
         snap.transaction_version(self.log_store.as_ref(), APP_ID)
             .await
             .map_err(|e| Error::delta(self.loc.url(), e))
+    }
+
+    /// The fineo-batch transaction version in the commits at and before `latest` (`Some(None)`
+    /// when the table's first commit is reached without one); `None` when the newest
+    /// [`TXN_LOOKBACK`] commits do not tell (none of them has one, or one is gone or unreadable).
+    async fn recent_transaction(&self, latest: u64) -> Result<Option<Option<i64>>> {
+        for v in (0..=latest).rev().take(TXN_LOOKBACK) {
+            let entry = self.log_store.read_commit_entry(v).await;
+            let Some(bytes) = entry.map_err(|e| Error::delta(self.loc.url(), e))? else {
+                return Ok(None);
+            };
+            match app_transaction(&bytes) {
+                Ok(Some(txn)) => return Ok(Some(Some(txn))),
+                Ok(None) if v == 0 => return Ok(Some(None)),
+                Ok(None) => {}
+                Err(()) => return Ok(None),
+            }
+        }
+        Ok(None)
     }
 
     /// Commits adds and removes as lake version `version`, once: the caller has found it not
@@ -245,22 +270,30 @@ impl Table {
             let mut actions = actions(adds, removes);
             actions.extend(schema.cloned());
             let snap = self.snapshot()?;
+            let due = checkpoint_due(snap);
             let props = CommitProperties::default()
                 .with_application_transaction(Transaction::new(APP_ID, version as i64))
                 .with_create_checkpoint(true)
-                .with_cleanup_expired_logs(Some(cleans_up_logs(snap)));
-            let res = CommitBuilder::from(props)
-                .with_actions(actions)
-                .build(
-                    Some(snap),
-                    self.log_store.clone(),
-                    DeltaOperation::Write {
-                        mode: SaveMode::Append,
-                        partition_by: Some(vec!["date".into()]),
-                        predicate: None,
-                    },
-                )
-                .await;
+                .with_cleanup_expired_logs(Some(snap.table_config().enable_expired_log_cleanup()));
+            let op = DeltaOperation::Write {
+                mode: SaveMode::Append,
+                partition_by: Some(vec!["date".into()]),
+                predicate: None,
+            };
+            let res = async {
+                let builder = CommitBuilder::from(props).with_actions(actions);
+                let prepared = builder
+                    .build(Some(snap), self.log_store.clone(), op)
+                    .into_prepared_commit_future()
+                    .await?;
+                // The commit is written here; the post-commit work only when a checkpoint is due.
+                let post = prepared.await?;
+                if due {
+                    post.await?;
+                }
+                Ok::<(), DeltaTableError>(())
+            }
+            .await;
             match res {
                 Ok(_) => return Ok(()),
                 Err(e) if attempt < 5 => {
@@ -276,15 +309,43 @@ impl Table {
     }
 }
 
-/// Whether the next commit also removes expired log files: only with the checkpoint it writes
-/// (as Spark does), when the table allows it. The Delta library's default lists the whole
-/// `_delta_log` after every commit, a LIST per table per hourly run.
-fn cleans_up_logs(snap: &deltalake::table::state::DeltaTableState) -> bool {
-    use deltalake::table::config::TablePropertiesExt;
-    let config = snap.table_config();
+/// Commits read back from the latest for the last fineo-batch transaction.
+const TXN_LOOKBACK: usize = 4;
+
+/// The fineo-batch transaction version in one commit file (`Err` when a line naming a
+/// transaction does not parse).
+fn app_transaction(commit: &[u8]) -> std::result::Result<Option<i64>, ()> {
+    #[derive(serde::Deserialize)]
+    struct Line {
+        txn: Option<Txn>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Txn {
+        app_id: String,
+        version: i64,
+    }
+    let finder = memchr::memmem::Finder::new(b"\"txn\"");
+    for line in commit.split(|b| *b == b'\n') {
+        if finder.find(line).is_none() {
+            continue;
+        }
+        let parsed: Line = serde_json::from_slice(line).map_err(|_| ())?;
+        if let Some(t) = parsed.txn.filter(|t| t.app_id == APP_ID) {
+            return Ok(Some(t.version));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether the next commit is the one that writes a checkpoint (every `checkpointInterval`
+/// versions). Only that commit runs the Delta library's post-commit work: the checkpoint, and
+/// the removal of expired log files when the table allows it (as Spark does). Any other commit
+/// skips it: the snapshot update it would make (a LIST and a replay of the table's files) is
+/// never used, and the library's default lists the whole `_delta_log` after every commit.
+fn checkpoint_due(snap: &deltalake::table::state::DeltaTableState) -> bool {
     let next = snap.version() + 1;
-    config.enable_expired_log_cleanup()
-        && (next + 1).is_multiple_of(config.checkpoint_interval().get())
+    (next + 1).is_multiple_of(snap.table_config().checkpoint_interval().get())
 }
 
 fn partition_values(date: &str) -> HashMap<String, Option<String>> {
@@ -317,4 +378,76 @@ fn actions(adds: &[(String, TypedFile)], removes: &[(String, DataFile)]) -> Vec<
         }));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_commits_transaction_is_found_by_its_app() {
+        let ours = br#"{"commitInfo":{"operation":"WRITE","txn":"not an action"}}
+{"txn":{"appId":"other","version":9}}
+{"txn":{"appId":"fineo-batch","version":7,"lastUpdated":1}}
+{"add":{"path":"a.parquet","size":1}}
+"#;
+        assert_eq!(app_transaction(ours), Ok(Some(7)));
+        assert_eq!(
+            app_transaction(br#"{"txn":{"appId":"other","version":9}}"#),
+            Ok(None)
+        );
+        assert_eq!(app_transaction(b"{\"add\":{}}\n"), Ok(None));
+        assert_eq!(app_transaction(b"{\"txn\": {broken\n"), Err(()));
+    }
+
+    /// Commits a transaction of another application (no fineo-batch one) to the table.
+    async fn commit_other(loc: &Location, version: i64) {
+        let t = Table::open(loc.clone()).await.unwrap();
+        CommitBuilder::default()
+            .with_actions(vec![Action::Txn(Transaction::new("other", version))])
+            .build(
+                Some(t.snapshot().unwrap()),
+                t.log_store.clone(),
+                DeltaOperation::Write {
+                    mode: SaveMode::Append,
+                    partition_by: None,
+                    predicate: None,
+                },
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn committed(loc: &Location) -> Option<i64> {
+        let t = Table::open(loc.clone()).await.unwrap();
+        t.committed_version().await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_committed_version_is_the_last_fineo_transaction_however_far_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let loc = Location::parse(tmp.path().join("t").to_str().unwrap()).unwrap();
+        assert_eq!(committed(&loc).await, None, "no table");
+        let cols = Columns(vec![(Arc::from("v"), FieldType::Long)]);
+        let mut t = Table::open(loc.clone()).await.unwrap();
+        t.ensure_schema(&cols, "t.m").await.unwrap();
+        assert_eq!(committed(&loc).await, None, "only the table's creation");
+        let mut t = Table::open(loc.clone()).await.unwrap();
+        t.commit(7, &[], &[], None).await.unwrap();
+        assert_eq!(committed(&loc).await, Some(7), "the latest commit");
+        commit_other(&loc, 1).await;
+        assert_eq!(
+            committed(&loc).await,
+            Some(7),
+            "read back past another writer"
+        );
+        for v in 2..=TXN_LOOKBACK as i64 {
+            commit_other(&loc, v).await;
+        }
+        // Further back than the commits read: the whole log is replayed.
+        assert_eq!(committed(&loc).await, Some(7), "found by the replay");
+        let mut t = Table::open(loc.clone()).await.unwrap();
+        t.commit(8, &[], &[], None).await.unwrap();
+        assert_eq!(committed(&loc).await, Some(8));
+    }
 }

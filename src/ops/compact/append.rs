@@ -169,7 +169,6 @@ pub async fn build(
     own: Fetched,
     c: Candidate,
     new: Vec<Rec>,
-    scratch: &Scratch,
 ) -> Result<PartitionResult> {
     let typed_path = format!("{}/part-{}-00000.parquet", paths.typed_rel, ctx.tag);
     let also_fed = c.manifest.also_fed.clone();
@@ -186,8 +185,8 @@ pub async fn build(
         catalog: ctx.catalog.clone(),
         tenant: key.tenant.clone(),
     };
-    let (lines, dir) = (m.enc.lines.take(), scratch.path()?.to_path_buf());
-    let (index, lines, kept) = on_rayon(move || joined.files(lines, &dir)).await??;
+    let lines = m.enc.lines.take();
+    let (index, lines, kept) = on_rayon(move || joined.files(lines)).await??;
     m.enc.index = Some(index);
     m.enc.lines = lines;
     let mut w = write_files(&ctx.lake, &ctx.tag, key, &paths, m.enc, typed_path).await?;
@@ -213,8 +212,9 @@ struct Joined {
 
 impl Joined {
     /// The joined index and untyped file (`None` with `true` when the partition's untyped file
-    /// stays as it is), a large one written in `dir` (blocking: run on rayon).
-    fn files(self, lines: Option<Body>, dir: &Path) -> Result<(Body, Option<Body>, bool)> {
+    /// stays as it is), a large one written beside the partition's index fetched to local disk
+    /// (blocking: run on rayon).
+    fn files(self, lines: Option<Body>) -> Result<(Body, Option<Body>, bool)> {
         let path = self.index.as_str();
         let new_meta = index::read_meta(path, &self.new_index)?;
         let appended = index::manifest_of(path, &new_meta)?;
@@ -228,6 +228,7 @@ impl Joined {
             }
             Fetched::Disk(p) => {
                 let old = std::fs::File::open(p).map_err(|e| Error::io(p.display(), e))?;
+                let dir = p.parent().unwrap_or(Path::new("."));
                 let sink = DiskFile::factory(dir).create()?;
                 let mut out = Concat::new(sink, &self.c.meta)?;
                 out.copy(path, &old, &self.c.meta)?;

@@ -130,7 +130,7 @@ pub async fn build(ctx: &PartitionCtx, mut job: PartitionJob) -> Result<Partitio
         if c.fits(new.first()) {
             if let Some(c) = c.with_untyped(ctx, &paths, &scratch).await? {
                 let own = own.expect("a candidate has an index");
-                return append::build(ctx, &key, paths, own, c, new, &scratch).await;
+                return append::build(ctx, &key, paths, own, c, new).await;
             }
         }
         decoded = Some(new);
