@@ -253,7 +253,7 @@ impl Table {
     }
 
     /// Commits adds and removes as lake version `version`, once: the caller has found it not
-    /// committed yet ([`Self::committed_version`], a replay of the log); a retry asks again.
+    /// committed yet ([`Self::committed_version`]); a retry asks again.
     pub async fn commit(
         &mut self,
         version: u64,
@@ -343,6 +343,8 @@ fn app_transaction(commit: &[u8]) -> std::result::Result<Option<i64>, ()> {
 /// the removal of expired log files when the table allows it (as Spark does). Any other commit
 /// skips it: the snapshot update it would make (a LIST and a replay of the table's files) is
 /// never used, and the library's default lists the whole `_delta_log` after every commit.
+/// The version is predicted from the snapshot: a commit that lands later, after the library
+/// retried past a concurrent writer's, may go without its checkpoint; the next due one writes it.
 fn checkpoint_due(snap: &deltalake::table::state::DeltaTableState) -> bool {
     let next = snap.version() + 1;
     (next + 1).is_multiple_of(snap.table_config().checkpoint_interval().get())
