@@ -170,7 +170,7 @@ pub async fn build(
     c: Candidate,
     new: Vec<Rec>,
 ) -> Result<PartitionResult> {
-    let typed_path = format!("{}/part-{}-00000.parquet", paths.typed_rel, ctx.tag);
+    let typed_path = paths.typed_file(&ctx.tag);
     let also_fed = c.manifest.also_fed.clone();
     let mut m = merge_in_memory(ctx, key, &typed_path, Vec::new(), new, also_fed).await?;
     let Some(Body::Mem(new_index)) = m.enc.index.take() else {

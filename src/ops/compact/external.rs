@@ -206,7 +206,7 @@ pub async fn build(
     let paths = PartitionPaths::of(&key);
     let spec = ctx.catalog.metric(&key.tenant, &key.metric).cloned();
     let columns = spec.as_ref().map(|s| Columns(s.columns()));
-    let typed_path = format!("{}/part-{}-00000.parquet", paths.typed_rel, ctx.tag);
+    let typed_path = paths.typed_file(&ctx.tag);
     let dir = scratch.path()?.to_path_buf();
     let merge = ExternalMerge {
         dir,

@@ -103,6 +103,11 @@ impl PartitionPaths {
         }
     }
 
+    /// The typed file run `tag` writes for the partition, relative to its table.
+    pub fn typed_file(&self, tag: &str) -> String {
+        format!("{}/part-{tag}-00000.parquet", self.typed_rel)
+    }
+
     /// A partition's staged file of `kind` (`index.parquet`, `untyped.jsonl`) in the staging
     /// area of run `tag`: one directory per tenant, so staging and cleaning up make few.
     pub fn staged(tag: &str, key: &PartitionKey, kind: &str) -> String {
@@ -161,7 +166,7 @@ pub async fn build(ctx: &PartitionCtx, mut job: PartitionJob) -> Result<Partitio
         Some(new) => new,
         None => append::decode_sorted(ctx, job.bucket).await?.1,
     };
-    let typed_path = format!("{}/part-{}-00000.parquet", paths.typed_rel, ctx.tag);
+    let typed_path = paths.typed_file(&ctx.tag);
     let m = merge_in_memory(ctx, &key, &typed_path, lake_recs, new, manifest.also_fed).await?;
     let columns = m.columns.clone();
     let mut w = write_files(&ctx.lake, &ctx.tag, &key, &paths, m.enc, typed_path).await?;
@@ -602,7 +607,7 @@ impl Rebuilder<'_> {
         let paths = PartitionPaths::of(key);
         let spec = catalog.metric(&key.tenant, &key.metric).cloned();
         let columns = spec.as_ref().map(|s| Columns(s.columns()));
-        let typed_path = format!("{}/part-{tag}-00000.parquet", paths.typed_rel);
+        let typed_path = paths.typed_file(tag);
         let enc = {
             let (catalog, tenant) = (catalog.clone(), key.tenant.clone());
             let (columns, typed_path) = (columns.clone(), typed_path.clone());
