@@ -225,31 +225,30 @@ impl Table {
             return Ok(None);
         }
         let snap = self.snapshot()?;
-        if let Some(found) = self.recent_transaction(snap.version()).await? {
-            return Ok(found);
+        if let Recent::Found(txn) = self.recent_transaction(snap.version()).await? {
+            return Ok(txn);
         }
         snap.transaction_version(self.log_store.as_ref(), APP_ID)
             .await
             .map_err(|e| Error::delta(self.loc.url(), e))
     }
 
-    /// The fineo-batch transaction version in the commits at and before `latest` (`Some(None)`
-    /// when the table's first commit is reached without one); `None` when the newest
-    /// [`TXN_LOOKBACK`] commits do not tell (none of them has one, or one is gone or unreadable).
-    async fn recent_transaction(&self, latest: u64) -> Result<Option<Option<i64>>> {
+    /// The fineo-batch transaction version in the newest [`TXN_LOOKBACK`] commits at and before
+    /// `latest`, if they tell.
+    async fn recent_transaction(&self, latest: u64) -> Result<Recent> {
         for v in (0..=latest).rev().take(TXN_LOOKBACK) {
             let entry = self.log_store.read_commit_entry(v).await;
             let Some(bytes) = entry.map_err(|e| Error::delta(self.loc.url(), e))? else {
-                return Ok(None);
+                return Ok(Recent::Unknown);
             };
             match app_transaction(&bytes) {
-                Ok(Some(txn)) => return Ok(Some(Some(txn))),
-                Ok(None) if v == 0 => return Ok(Some(None)),
+                Ok(Some(txn)) => return Ok(Recent::Found(Some(txn))),
+                Ok(None) if v == 0 => return Ok(Recent::Found(None)),
                 Ok(None) => {}
-                Err(()) => return Ok(None),
+                Err(()) => return Ok(Recent::Unknown),
             }
         }
-        Ok(None)
+        Ok(Recent::Unknown)
     }
 
     /// Commits adds and removes as lake version `version`, once: the caller has found it not
@@ -311,6 +310,14 @@ impl Table {
 
 /// Commits read back from the latest for the last fineo-batch transaction.
 const TXN_LOOKBACK: usize = 4;
+
+/// What the newest commits tell of the last fineo-batch transaction.
+enum Recent {
+    /// Its version, or `None` when the table's first commit was reached without one.
+    Found(Option<i64>),
+    /// None of them has one, or one is gone (expired after a checkpoint) or unreadable.
+    Unknown,
+}
 
 /// The fineo-batch transaction version in one commit file (`Err` when a line naming a
 /// transaction does not parse).
