@@ -73,6 +73,10 @@ pub struct OutputCounts {
     /// held) instead of being rewritten.
     #[serde(default)]
     pub partitions_appended: u64,
+    /// Partitions whose new records reached back into their last windows: those were
+    /// rewritten, the earlier ones kept as they were.
+    #[serde(default)]
+    pub partitions_tail_rewritten: u64,
 }
 
 /// Stored records rebuilt because the catalog changed (SPEC 10).

@@ -93,10 +93,18 @@ impl<W: Write> Write for Counted<W> {
     }
 }
 
+/// A finished typed file: its sink, size, Delta stats JSON and rows.
+pub struct TypedPart<W> {
+    pub file: W,
+    pub size: u64,
+    pub stats: String,
+    pub rows: u64,
+}
+
 /// A partition's finished files: each sink with its size.
 pub struct Parts<W> {
-    /// The typed file and its Delta stats JSON.
-    pub typed: Option<(W, u64, String)>,
+    /// The typed files, one per [`TYPED_WINDOW_MS`] window the winners fall in, in order.
+    pub typed: Vec<TypedPart<W>>,
     pub lines: Option<(W, u64)>,
     pub untyped_count: u64,
     /// `None` when the partition is now empty.
@@ -104,9 +112,33 @@ pub struct Parts<W> {
     pub rows: u64,
 }
 
+/// The typed files one run writes for a partition, relative to its table: its n-th is
+/// `date=<d>/part-<tag>-<n>.parquet` (one per window the records fall in).
+#[derive(Clone)]
+pub struct TypedNames {
+    rel: String,
+    tag: String,
+}
+
+impl TypedNames {
+    /// The names of run `tag`'s files in directory `rel` (`date=<d>`).
+    pub fn new(rel: &str, tag: &str) -> Self {
+        TypedNames {
+            rel: rel.to_string(),
+            tag: tag.to_string(),
+        }
+    }
+
+    /// The n-th file.
+    pub fn file(&self, n: usize) -> String {
+        format!("{}/part-{}-{n:05}.parquet", self.rel, self.tag)
+    }
+}
+
 /// How a finished partition is described in its index manifest.
 pub struct Finish<'a, R> {
-    pub typed_path: &'a str,
+    /// The names of the typed files written.
+    pub typed_path: &'a TypedNames,
     pub version: u64,
     /// The resolution fingerprint of the names the winners were sent with.
     pub resolution: R,
@@ -124,20 +156,35 @@ pub fn record_fingerprint(r: &Rec) -> u128 {
     xxhash_rust::xxh3::xxh3_128(&key)
 }
 
-/// Adds two content fingerprints as written in manifests (`None` when one is not a sum).
-pub fn add_fingerprints(a: &str, b: &str) -> Option<String> {
-    let (a, b) = (
-        u128::from_str_radix(a, 16).ok()?,
-        u128::from_str_radix(b, 16).ok()?,
-    );
-    Some(format!("{:032x}", a.wrapping_add(b)))
+/// The span of time one typed file (and one index row group at least) of a partition holds:
+/// a UTC window of 6 hours. A run whose new records reach back into a partition's last windows
+/// rewrites those windows only (a tail rewrite, `ops::compact::append`), not the whole day.
+pub const TYPED_WINDOW_MS: i64 = 6 * 3_600_000;
+
+/// The window a timestamp falls in.
+pub fn window_of(ts: i64) -> i64 {
+    ts.div_euclid(TYPED_WINDOW_MS)
+}
+
+/// Winners per push that every caller uses (in memory and through sorted runs alike), so that
+/// a partition's files are the same bytes whichever way it was merged.
+pub const PUSH_ROWS: usize = 8192;
+
+/// A typed file being written: its writer, stats and rows so far.
+struct OpenTyped<W: Write + Send> {
+    w: ArrowWriter<Counted<W>>,
+    stats: StatsAcc,
+    rows: u64,
 }
 
 /// Encodes a partition's winners, pushed in timestamp order.
 pub struct PartitionEncoder<W: Sink> {
     sinks: W,
     columns: Option<Columns>,
-    typed: Option<(ArrowWriter<Counted<W>>, StatsAcc)>,
+    /// The window of the winners pushed last.
+    window: Option<i64>,
+    typed: Option<OpenTyped<W>>,
+    typed_done: Vec<TypedPart<W>>,
     lines: Option<Counted<W>>,
     line_buf: Vec<u8>,
     untyped_count: u64,
@@ -157,7 +204,9 @@ impl<W: Sink> PartitionEncoder<W> {
         PartitionEncoder {
             sinks,
             columns,
+            window: None,
             typed: None,
+            typed_done: Vec::new(),
             lines: None,
             line_buf: Vec::new(),
             untyped_count: 0,
@@ -170,12 +219,53 @@ impl<W: Sink> PartitionEncoder<W> {
         }
     }
 
-    /// Takes the next winners (after those pushed before, in timestamp order). Pushes of a
-    /// multiple of 1,024 records give the bytes one push of them all gives.
+    /// Takes the next winners (after those pushed before, in timestamp order). Winners of a
+    /// later window than the last start a typed file and an index row group of their own.
+    /// Every caller pushes [`PUSH_ROWS`] winners at a time (the last push fewer), so the files'
+    /// bytes depend on the winners alone.
     pub fn push(&mut self, winners: &[Rec]) -> Result<()> {
-        if winners.is_empty() {
-            return Ok(());
+        let mut rest = winners;
+        while let Some(first) = rest.first() {
+            let w = window_of(first.ts);
+            let (run, later) = rest.split_at(rest.partition_point(|r| window_of(r.ts) == w));
+            if self.window.is_some_and(|open| open != w) {
+                self.close_window()?;
+            }
+            self.window = Some(w);
+            self.push_window(run)?;
+            rest = later;
         }
+        Ok(())
+    }
+
+    /// Closes the open window: its typed file is finished, the index's row group ends.
+    fn close_window(&mut self) -> Result<()> {
+        if let Some(open) = self.typed.take() {
+            let schema = self
+                .columns
+                .as_ref()
+                .expect("typed has columns")
+                .arrow_schema();
+            let sink = open
+                .w
+                .into_inner()
+                .map_err(|e| Error::data_file("parquet writer", e))?;
+            let Counted { mut inner, bytes } = sink;
+            inner.flush().map_err(|e| Error::io("typed file", e))?;
+            self.typed_done.push(TypedPart {
+                file: inner,
+                size: bytes,
+                stats: open.stats.json(&schema),
+                rows: open.rows,
+            });
+        }
+        if let Some(w) = self.index.as_mut() {
+            w.flush().map_err(|e| Error::data_file("index", e))?;
+        }
+        Ok(())
+    }
+
+    fn push_window(&mut self, winners: &[Rec]) -> Result<()> {
         self.rows += winners.len() as u64;
         if let Some(cols) = &self.columns {
             if self.typed.is_none() {
@@ -183,15 +273,18 @@ impl<W: Sink> PartitionEncoder<W> {
                     inner: self.sinks.create()?,
                     bytes: 0,
                 };
-                self.typed = Some((
-                    typed::writer(sink, cols.arrow_schema())?,
-                    StatsAcc::default(),
-                ));
+                self.typed = Some(OpenTyped {
+                    w: typed::writer(sink, cols.arrow_schema())?,
+                    stats: StatsAcc::default(),
+                    rows: 0,
+                });
             }
-            let (w, stats) = self.typed.as_mut().expect("created above");
+            let open = self.typed.as_mut().expect("created above");
             let batch = typed::to_batch(cols, winners)?;
-            stats.add(&batch);
-            w.write(&batch)
+            open.stats.add(&batch);
+            open.rows += winners.len() as u64;
+            open.w
+                .write(&batch)
                 .map_err(|e| Error::data_file("parquet writer", e))?;
         }
         self.push_lines(winners)?;
@@ -246,7 +339,8 @@ impl<W: Sink> PartitionEncoder<W> {
     }
 
     /// Closes every file; the index's manifest describes the others.
-    pub fn finish<R: FnOnce(&SentNames) -> u64>(self, how: Finish<'_, R>) -> Result<Parts<W>> {
+    pub fn finish<R: FnOnce(&SentNames) -> u64>(mut self, how: Finish<'_, R>) -> Result<Parts<W>> {
+        self.close_window()?;
         let mut metrics: Vec<String> = self.metrics.iter().map(|m| m.to_string()).collect();
         metrics.sort_unstable();
         let mut fields: Vec<String> = self
@@ -266,22 +360,7 @@ impl<W: Sink> PartitionEncoder<W> {
             .collect();
         also_fed.sort();
         also_fed.dedup();
-        let typed = match self.typed {
-            Some((w, stats)) => {
-                let schema = self
-                    .columns
-                    .as_ref()
-                    .expect("typed has columns")
-                    .arrow_schema();
-                let sink = w
-                    .into_inner()
-                    .map_err(|e| Error::data_file("parquet writer", e))?;
-                let Counted { mut inner, bytes } = sink;
-                inner.flush().map_err(|e| Error::io("typed file", e))?;
-                Some((inner, bytes, stats.json(&schema)))
-            }
-            None => None,
-        };
+        let typed = self.typed_done;
         let lines = match self.lines {
             Some(Counted { mut inner, bytes }) => {
                 inner.flush().map_err(|e| Error::io("untyped lines", e))?;
@@ -292,10 +371,11 @@ impl<W: Sink> PartitionEncoder<W> {
         let manifest = PartitionManifest {
             typed: typed
                 .iter()
-                .map(|(_, size, _)| DataFile {
-                    path: how.typed_path.to_string(),
-                    size: *size,
-                    rows: self.rows,
+                .enumerate()
+                .map(|(n, t)| DataFile {
+                    path: how.typed_path.file(n),
+                    size: t.size,
+                    rows: t.rows,
                 })
                 .collect(),
             untyped: lines.as_ref().map(|(_, size)| DataFile {
@@ -304,8 +384,10 @@ impl<W: Sink> PartitionEncoder<W> {
                 rows: self.untyped_count,
             }),
             version: how.version,
-            columns: match (&self.columns, &typed) {
-                (Some(c), Some(_)) => c.0.iter().map(|(n, t)| (n.to_string(), *t)).collect(),
+            columns: match &self.columns {
+                Some(c) if !typed.is_empty() => {
+                    c.0.iter().map(|(n, t)| (n.to_string(), *t)).collect()
+                }
                 _ => Vec::new(),
             },
             names,
@@ -325,5 +407,90 @@ impl<W: Sink> PartitionEncoder<W> {
             index,
             rows: self.rows,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Arrival, FieldType, TypedValue};
+
+    /// A record at `ts` whose one typed value is `ts` as a long.
+    fn rec(ts: i64) -> Rec {
+        let mut raw = Vec::new();
+        let value = crate::model::RawValue::Number(ts.to_string().into());
+        raw::encode(&mut raw, &[("v".into(), value)]);
+        Rec {
+            ts,
+            arrival: Arrival {
+                delivery_ms: 0,
+                source: "s".into(),
+                position: ts as u64,
+            },
+            metric_sent: "m".into(),
+            raw: raw.into_boxed_slice(),
+            typed: vec![("v".into(), TypedValue::Int(ts))],
+            untyped: vec![],
+            hash: ts as u64,
+        }
+    }
+
+    fn encode(winners: &[Rec]) -> Parts<Vec<u8>> {
+        let columns = Columns(vec![("v".into(), FieldType::Long)]);
+        let mut enc = PartitionEncoder::new(Vec::new(), Some(columns));
+        for push in winners.chunks(PUSH_ROWS) {
+            enc.push(push).unwrap();
+        }
+        let names = TypedNames::new("date=2026-01-01", "v1");
+        let how = Finish {
+            typed_path: &names,
+            version: 1,
+            resolution: |_: &SentNames| 0,
+            fed: vec![],
+        };
+        enc.finish(how).unwrap()
+    }
+
+    #[test]
+    fn a_typed_file_and_an_index_row_group_per_window() {
+        let w = TYPED_WINDOW_MS;
+        // Windows 0, 1 and 3 (none in 2), window 1 crossing a push.
+        let mut ts: Vec<i64> = (0..10).collect();
+        ts.extend((0..PUSH_ROWS as i64).map(|i| w + i));
+        ts.extend([3 * w, 3 * w + 1]);
+        let parts = encode(&ts.iter().map(|&t| rec(t)).collect::<Vec<_>>());
+        let rows: Vec<u64> = parts.typed.iter().map(|t| t.rows).collect();
+        assert_eq!(rows, [10, PUSH_ROWS as u64, 2]);
+        assert_eq!(parts.rows, ts.len() as u64);
+        let index = bytes::Bytes::from(parts.index.unwrap());
+        let meta = index::read_meta("i", &index).unwrap();
+        let groups: Vec<i64> = meta.row_groups().iter().map(|g| g.num_rows()).collect();
+        assert_eq!(groups, [10, PUSH_ROWS as i64, 2]);
+        let m = index::manifest_of("i", &meta).unwrap();
+        let files: Vec<(&str, u64)> = m.typed.iter().map(|f| (&*f.path, f.rows)).collect();
+        assert_eq!(
+            files,
+            [
+                ("date=2026-01-01/part-v1-00000.parquet", 10),
+                ("date=2026-01-01/part-v1-00001.parquet", PUSH_ROWS as u64),
+                ("date=2026-01-01/part-v1-00002.parquet", 2)
+            ]
+        );
+        // Each typed file holds its window's rows, read back by the Parquet reader.
+        let second = bytes::Bytes::from(parts.typed.into_iter().nth(1).unwrap().file);
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(second)
+            .unwrap()
+            .build()
+            .unwrap();
+        let read: usize = reader.map(|b| b.unwrap().num_rows()).sum();
+        assert_eq!(read, PUSH_ROWS);
+    }
+
+    #[test]
+    fn negative_timestamps_fall_in_their_own_window() {
+        assert_eq!(window_of(-1), -1);
+        assert_eq!(window_of(0), 0);
+        assert_eq!(window_of(TYPED_WINDOW_MS - 1), 0);
+        assert_eq!(window_of(TYPED_WINDOW_MS), 1);
     }
 }

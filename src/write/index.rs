@@ -180,6 +180,28 @@ pub fn decode(path: &str, bytes: Bytes) -> Result<(Vec<Rec>, PartitionManifest)>
     Ok((out, manifest))
 }
 
+/// The records (not yet resolved) of an index file's row groups from `first` on.
+pub fn decode_groups<R: parquet::file::reader::ChunkReader + 'static>(
+    path: &str,
+    r: R,
+    first: std::ops::RangeFrom<usize>,
+) -> Result<Vec<Rec>> {
+    let err = |e: &dyn std::fmt::Display| Error::data_file(path, e);
+    let builder = ParquetRecordBatchReaderBuilder::try_new(r).map_err(|e| err(&e))?;
+    let groups = (first.start..builder.metadata().num_row_groups()).collect();
+    let mut out = Vec::new();
+    let mut names = Interner::default();
+    for batch in builder
+        .with_row_groups(groups)
+        .build()
+        .map_err(|e| err(&e))?
+    {
+        let batch = batch.map_err(|e| err(&e))?;
+        decode_rows(path, &batch, &mut names, &mut out)?;
+    }
+    Ok(out)
+}
+
 /// An index file on local disk, read batch by batch: its manifest and a reader of its rows.
 pub fn open_local(
     path: &str,
@@ -421,17 +443,21 @@ impl<W: std::io::Write + Send> Concat<W> {
         Ok(Concat { w })
     }
 
-    /// Copies every row group of the file `r` (whose metadata is `md`).
+    /// Copies the row groups `groups` of the file `r` (whose metadata is `md`).
     pub fn copy<R: parquet::file::reader::ChunkReader>(
         &mut self,
         path: &str,
         r: &R,
         md: &ParquetMetaData,
+        groups: impl std::ops::RangeBounds<usize>,
     ) -> Result<()> {
         use parquet::column::writer::ColumnCloseResult;
         use parquet::file::page_index::column_index::ColumnIndexMetaData;
         let err = |e: &dyn std::fmt::Display| Error::data_file(path, e);
         for (g, rg) in md.row_groups().iter().enumerate() {
+            if !groups.contains(&g) {
+                continue;
+            }
             let mut out = self.w.next_row_group().map_err(|e| err(&e))?;
             for (c, chunk) in rg.columns().iter().enumerate() {
                 let column_index = md

@@ -103,15 +103,18 @@ fn column<'a>(ty: FieldType, vals: impl Iterator<Item = Option<&'a TypedValue>>)
     }
 }
 
-/// How typed files are written (zstd, page statistics, one row group per 1M rows; the sorted
+/// How typed files are written (Snappy, page statistics, one row group per 1M rows; the sorted
 /// timestamps delta-packed; measurements (floats, timestamps) plain, since a dictionary of
-/// mostly distinct values costs time and is dropped anyway).
+/// mostly distinct values costs time and is dropped anyway). Snappy, Spark's default and read
+/// by every engine, rather than zstd: a partition has a file per window, and the Parquet
+/// writer makes a zstd compressor and decompressor for every column of every file (each asks
+/// the CPU for its features: a trap to the hypervisor on a VM), which cost more than zstd's
+/// smaller files save.
 pub fn writer_properties(schema: &Schema) -> WriterProperties {
-    use parquet::basic::{Encoding, ZstdLevel};
+    use parquet::basic::Encoding;
     use parquet::schema::types::ColumnPath;
-    let zstd = Compression::ZSTD(ZstdLevel::try_new(1).expect("zstd level"));
     let mut props = WriterProperties::builder()
-        .set_compression(zstd)
+        .set_compression(Compression::SNAPPY)
         .set_column_encoding(ColumnPath::from("timestamp"), Encoding::DELTA_BINARY_PACKED);
     for f in schema.fields() {
         if matches!(

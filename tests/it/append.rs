@@ -3,6 +3,8 @@
 //! objects (deltalake, DuckDB, the content fingerprint), a partition holds at most
 //! `MAX_APPENDS + 1` typed files before it is written whole again, a late record rewrites it
 //! whole, and a run cut at any write of an append, then rerun, ends in the uninterrupted lake.
+//! Tail rewrites: records reaching back into a partition's last 6-hour window rewrite that
+//! window only, and the same holds of them.
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -183,6 +185,93 @@ fn manifest(lake: &Path) -> fineo_batch::write::index::PartitionManifest {
         .1
 }
 
+/// Seconds of the day every 30 minutes (and a second more each) from 00:00 to 22:00: records
+/// in each of the day's four windows, some with an untyped field in each.
+fn day_seconds() -> Vec<i64> {
+    (0..45).map(|k| k * 1800 + k).collect()
+}
+
+/// Records reaching back into the last window (a new key with an untyped field, a new key
+/// without, a correction of a stored record) and two later ones.
+const LATE: [i64; 5] = [73_807, 74_002, 40 * 1800 + 40, 82_800, 82_801];
+
+fn a_late_hour_rewrites_the_last_window_only(backend: Backend) {
+    let site = Site::new(backend);
+    let src = site.scratch().join("src");
+    let (staged, lake) = (site.url("staged"), site.url("inc"));
+    object(&src, 0, &day_seconds(), 10.0);
+    site.put_tree(&src, "staged");
+    compact(&staged, &lake, Some(&catalog()), &[]);
+    assert_eq!(typed_files(&site.local("inc")), 4, "one file per window");
+    let before = site.scratch().join("before");
+    copy_tree(&site.local("inc"), &before);
+
+    object(&src, 23 * 60, &LATE, 500.0);
+    site.put_tree(&src, "staged");
+    let r = compact(&staged, &lake, Some(&catalog()), &[]);
+    assert_eq!(r["output"]["partitions_tail_rewritten"], 1, "{r}");
+    assert_eq!(r["output"]["partitions_appended"], 0);
+    assert_eq!(
+        r["output"]["files_removed"], 1,
+        "only the last window's file"
+    );
+    assert_eq!(r["records"]["lake_records_replaced"], 1);
+    assert_eq!(
+        r["records"]["written"],
+        4 + 1,
+        "the new records and the correction"
+    );
+    assert_eq!(typed_files(&site.local("inc")), 4);
+    let one = one_run(&site, &src, "one-late");
+    assert_eq!(one["records"]["written"], 45 + 4);
+    assert_eq!(
+        lake_content(&site.local("inc")),
+        lake_content(&site.local("one-late")),
+        "a tail rewrite differs from one run"
+    );
+    if backend == Backend::Fs {
+        let m = manifest(&site.local("inc"));
+        assert_eq!(m.content, manifest(&site.local("one-late")).content);
+        assert_eq!(m.appends, 1);
+        // The joined index, read by pyarrow: every record, the three kept windows' row groups
+        // and the rewritten one, timestamps in order.
+        let index = site.local("inc").join(INDEX);
+        let out = python_ok(&["-c", PYARROW_INDEX, s(&index)]);
+        assert_eq!(String::from_utf8_lossy(&out).trim(), "49 4 True");
+        // With no memory to spare, the index and untyped file are cut on local disk: the same
+        // files.
+        let tiny = site.scratch().join("tiny");
+        copy_tree(&before, &tiny);
+        let r = compact(
+            &staged,
+            s(&tiny),
+            Some(&catalog()),
+            &["--memory-budget-mb", "0"],
+        );
+        assert_eq!(r["output"]["partitions_tail_rewritten"], 1, "{r}");
+        assert_same(
+            &snapshot(&tiny),
+            &snapshot(&site.local("inc")),
+            "tiny budget",
+        );
+    }
+
+    // A correction in the first window: the partition is written whole again.
+    object(&src, 23 * 60 + 30, &[1], -1.0);
+    site.put_tree(&src, "staged");
+    let r = compact(&staged, &lake, Some(&catalog()), &[]);
+    assert_eq!(r["output"]["partitions_tail_rewritten"], 0, "{r}");
+    assert_eq!(r["output"]["files_removed"], 4);
+    assert_eq!(typed_files(&site.local("inc")), 4);
+    one_run(&site, &src, "one-all");
+    assert_eq!(
+        lake_content(&site.local("inc")),
+        lake_content(&site.local("one-all")),
+        "a tail rewrite, then a whole one, differ from one run"
+    );
+}
+crate::both_backends! { fn a_late_hour_rewrites_the_last_window_only; }
+
 async fn run(
     staged: &Path,
     lake: Location,
@@ -197,18 +286,42 @@ async fn run(
 /// uninterrupted append gives, byte for byte.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_append_cut_at_every_write_then_rerun_gives_the_uninterrupted_lake() {
+    let base: Vec<i64> = (0..40).collect();
+    let next: Vec<i64> = (40..60).collect();
+    cut_at_every_write(&base, &next, |r| {
+        assert_eq!(r.output.partitions_appended, 1)
+    })
+    .await;
+}
+
+/// The same of a tail rewrite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tail_rewrite_cut_at_every_write_then_rerun_gives_the_uninterrupted_lake() {
+    cut_at_every_write(&day_seconds(), &LATE, |r| {
+        assert_eq!(r.output.partitions_tail_rewritten, 1)
+    })
+    .await;
+}
+
+/// Compacts an object of records at `base` seconds, then cuts the run of a second one (records
+/// at `next`, its report checked by `check`) at every write, and reruns it.
+async fn cut_at_every_write(
+    base_secs: &[i64],
+    next: &[i64],
+    check: impl Fn(&fineo_batch::report::CompactReport),
+) {
     let tmp = tempfile::tempdir().unwrap();
     let staged = tmp.path().join("staged");
     let plain = |p: &Path| Location::parse(s(p)).unwrap();
-    object(&staged, 0, &(0..40).collect::<Vec<_>>(), 10.0);
+    object(&staged, 0, base_secs, 10.0);
     let base = tmp.path().join("base");
     run(&staged, plain(&base)).await.unwrap();
-    object(&staged, 5, &(40..60).collect::<Vec<_>>(), 1.0);
+    object(&staged, 23 * 60, next, 1.0);
     let reference = tmp.path().join("reference");
     copy_tree(&base, &reference);
     let (loc, counter) = faulty(&plain(&reference), Scope::Writes, Mode::Dead, u64::MAX);
     let report = run(&staged, loc).await.unwrap();
-    assert_eq!(report.output.partitions_appended, 1);
+    check(&report);
     let writes = counter.count.load(Ordering::SeqCst);
     let expected = snapshot(&reference);
     assert!(writes > 5, "{writes} writes");

@@ -22,13 +22,12 @@ use crate::error::{Error, Result};
 use crate::model::{FastMap, PartitionKey, Rec};
 use crate::schema::propose::{observe_resolved, MetricObs};
 use crate::storage::Location;
-use crate::write::encoder::{DiskFile, PartitionEncoder};
+use crate::write::encoder::{DiskFile, PartitionEncoder, TypedNames, PUSH_ROWS};
 use crate::write::index::{self, PartitionManifest};
 use crate::write::typed::Columns;
 
-/// Winners encoded per push: a multiple of the Parquet writer's 1,024-row mini-batch, so the
-/// files match those of one push of every winner.
-const WINNERS_PER_PUSH: usize = 8192;
+/// Winners encoded per push: as many as the in-memory merge pushes, so the files match its.
+const WINNERS_PER_PUSH: usize = PUSH_ROWS;
 /// Index rows decoded at a time.
 const INDEX_BATCH_ROWS: usize = 8192;
 
@@ -206,7 +205,7 @@ pub async fn build(
     let paths = PartitionPaths::of(&key);
     let spec = ctx.catalog.metric(&key.tenant, &key.metric).cloned();
     let columns = spec.as_ref().map(|s| Columns(s.columns()));
-    let typed_path = paths.typed_file(&ctx.tag);
+    let names = paths.typed_names(&ctx.tag);
     let dir = scratch.path()?.to_path_buf();
     let merge = ExternalMerge {
         dir,
@@ -216,7 +215,7 @@ pub async fn build(
         index_path: paths.index.clone(),
         spec,
         columns: columns.clone(),
-        typed_path: typed_path.clone(),
+        names: names.clone(),
         version: ctx.version,
         keep: ctx.keep,
         proposals: ctx.proposals,
@@ -226,7 +225,7 @@ pub async fn build(
     let rebuilt = retype || !job.sources.is_empty();
     let bucket = job.bucket;
     let done = on_rayon(move || merge.run(bucket, lake, retype)).await??;
-    let mut w = write_files(&ctx.lake, &ctx.tag, &key, &paths, done.enc, typed_path).await?;
+    let mut w = write_files(&ctx.lake, &ctx.tag, &key, &paths, done.enc, &names).await?;
     drop(scratch);
     let change = partition_change(&key, paths, columns, done.manifest.typed, &mut w);
     Ok(PartitionResult {
@@ -246,7 +245,7 @@ struct ExternalMerge {
     index_path: String,
     spec: Option<MetricSpec>,
     columns: Option<Columns>,
-    typed_path: String,
+    names: TypedNames,
     version: u64,
     keep: crate::dedup::Keep,
     proposals: bool,
@@ -366,7 +365,7 @@ impl ExternalMerge {
             catalog: &self.catalog,
             tenant: &self.key.tenant,
             columns: self.columns.as_ref(),
-            typed_path: &self.typed_path,
+            names: &self.names,
             version: self.version,
         };
         let parts = enc.finish(how.finish(fed))?;

@@ -20,7 +20,7 @@ use crate::names;
 use crate::resolve::{raw, resolve_fields};
 use crate::schema::propose::{observe_resolved, MetricObs};
 use crate::storage::Location;
-use crate::write::encoder::{DiskFile, Finish, PartitionEncoder, Parts};
+use crate::write::encoder::{DiskFile, Finish, PartitionEncoder, Parts, TypedNames, PUSH_ROWS};
 use crate::write::index::{self, DataFile, PartitionManifest, SentNames};
 use crate::write::typed::Columns;
 
@@ -48,6 +48,9 @@ pub struct PartitionResult {
     /// Whether the new records were appended rather than the partition rewritten.
     #[serde(default)]
     pub appended: bool,
+    /// Whether only the partition's last windows were rewritten, its earlier ones kept.
+    #[serde(default)]
+    pub tail_rewritten: bool,
 }
 
 /// Shared inputs of phase 2.
@@ -103,9 +106,9 @@ impl PartitionPaths {
         }
     }
 
-    /// The typed file run `tag` writes for the partition, relative to its table.
-    pub fn typed_file(&self, tag: &str) -> String {
-        format!("{}/part-{tag}-00000.parquet", self.typed_rel)
+    /// The typed files run `tag` writes for the partition.
+    pub fn typed_names(&self, tag: &str) -> TypedNames {
+        TypedNames::new(&self.typed_rel, tag)
     }
 
     /// A partition's staged file of `kind` (`index.parquet`, `untyped.jsonl`) in the staging
@@ -132,10 +135,10 @@ pub async fn build(ctx: &PartitionCtx, mut job: PartitionJob) -> Result<Partitio
     if let Some(c) = append::candidate(ctx, &job, &paths, own.as_ref()).await? {
         let (bucket, new) = append::decode_sorted(ctx, job.bucket).await?;
         job.bucket = bucket;
-        if c.fits(new.first()) {
+        if let Some(cut) = c.cut(new.first()) {
             if let Some(c) = c.with_untyped(ctx, &paths, &scratch).await? {
                 let own = own.expect("a candidate has an index");
-                return append::build(ctx, &key, paths, own, c, new).await;
+                return append::build(ctx, &key, paths, own, c, cut, new).await;
             }
         }
         decoded = Some(new);
@@ -166,10 +169,11 @@ pub async fn build(ctx: &PartitionCtx, mut job: PartitionJob) -> Result<Partitio
         Some(new) => new,
         None => append::decode_sorted(ctx, job.bucket).await?.1,
     };
-    let typed_path = paths.typed_file(&ctx.tag);
-    let m = merge_in_memory(ctx, &key, &typed_path, lake_recs, new, manifest.also_fed).await?;
+    let names = paths.typed_names(&ctx.tag);
+    let lake = Lake::Stored(lake_recs);
+    let m = merge_in_memory(ctx, &key, &names, lake, new, manifest.also_fed).await?;
     let columns = m.columns.clone();
-    let mut w = write_files(&ctx.lake, &ctx.tag, &key, &paths, m.enc, typed_path).await?;
+    let mut w = write_files(&ctx.lake, &ctx.tag, &key, &paths, m.enc, &names).await?;
     let change = partition_change(&key, paths, columns, manifest.typed, &mut w);
     Ok(PartitionResult {
         rebuilt,
@@ -199,6 +203,7 @@ impl PartitionResult {
             observed,
             on_disk: false,
             appended: false,
+            tail_rewritten: false,
         }
     }
 }
@@ -213,35 +218,44 @@ pub(super) struct Merged {
     pub columns: Option<Columns>,
 }
 
-/// Resolves `lake_recs` and `new` (sorted) under the catalog, merges them and encodes the
-/// winners (on rayon); `extra_fed`: objects that fed the partition besides the records'
-/// sources.
+/// A partition's stored records for a merge.
+pub(super) enum Lake {
+    /// As read from the index.
+    Stored(Vec<Rec>),
+    /// Already resolved under the catalog.
+    Resolved(Vec<Rec>),
+}
+
+/// Resolves `lake` and `new` (sorted) under the catalog, merges them and encodes the winners
+/// (on rayon); `extra_fed`: objects that fed the partition besides the records' sources.
 pub(super) async fn merge_in_memory(
     ctx: &PartitionCtx,
     key: &PartitionKey,
-    typed_path: &str,
-    lake_recs: Vec<Rec>,
+    names: &TypedNames,
+    lake: Lake,
     new: Vec<Rec>,
     extra_fed: Vec<String>,
 ) -> Result<Merged> {
     let spec = ctx.catalog.metric(&key.tenant, &key.metric).cloned();
     let columns = spec.as_ref().map(|s| Columns(s.columns()));
-    let (catalog, tenant, typed_path) = (
-        ctx.catalog.clone(),
-        key.tenant.clone(),
-        typed_path.to_string(),
-    );
+    let (catalog, tenant, names) = (ctx.catalog.clone(), key.tenant.clone(), names.clone());
     let (keep, version, propose) = (ctx.keep, ctx.version, ctx.proposals);
     let cols = columns.clone();
     on_rayon(move || {
-        let (mut lake_recs, mut new) = (lake_recs, new);
-        resolve_all(&mut lake_recs, spec.as_ref(), |_, _, _| {})?;
+        let mut new = new;
+        let lake_recs = match lake {
+            Lake::Stored(mut recs) => {
+                resolve_all(&mut recs, spec.as_ref(), |_, _, _| {})?;
+                recs
+            }
+            Lake::Resolved(recs) => recs,
+        };
         let (mismatches, observed) = resolve_new(&mut new, spec.as_ref(), propose)?;
         let how = EncodeWith {
             catalog: &catalog,
             tenant: &tenant,
             columns: cols.as_ref(),
-            typed_path: &typed_path,
+            names: &names,
             version,
         };
         let (enc, stats) = how.merge_encode(lake_recs, new, keep, &extra_fed)?;
@@ -365,26 +379,39 @@ impl Body {
     }
 }
 
+/// A typed file encoded: its body, Delta stats and rows.
+pub(crate) struct TypedBody {
+    pub body: Body,
+    pub stats: String,
+    pub rows: u64,
+}
+
 /// A partition's encoded files.
 pub(crate) struct Encoded {
-    /// The typed file and its Delta stats.
-    pub typed: Option<(Body, String)>,
+    /// The typed files (one per window) in order.
+    pub typed: Vec<TypedBody>,
     pub lines: Option<Body>,
     pub untyped_count: u64,
     /// `None` when the partition is now empty.
     pub index: Option<Body>,
-    pub rows: u64,
 }
 
 impl From<Parts<Vec<u8>>> for Encoded {
     fn from(p: Parts<Vec<u8>>) -> Self {
         let mem = |v: Vec<u8>| Body::Mem(Bytes::from(v));
         Encoded {
-            typed: p.typed.map(|(w, _, stats)| (mem(w), stats)),
+            typed: p
+                .typed
+                .into_iter()
+                .map(|t| TypedBody {
+                    body: mem(t.file),
+                    stats: t.stats,
+                    rows: t.rows,
+                })
+                .collect(),
             lines: p.lines.map(|(w, _)| mem(w)),
             untyped_count: p.untyped_count,
             index: p.index.map(mem),
-            rows: p.rows,
         }
     }
 }
@@ -392,25 +419,32 @@ impl From<Parts<Vec<u8>>> for Encoded {
 impl From<Parts<DiskFile>> for Encoded {
     fn from(p: Parts<DiskFile>) -> Self {
         Encoded {
-            typed: p.typed.map(|(w, n, stats)| (Body::Disk(w.path, n), stats)),
+            typed: p
+                .typed
+                .into_iter()
+                .map(|t| TypedBody {
+                    body: Body::Disk(t.file.path, t.size),
+                    stats: t.stats,
+                    rows: t.rows,
+                })
+                .collect(),
             lines: p.lines.map(|(w, n)| Body::Disk(w.path, n)),
             untyped_count: p.untyped_count,
             index: p.index.map(|w| {
                 let n = std::fs::metadata(&w.path).map(|m| m.len()).unwrap_or(0);
                 Body::Disk(w.path, n)
             }),
-            rows: p.rows,
         }
     }
 }
 
-/// How a rebuilt partition is encoded: its columns and typed file name, the lake version, and
+/// How a rebuilt partition is encoded: its columns and typed file names, the lake version, and
 /// the catalog and tenant its resolution fingerprint is taken under.
 pub(super) struct EncodeWith<'a> {
     pub catalog: &'a Catalog,
     pub tenant: &'a str,
     pub columns: Option<&'a Columns>,
-    pub typed_path: &'a str,
+    pub names: &'a TypedNames,
     pub version: u64,
 }
 
@@ -427,7 +461,9 @@ impl EncodeWith<'_> {
         let fed = sources_of(&base, &new);
         let (winners, stats) = merge(base, new, keep);
         let mut enc = PartitionEncoder::new(Vec::new(), self.columns.cloned());
-        enc.push(&winners)?;
+        for push in winners.chunks(PUSH_ROWS) {
+            enc.push(push)?;
+        }
         let fed = fed
             .iter()
             .map(|s| &**s)
@@ -442,7 +478,7 @@ impl EncodeWith<'_> {
     ) -> Finish<'a, impl FnOnce(&SentNames) -> u64 + 'a> {
         let (catalog, tenant) = (self.catalog, self.tenant);
         Finish {
-            typed_path: self.typed_path,
+            typed_path: self.names,
             version: self.version,
             resolution: move |n: &SentNames| {
                 catalog.resolution_fingerprint(tenant, &n.metrics, &n.fields)
@@ -493,22 +529,24 @@ pub(crate) async fn write_files(
     key: &PartitionKey,
     paths: &PartitionPaths,
     enc: Encoded,
-    typed_path: String,
+    names: &TypedNames,
 ) -> Result<Written> {
     let mut bytes_written = 0u64;
     let mut typed_add = Vec::new();
-    let typed_rows = if enc.typed.is_some() { enc.rows } else { 0 };
-    if let Some((body, stats)) = enc.typed {
-        bytes_written += body.len();
+    let typed_rows = enc.typed.iter().map(|t| t.rows).sum();
+    for (n, t) in enc.typed.into_iter().enumerate() {
+        let path = names.file(n);
+        bytes_written += t.body.len();
         typed_add.push(TypedFile {
             file: DataFile {
-                path: typed_path.clone(),
-                size: body.len(),
-                rows: enc.rows,
+                path: path.clone(),
+                size: t.body.len(),
+                rows: t.rows,
             },
-            stats,
+            stats: t.stats,
         });
-        body.put(lake, &format!("{}/{}", paths.table, typed_path))
+        t.body
+            .put(lake, &format!("{}/{}", paths.table, path))
             .await?;
     }
     let mut staged = Vec::with_capacity(2);
@@ -607,10 +645,10 @@ impl Rebuilder<'_> {
         let paths = PartitionPaths::of(key);
         let spec = catalog.metric(&key.tenant, &key.metric).cloned();
         let columns = spec.as_ref().map(|s| Columns(s.columns()));
-        let typed_path = paths.typed_file(tag);
+        let names = paths.typed_names(tag);
         let enc = {
             let (catalog, tenant) = (catalog.clone(), key.tenant.clone());
-            let (columns, typed_path) = (columns.clone(), typed_path.clone());
+            let (columns, names) = (columns.clone(), names.clone());
             on_rayon(move || {
                 let (mut base, mut new) = (base, new);
                 resolve_all(&mut base, spec.as_ref(), |_, _, _| {})?;
@@ -619,7 +657,7 @@ impl Rebuilder<'_> {
                     catalog: &catalog,
                     tenant: &tenant,
                     columns: columns.as_ref(),
-                    typed_path: &typed_path,
+                    names: &names,
                     version,
                 };
                 how.merge_encode(base, new, keep, &extra_fed)
@@ -627,7 +665,7 @@ impl Rebuilder<'_> {
             .await??
         };
         let (enc, stats) = enc;
-        let mut w = write_files(lake, tag, key, &paths, enc, typed_path).await?;
+        let mut w = write_files(lake, tag, key, &paths, enc, &names).await?;
         let change = partition_change(key, paths, columns, typed_remove, &mut w);
         Ok(Rebuilt {
             change,

@@ -222,6 +222,7 @@ fn account_partition(report: &mut CompactReport, res: &PartitionResult) -> u64 {
     r.output.partitions_touched += 1;
     r.output.partitions_merged_on_disk += u64::from(res.on_disk);
     r.output.partitions_appended += u64::from(res.appended);
+    r.output.partitions_tail_rewritten += u64::from(res.tail_rewritten);
     r.retype.records += res.retyped;
     r.retype.partitions += u64::from(res.rebuilt);
     for (f, n) in &res.mismatches {
