@@ -138,7 +138,7 @@ impl TypedNames {
 /// How a finished partition is described in its index manifest.
 pub struct Finish<'a, R> {
     /// The names of the typed files written.
-    pub typed_path: &'a TypedNames,
+    pub typed_names: &'a TypedNames,
     pub version: u64,
     /// The resolution fingerprint of the names the winners were sent with.
     pub resolution: R,
@@ -373,7 +373,7 @@ impl<W: Sink> PartitionEncoder<W> {
                 .iter()
                 .enumerate()
                 .map(|(n, t)| DataFile {
-                    path: how.typed_path.file(n),
+                    path: how.typed_names.file(n),
                     size: t.size,
                     rows: t.rows,
                 })
@@ -443,7 +443,7 @@ mod tests {
         }
         let names = TypedNames::new("date=2026-01-01", "v1");
         let how = Finish {
-            typed_path: &names,
+            typed_names: &names,
             version: 1,
             resolution: |_: &SentNames| 0,
             fed: vec![],

@@ -26,7 +26,7 @@ use crate::write::encoder::{DiskFile, PartitionEncoder, TypedNames, PUSH_ROWS};
 use crate::write::index::{self, PartitionManifest};
 use crate::write::typed::Columns;
 
-/// Winners encoded per push: as many as the in-memory merge pushes, so the files match its.
+/// Winners encoded per push: as many as the in-memory merge pushes, so the files are the same.
 const WINNERS_PER_PUSH: usize = PUSH_ROWS;
 /// Index rows decoded at a time.
 const INDEX_BATCH_ROWS: usize = 8192;

@@ -478,7 +478,7 @@ impl EncodeWith<'_> {
     ) -> Finish<'a, impl FnOnce(&SentNames) -> u64 + 'a> {
         let (catalog, tenant) = (self.catalog, self.tenant);
         Finish {
-            typed_path: self.names,
+            typed_names: self.names,
             version: self.version,
             resolution: move |n: &SentNames| {
                 catalog.resolution_fingerprint(tenant, &n.metrics, &n.fields)
