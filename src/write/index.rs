@@ -174,17 +174,10 @@ pub fn finish<W: std::io::Write + Send>(
 
 /// Decodes an index file into its records (not yet resolved) and manifest.
 pub fn decode(path: &str, bytes: Bytes) -> Result<(Vec<Rec>, PartitionManifest)> {
-    let err = |e: &dyn std::fmt::Display| Error::data_file(path, e);
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| err(&e))?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| Error::data_file(path, e))?;
     let manifest = manifest_of(path, builder.metadata())?;
-    let mut out = Vec::new();
-    let mut names = Interner::default();
-    for batch in builder.build().map_err(|e| err(&e))? {
-        let batch = batch.map_err(|e| err(&e))?;
-        decode_batch(&batch, &mut names, &mut out)
-            .ok_or_else(|| err(&"unexpected index schema"))?;
-    }
-    Ok((out, manifest))
+    Ok((rows_of(path, builder)?, manifest))
 }
 
 /// The records (not yet resolved) of an index file's row groups from `first` on.
@@ -193,17 +186,22 @@ pub fn decode_groups<R: parquet::file::reader::ChunkReader + 'static>(
     r: R,
     first: std::ops::RangeFrom<usize>,
 ) -> Result<Vec<Rec>> {
-    let err = |e: &dyn std::fmt::Display| Error::data_file(path, e);
-    let builder = ParquetRecordBatchReaderBuilder::try_new(r).map_err(|e| err(&e))?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(r).map_err(|e| Error::data_file(path, e))?;
     let groups = (first.start..builder.metadata().num_row_groups()).collect();
+    rows_of(path, builder.with_row_groups(groups))
+}
+
+/// Every record (not yet resolved) the reader `builder` reads.
+fn rows_of<R: parquet::file::reader::ChunkReader + 'static>(
+    path: &str,
+    builder: ParquetRecordBatchReaderBuilder<R>,
+) -> Result<Vec<Rec>> {
     let mut out = Vec::new();
     let mut names = Interner::default();
-    for batch in builder
-        .with_row_groups(groups)
-        .build()
-        .map_err(|e| err(&e))?
-    {
-        let batch = batch.map_err(|e| err(&e))?;
+    let reader = builder.build().map_err(|e| Error::data_file(path, e))?;
+    for batch in reader {
+        let batch = batch.map_err(|e| Error::data_file(path, e))?;
         decode_rows(path, &batch, &mut names, &mut out)?;
     }
     Ok(out)

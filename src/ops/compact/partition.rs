@@ -20,7 +20,9 @@ use crate::names;
 use crate::resolve::{raw, resolve_fields};
 use crate::schema::propose::{observe_resolved, MetricObs};
 use crate::storage::Location;
-use crate::write::encoder::{DiskFile, Finish, PartitionEncoder, Parts, TypedNames, PUSH_ROWS};
+use crate::write::encoder::{
+    DiskFile, Finish, PartitionEncoder, Parts, TypedNames, TypedPart, PUSH_ROWS,
+};
 use crate::write::index::{self, DataFile, PartitionManifest, SentNames};
 use crate::write::typed::Columns;
 
@@ -386,6 +388,18 @@ pub(crate) struct TypedBody {
     pub rows: u64,
 }
 
+impl TypedBody {
+    /// The encoder's finished typed files, each's body made by `body` from its sink and size.
+    fn all<W>(parts: Vec<TypedPart<W>>, body: impl Fn(W, u64) -> Body) -> Vec<Self> {
+        let one = |t: TypedPart<W>| TypedBody {
+            body: body(t.file, t.size),
+            stats: t.stats,
+            rows: t.rows,
+        };
+        parts.into_iter().map(one).collect()
+    }
+}
+
 /// A partition's encoded files.
 pub(crate) struct Encoded {
     /// The typed files (one per window) in order.
@@ -400,15 +414,7 @@ impl From<Parts<Vec<u8>>> for Encoded {
     fn from(p: Parts<Vec<u8>>) -> Self {
         let mem = |v: Vec<u8>| Body::Mem(Bytes::from(v));
         Encoded {
-            typed: p
-                .typed
-                .into_iter()
-                .map(|t| TypedBody {
-                    body: mem(t.file),
-                    stats: t.stats,
-                    rows: t.rows,
-                })
-                .collect(),
+            typed: TypedBody::all(p.typed, |w, _| mem(w)),
             lines: p.lines.map(|(w, _)| mem(w)),
             untyped_count: p.untyped_count,
             index: p.index.map(mem),
@@ -419,15 +425,7 @@ impl From<Parts<Vec<u8>>> for Encoded {
 impl From<Parts<DiskFile>> for Encoded {
     fn from(p: Parts<DiskFile>) -> Self {
         Encoded {
-            typed: p
-                .typed
-                .into_iter()
-                .map(|t| TypedBody {
-                    body: Body::Disk(t.file.path, t.size),
-                    stats: t.stats,
-                    rows: t.rows,
-                })
-                .collect(),
+            typed: TypedBody::all(p.typed, |w, n| Body::Disk(w.path, n)),
             lines: p.lines.map(|(w, n)| Body::Disk(w.path, n)),
             untyped_count: p.untyped_count,
             index: p.index.map(|w| {
