@@ -76,7 +76,7 @@ pub struct Position {
 }
 
 /// One decoded record before catalog resolution.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RawRecord<'a> {
     pub tenant: RawValue<'a>,
     pub metric: RawValue<'a>,

@@ -6,6 +6,7 @@ use std::fmt;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue as JsonRaw;
 
+use super::flat;
 use super::gzip::Cut;
 use super::{Limits, RecordSink};
 use crate::model::{Position, RawRecord, RawValue};
@@ -109,24 +110,31 @@ fn bad(
 
 /// Parses one JSON line into a raw record (fields borrowed from the line where possible).
 pub fn parse_line(line: &[u8], position: Position) -> Result<RawRecord<'_>, (Reason, String)> {
+    parse_with(line, position, flat::scan)
+}
+
+/// [`parse_line`] with `fast` tried before the general parser.
+pub(super) fn parse_with<'a>(
+    line: &'a [u8],
+    position: Position,
+    fast: impl Fn(&'a str) -> Option<flat::Fields<'a>>,
+) -> Result<RawRecord<'a>, (Reason, String)> {
     let text = std::str::from_utf8(line).map_err(|e| {
         (
             Reason::BadJson,
             format!("invalid UTF-8 at byte {}", e.valid_up_to()),
         )
     })?;
-    let mut de = serde_json::Deserializer::from_str(text);
-    let pairs = de
-        .deserialize_map(PairsVisitor)
-        .and_then(|p| de.end().map(|_| p))
-        .map_err(|e| (Reason::BadJson, e.to_string()))?;
-    let mut rec = RawRecord::empty(pairs.len(), position);
-    rec.sent = line;
+    let pairs = match fast(text) {
+        Some(pairs) => pairs,
+        None => parse_pairs(text)?,
+    };
     if let Some(k) = duplicate_key(&pairs) {
         return Err((Reason::DuplicateKey, format!("key {k:?} appears twice")));
     }
-    for (k, v) in pairs {
-        let value = classify(v).map_err(|e| (Reason::BadJson, e))?;
+    let mut rec = RawRecord::empty(pairs.len(), position);
+    rec.sent = line;
+    for (k, value) in pairs {
         match k.as_ref() {
             "tenant" => rec.tenant = value,
             "metric" => rec.metric = value,
@@ -137,13 +145,37 @@ pub fn parse_line(line: &[u8], position: Position) -> Result<RawRecord<'_>, (Rea
     Ok(rec)
 }
 
-/// The first key that appears twice, if any.
-fn duplicate_key<'a>(pairs: &'a Pairs<'_>) -> Option<&'a str> {
+/// A line's keys and values by the general parser (any JSON object).
+pub(super) fn parse_pairs(text: &str) -> Result<flat::Fields<'_>, (Reason, String)> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let pairs = de
+        .deserialize_map(PairsVisitor)
+        .and_then(|p| de.end().map(|_| p))
+        .map_err(|e| (Reason::BadJson, e.to_string()))?;
+    if let Some(k) = duplicate_key(&pairs) {
+        return Err((Reason::DuplicateKey, format!("key {k:?} appears twice")));
+    }
+    pairs
+        .into_iter()
+        .map(|(k, v)| Ok((k, classify(v).map_err(|e| (Reason::BadJson, e))?)))
+        .collect()
+}
+
+/// The first key that appears twice, if any. A key is compared with the earlier ones only
+/// when its length and last byte were seen before (rarely, for distinct keys).
+fn duplicate_key<'a, V>(pairs: &'a [(Cow<'_, str>, V)]) -> Option<&'a str> {
     if pairs.len() <= 16 {
+        let mut seen = 0u64;
         return pairs
             .iter()
             .enumerate()
-            .find(|(i, (k, _))| pairs[..*i].iter().any(|(p, _)| p == k))
+            .find(|(i, (k, _))| {
+                let b = k.as_bytes();
+                let bit = 1u64 << ((b.len() * 7 + b.last().map_or(0, |&c| c as usize)) % 64);
+                let again = seen & bit != 0 && pairs[..*i].iter().any(|(p, _)| p == k);
+                seen |= bit;
+                again
+            })
             .map(|(_, (k, _))| k.as_ref());
     }
     let mut seen = std::collections::HashSet::with_capacity(pairs.len());
@@ -250,6 +282,46 @@ mod tests {
             ]
         );
         assert_eq!(sink.bad[0].position.record, 1);
+    }
+
+    #[test]
+    fn a_repeated_key_is_found_wherever_it_is() {
+        let line = |keys: &[String]| {
+            let pairs: Vec<String> = keys.iter().map(|k| format!("{k:?}:1")).collect();
+            format!("{{{}}}", pairs.join(","))
+        };
+        for n in [2, 10, 16, 17, 40] {
+            // Keys of one length and last byte, and keys of many.
+            let same: Vec<String> = (0..n).map(|i| format!("k{i:03}x")).collect();
+            let varied: Vec<String> = (0..n).map(|i| "v".repeat(i + 1)).collect();
+            for keys in [same, varied] {
+                let ok = line(&keys);
+                assert!(
+                    parse_line(ok.as_bytes(), Position::default()).is_ok(),
+                    "{ok}"
+                );
+                for (a, b) in [(0, n - 1), (n / 2 - 1, n - 1), (0, 1)] {
+                    let mut dup = keys.clone();
+                    dup[b] = dup[a].clone();
+                    let text = line(&dup);
+                    let err = parse_line(text.as_bytes(), Position::default()).unwrap_err();
+                    assert_eq!(err.0, Reason::DuplicateKey, "{text}");
+                    assert_eq!(err.1, format!("key {:?} appears twice", dup[a]));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_named_with_its_byte() {
+        for line in [&b"{\"a\":\"\xff\"}"[..], b"{\"\xc3\":1}", b"{\"a\":1}\xff"] {
+            let err = parse_line(line, Position::default()).unwrap_err();
+            let at = std::str::from_utf8(line).unwrap_err().valid_up_to();
+            assert_eq!(
+                err,
+                (Reason::BadJson, format!("invalid UTF-8 at byte {at}"))
+            );
+        }
     }
 
     #[test]

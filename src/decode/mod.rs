@@ -2,6 +2,7 @@
 //! handed to a sink in object order, damage reported with its position.
 
 mod avro;
+mod flat;
 mod gzip;
 pub(crate) mod json;
 

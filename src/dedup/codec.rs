@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::model::RawValue;
 use crate::model::{Arrival, FastMap, Rec};
-use crate::resolve::raw::{self, put_len, put_str};
+use crate::resolve::raw::{self, put_str};
 
 /// Appends one record: ts, object index, position, metric as sent, encoded fields.
 pub fn encode(
@@ -20,10 +20,16 @@ pub fn encode(
     out.extend_from_slice(&object.to_le_bytes());
     out.extend_from_slice(&position.to_le_bytes());
     put_str(out, metric_sent);
-    let mut body = Vec::with_capacity(64);
-    raw::encode(&mut body, fields);
-    put_len(out, body.len());
-    out.extend_from_slice(&body);
+    // The body goes straight after room for a 2-byte length (most bodies), which is then
+    // fitted to the length's varint.
+    let at = out.len();
+    out.extend_from_slice(&[0, 0]);
+    raw::encode(out, fields);
+    let (len, k) = raw::varint(out.len() - at - 2);
+    match k {
+        2 => out[at..at + 2].copy_from_slice(&len[..2]),
+        _ => drop(out.splice(at..at + 2, len[..k].iter().copied())),
+    }
 }
 
 /// Where each object index came from: key and delivery time.
@@ -176,10 +182,17 @@ mod tests {
         encode(&mut buf, 86_400_123, 1, 42, "machine1", &fields);
         let first = buf.len();
         encode(&mut buf, 5, 0, 7, "boiler", &[]);
+        let second = buf.len();
+        // A body whose length takes three bytes.
+        let long: RawFields<'_> = vec![("l".into(), RawValue::Str("y".repeat(20_000).into()))];
+        encode(&mut buf, 6, 0, 8, "boiler", &long);
         let objects: Vec<(Arc<str>, i64)> = vec![("o0".into(), 5), ("o1".into(), 9)];
         let mut out = Vec::new();
         decode_all(&buf, &objects, &mut Interner::default(), &mut out);
-        assert_eq!(out.len(), 2);
+        assert_eq!(out.len(), 3);
+        assert_eq!(count_records(&buf), 3);
+        assert_eq!(whole_records(&buf), buf.len());
+        assert_eq!(raw::decode(&out[2].raw).unwrap(), long);
         assert_eq!(out[0].ts, 86_400_123);
         assert_eq!(out[0].metric_sent.as_ref(), "machine1");
         assert_eq!(raw::decode(&out[0].raw).unwrap(), fields);
@@ -194,13 +207,10 @@ mod tests {
         assert_eq!(out[1].arrival.source.as_ref(), "o0");
         assert_eq!(raw::decode(&out[1].raw).unwrap(), vec![]);
         for cut in 0..=buf.len() {
-            let want = if cut == buf.len() {
-                cut
-            } else if cut >= first {
-                first
-            } else {
-                0
-            };
+            let want = [buf.len(), second, first, 0]
+                .into_iter()
+                .find(|&end| end <= cut)
+                .unwrap();
             assert_eq!(whole_records(&buf[..cut]), want, "cut at {cut}");
         }
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 pub use convert::{convert, parse_event_time};
 
 use crate::catalog::{Catalog, MetricSpec};
-use crate::model::{content_hash, day_of, PartitionKey, RawRecord, RawValue, TypedValue};
+use crate::model::{content_hash, day_of, FastMap, PartitionKey, RawRecord, RawValue, TypedValue};
 use crate::names;
 use crate::quarantine::{BadRecord, Raw, Reason};
 
@@ -119,19 +119,7 @@ pub fn resolve_fields(
     fields: &[(Cow<'_, str>, RawValue<'_>)],
     spec: Option<&MetricSpec>,
 ) -> Values {
-    let mut out = Values::default();
-    match spec {
-        None => {
-            for (name, v) in fields {
-                if let Some(text) = v.as_text() {
-                    out.untyped.push((name.to_string(), text.to_string()));
-                }
-            }
-        }
-        Some(spec) => resolve_declared(fields, spec, &mut out),
-    }
-    out.hash = content_hash(&out.typed, &out.untyped);
-    out
+    Resolver::new(spec).resolve(fields)
 }
 
 /// For each declared field: (rank, index into `fields`) of its first non-null source.
@@ -153,30 +141,137 @@ pub fn choose_sources(
     chosen
 }
 
-fn resolve_declared(fields: &[(Cow<'_, str>, RawValue<'_>)], spec: &MetricSpec, out: &mut Values) {
-    let chosen = choose_sources(fields, spec);
-    out.typed.reserve_exact(spec.fields.len());
-    let mut keep_untyped = vec![false; fields.len()];
-    for (f, choice) in chosen.iter().enumerate() {
-        let Some((_, i)) = *choice else { continue };
-        let field = &spec.fields[f];
-        match convert(&fields[i].1, field.ty) {
-            Some(v) => out.typed.push((field.name.clone(), v)),
+/// Resolves the records of one metric. Which source each declared field takes and which
+/// fields stay untyped depend only on the record's shape (its field names in order, and which
+/// values are null), and a metric's records come in few shapes: each shape is worked out once
+/// (a [`Plan`]) and then only its values are converted.
+pub struct Resolver<'s> {
+    spec: Option<&'s MetricSpec>,
+    /// The declared fields' names, this resolver's own copies: every typed value holds one,
+    /// and a name shared with other threads would make its reference count a contended
+    /// cache line.
+    names: Vec<Arc<str>>,
+    plans: FastMap<Box<[u8]>, Plan>,
+    shape: Vec<u8>,
+}
+
+/// What resolution does with the fields of records of one shape.
+struct Plan {
+    /// Per declared field that has a source, in catalog order: (field index, its position).
+    typed: Vec<(usize, usize)>,
+    /// Per position: whether the value is kept untyped (besides a chosen value that does not
+    /// convert).
+    untyped: Vec<bool>,
+}
+
+/// The most shapes a resolver remembers; a record of any further shape is planned on its own.
+const MAX_SHAPES: usize = 4096;
+
+impl<'s> Resolver<'s> {
+    /// A resolver for the records of the metric `spec` (`None`: unknown metric).
+    pub fn new(spec: Option<&'s MetricSpec>) -> Self {
+        let names = spec.map_or_else(Vec::new, |s| {
+            s.fields.iter().map(|f| Arc::from(&*f.name)).collect()
+        });
+        Resolver {
+            spec,
+            names,
+            plans: FastMap::default(),
+            shape: Vec::new(),
+        }
+    }
+
+    /// Resolves one record's fields.
+    pub fn resolve(&mut self, fields: &[(Cow<'_, str>, RawValue<'_>)]) -> Values {
+        let mut out = Values::default();
+        match self.spec {
             None => {
-                out.mismatches.push(field.name.clone());
-                keep_untyped[i] = true;
+                for (name, v) in fields {
+                    if let Some(text) = v.as_text() {
+                        out.untyped.push((name.to_string(), text.to_string()));
+                    }
+                }
+            }
+            Some(spec) => {
+                shape_of(fields, &mut self.shape);
+                let names = &self.names;
+                match self.plans.get(&self.shape[..]) {
+                    Some(plan) => apply(plan, fields, spec, names, &mut out),
+                    None => {
+                        let plan = Plan::new(fields, spec);
+                        apply(&plan, fields, spec, names, &mut out);
+                        if self.plans.len() < MAX_SHAPES {
+                            self.plans.insert(self.shape.as_slice().into(), plan);
+                        }
+                    }
+                }
+            }
+        }
+        out.hash = content_hash(&out.typed, &out.untyped);
+        out
+    }
+}
+
+/// A record's shape: each field's name (length-prefixed) and whether its value is null.
+fn shape_of(fields: &[(Cow<'_, str>, RawValue<'_>)], out: &mut Vec<u8>) {
+    out.clear();
+    for (name, v) in fields {
+        raw::put_str(out, name);
+        out.push(matches!(v, RawValue::Null) as u8);
+    }
+}
+
+impl Plan {
+    fn new(fields: &[(Cow<'_, str>, RawValue<'_>)], spec: &MetricSpec) -> Self {
+        let chosen = choose_sources(fields, spec);
+        let typed = chosen
+            .iter()
+            .enumerate()
+            .filter_map(|(f, c)| c.map(|(_, i)| (f, i)))
+            .collect();
+        let untyped = fields
+            .iter()
+            .enumerate()
+            .map(|(i, (name, v))| {
+                if matches!(v, RawValue::Null) {
+                    return false;
+                }
+                match spec.by_source.get(name.as_ref()) {
+                    Some(&(f, _)) => chosen[f].is_none_or(|(_, c)| c != i),
+                    None => !spec.hidden_sources.contains(name.as_ref()),
+                }
+            })
+            .collect();
+        Plan { typed, untyped }
+    }
+}
+
+/// Resolves `fields` as `plan` says: the chosen sources converted to their declared types
+/// (a value that does not convert is a mismatch and stays untyped), then the untyped fields
+/// in the order sent. `names`: the declared fields' names.
+fn apply(
+    plan: &Plan,
+    fields: &[(Cow<'_, str>, RawValue<'_>)],
+    spec: &MetricSpec,
+    names: &[Arc<str>],
+    out: &mut Values,
+) {
+    out.typed.reserve_exact(plan.typed.len());
+    let mut failed: Vec<usize> = Vec::new();
+    for &(f, i) in &plan.typed {
+        match convert(&fields[i].1, spec.fields[f].ty) {
+            Some(v) => out.typed.push((names[f].clone(), v)),
+            None => {
+                out.mismatches.push(names[f].clone());
+                failed.push(i);
             }
         }
     }
     for (i, (name, v)) in fields.iter().enumerate() {
-        let Some(text) = v.as_text() else { continue };
-        let declared = spec.by_source.get(name.as_ref());
-        let was_chosen = declared.is_some_and(|&(f, _)| chosen[f].is_some_and(|(_, c)| c == i));
-        let untyped = keep_untyped[i]
-            || (declared.is_none() && !spec.hidden_sources.contains(name.as_ref()))
-            || (declared.is_some() && !was_chosen);
-        if untyped {
-            out.untyped.push((name.to_string(), text.to_string()));
+        if plan.untyped[i] || failed.contains(&i) {
+            if let Some(text) = v.as_text() {
+                out.untyped.push((name.to_string(), text.to_string()));
+            }
         }
     }
 }
@@ -223,6 +318,86 @@ pub fn raw_text(rec: &RawRecord<'_>) -> String {
 mod tests {
     use super::*;
     use crate::model::Position;
+
+    /// Resolution as SPEC 4 states it, record by record: per declared field, its first
+    /// non-null source by rank, converted or else a mismatch kept untyped; every other
+    /// non-null field untyped unless hidden.
+    fn oracle(fields: &[(Cow<'_, str>, RawValue<'_>)], spec: &MetricSpec) -> Values {
+        let mut out = Values::default();
+        let mut untyped = vec![false; fields.len()];
+        for (f, field) in spec.fields.iter().enumerate() {
+            let first = fields
+                .iter()
+                .enumerate()
+                .filter(|(_, (n, v))| {
+                    !matches!(v, RawValue::Null)
+                        && spec.by_source.get(n.as_ref()).is_some_and(|&(g, _)| g == f)
+                })
+                .min_by_key(|(i, (n, _))| (spec.by_source[n.as_ref()].1, *i));
+            let Some((i, (_, v))) = first else { continue };
+            match convert(v, field.ty) {
+                Some(t) => out.typed.push((field.name.clone(), t)),
+                None => {
+                    out.mismatches.push(field.name.clone());
+                    untyped[i] = true;
+                }
+            }
+            for (j, (n, _)) in fields.iter().enumerate() {
+                let other = j != i && spec.by_source.get(n.as_ref()).is_some_and(|&(g, _)| g == f);
+                untyped[j] |= other;
+            }
+        }
+        for (i, (n, v)) in fields.iter().enumerate() {
+            let unknown = !spec.by_source.contains_key(n.as_ref())
+                && !spec.hidden_sources.contains(n.as_ref());
+            if let (true, Some(text)) = (untyped[i] || unknown, v.as_text()) {
+                out.untyped.push((n.to_string(), text.to_string()));
+            }
+        }
+        out.hash = content_hash(&out.typed, &out.untyped);
+        out
+    }
+
+    #[test]
+    fn one_resolver_resolves_every_shape_as_each_record_alone() {
+        let doc = r#"{"tenant":"t","metrics":{"m":{"fields":{
+            "a":{"type":"long","aliases":["a1","a2"]},"b":{"type":"double"},
+            "s":{"type":"string"},"h":{"type":"long"}},"hidden":["h"]}}}"#;
+        let cat = crate::catalog::TenantCatalog::new(serde_json::from_str(doc).unwrap()).unwrap();
+        let spec = cat.metric("m").unwrap();
+        let names = ["a", "a1", "a2", "b", "s", "h", "x", "y"];
+        let values = [
+            RawValue::Null,
+            RawValue::Number("7".into()),
+            RawValue::Number("2.5".into()),
+            RawValue::Str("q".into()),
+            RawValue::Str("12".into()),
+            RawValue::Bool(true),
+        ];
+        let mut resolver = Resolver::new(Some(spec));
+        let mut state = 7u64;
+        let mut next = |n: usize| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as usize % n
+        };
+        for _ in 0..3000 {
+            // Few names, so shapes repeat with other values (some that do not convert).
+            let fields: Vec<(Cow<'_, str>, RawValue<'_>)> = (0..next(6))
+                .map(|_| {
+                    (
+                        names[next(names.len())].into(),
+                        values[next(values.len())].clone(),
+                    )
+                })
+                .collect();
+            let want = oracle(&fields, spec);
+            assert_eq!(resolver.resolve(&fields), want, "{fields:?}");
+            assert_eq!(resolve_fields(&fields, Some(spec)), want);
+        }
+        assert!(resolver.plans.len() < 3000, "shapes were planned once");
+    }
 
     #[test]
     fn raw_text_keeps_numbers_and_order_as_sent() {

@@ -93,6 +93,22 @@ pub fn put_len(out: &mut Vec<u8>, mut n: usize) {
     }
 }
 
+/// `n` as a LEB128 varint ([`put_len`]'s bytes): its bytes and how many of them.
+pub fn varint(mut n: usize) -> ([u8; 10], usize) {
+    let mut out = [0u8; 10];
+    let mut k = 0;
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out[k] = b;
+            return (out, k + 1);
+        }
+        out[k] = b | 0x80;
+        k += 1;
+    }
+}
+
 /// Writes a length-prefixed string.
 pub fn put_str(out: &mut Vec<u8>, s: &str) {
     put_len(out, s.len());

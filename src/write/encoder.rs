@@ -170,6 +170,9 @@ pub fn window_of(ts: i64) -> i64 {
 /// a partition's files are the same bytes whichever way it was merged.
 pub const PUSH_ROWS: usize = 8192;
 
+/// The most name sequences an encoder remembers (see `PartitionEncoder::shapes`).
+const MAX_SHAPES: usize = 4096;
+
 /// A typed file being written: its writer, stats and rows so far.
 struct OpenTyped<W: Write + Send> {
     w: ArrowWriter<Counted<W>>,
@@ -192,6 +195,10 @@ pub struct PartitionEncoder<W: Sink> {
     rows: u64,
     metrics: FastSet<Arc<str>>,
     fields: FastSet<Box<[u8]>>,
+    /// The sequences of field names seen (length-prefixed), so that a record sent with the
+    /// names of an earlier one costs one look-up, not one per name.
+    shapes: FastSet<Box<[u8]>>,
+    shape: Vec<u8>,
     /// The winners' sources, told apart by the address of their shared name.
     sources: FastMap<usize, Arc<str>>,
     /// The sum of the winners' record fingerprints ([`record_fingerprint`]).
@@ -214,6 +221,8 @@ impl<W: Sink> PartitionEncoder<W> {
             rows: 0,
             metrics: FastSet::default(),
             fields: FastSet::default(),
+            shapes: FastSet::default(),
+            shape: Vec::new(),
             sources: FastMap::default(),
             content: 0,
         }
@@ -325,9 +334,19 @@ impl<W: Sink> PartitionEncoder<W> {
             if !self.metrics.contains(&*r.metric_sent) {
                 self.metrics.insert(r.metric_sent.clone());
             }
+            self.shape.clear();
             for name in raw::name_bytes(&r.raw) {
-                if !self.fields.contains(name) {
-                    self.fields.insert(name.into());
+                raw::put_len(&mut self.shape, name.len());
+                self.shape.extend_from_slice(name);
+            }
+            if !self.shapes.contains(&self.shape[..]) {
+                for name in raw::name_bytes(&r.raw) {
+                    if !self.fields.contains(name) {
+                        self.fields.insert(name.into());
+                    }
+                }
+                if self.shapes.len() < MAX_SHAPES {
+                    self.shapes.insert(self.shape.as_slice().into());
                 }
             }
             let source = &r.arrival.source;

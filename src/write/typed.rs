@@ -57,17 +57,29 @@ pub fn to_batch(cols: &Columns, rows: &[Rec]) -> Result<RecordBatch> {
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(cols.0.len() + 1);
     let ts: TimestampMicrosecondArray = rows.iter().map(|r| Some(r.ts * 1000)).collect();
     arrays.push(Arc::new(ts.with_timezone("UTC")));
+    // Per row, where the next column's value is likely to be: resolution lists a record's
+    // typed values in column order.
+    let mut next = vec![0usize; rows.len()];
     for (name, ty) in &cols.0 {
-        arrays.push(column(*ty, rows.iter().map(|r| value_of(r, name))));
+        let values = rows
+            .iter()
+            .zip(next.iter_mut())
+            .map(|(r, at)| value_of(r, name, at));
+        arrays.push(column(*ty, values));
     }
     RecordBatch::try_new(cols.arrow_schema(), arrays).map_err(|e| Error::data_file("batch", e))
 }
 
-fn value_of<'a>(r: &'a Rec, name: &str) -> Option<&'a TypedValue> {
-    r.typed
-        .iter()
-        .find(|(n, _)| n.as_ref() == name)
-        .map(|(_, v)| v)
+/// The value of column `name` in `r`, looked for first at `*at` (moved past it when found).
+fn value_of<'a>(r: &'a Rec, name: &Arc<str>, at: &mut usize) -> Option<&'a TypedValue> {
+    let same = |n: &Arc<str>| Arc::ptr_eq(n, name) || n == name;
+    match r.typed.get(*at) {
+        Some((n, v)) if same(n) => {
+            *at += 1;
+            Some(v)
+        }
+        _ => r.typed.iter().find(|(n, _)| same(n)).map(|(_, v)| v),
+    }
 }
 
 fn column<'a>(ty: FieldType, vals: impl Iterator<Item = Option<&'a TypedValue>>) -> ArrayRef {

@@ -20,6 +20,7 @@ use crate::dedup::merge::Merger;
 use crate::dedup::runs::{write_run, KWay, NewRun, RunReader, SortedSource};
 use crate::error::{Error, Result};
 use crate::model::{FastMap, PartitionKey, Rec};
+use crate::resolve::Resolver;
 use crate::schema::propose::{observe_resolved, MetricObs};
 use crate::storage::Location;
 use crate::write::encoder::{DiskFile, PartitionEncoder, TypedNames, PUSH_ROWS};
@@ -393,6 +394,7 @@ impl ExternalMerge {
         let mut fed: FastMap<usize, Arc<str>> = FastMap::default();
         let mut mismatches = MismatchCount::default();
         let mut observed: Option<MetricObs> = None;
+        let mut resolver = Resolver::new(spec);
         while let Some((mut r, is_new)) = all.next_rec()? {
             let source = &r.arrival.source;
             fed.entry(source.as_ptr() as usize)
@@ -401,7 +403,7 @@ impl ExternalMerge {
                 if self.proposals && observed.is_none() {
                     observed = Some(MetricObs::new(spec.is_some()));
                 }
-                resolve_all(std::slice::from_mut(&mut r), spec, |r, fields, v| {
+                resolve_one(&mut r, &mut resolver, &mut |r, fields, v| {
                     mismatches.add(&v.mismatches);
                     if let Some(obs) = observed.as_mut() {
                         observe_resolved(obs, spec, fields, r.ts, &v.mismatches);

@@ -17,7 +17,7 @@ use crate::dedup::{codec, merge, Bucket, Keep, MergeStats};
 use crate::error::{Error, Result};
 use crate::model::{FieldType, PartitionKey, Rec};
 use crate::names;
-use crate::resolve::{raw, resolve_fields};
+use crate::resolve::{raw, Resolver};
 use crate::schema::propose::{observe_resolved, MetricObs};
 use crate::storage::Location;
 use crate::write::encoder::{
@@ -327,22 +327,31 @@ pub(crate) fn resolve_all(
     spec: Option<&MetricSpec>,
     mut each: impl FnMut(&Rec, &raw::RawFields<'_>, &crate::resolve::Values),
 ) -> Result<()> {
-    for r in recs.iter_mut() {
-        let fields = raw::decode(&r.raw).ok_or_else(|| {
-            Error::data_file(
-                &*r.arrival.source,
-                format!(
-                    "record at position {} has damaged stored fields",
-                    r.arrival.position
-                ),
-            )
-        })?;
-        let v = resolve_fields(&fields, spec);
-        each(r, &fields, &v);
-        r.typed = v.typed;
-        r.untyped = v.untyped;
-        r.hash = v.hash;
-    }
+    let mut resolver = Resolver::new(spec);
+    recs.iter_mut()
+        .try_for_each(|r| resolve_one(r, &mut resolver, &mut each))
+}
+
+/// Resolves one record's fields with `resolver`; `each` sees the record and its values.
+pub(crate) fn resolve_one(
+    r: &mut Rec,
+    resolver: &mut Resolver<'_>,
+    each: &mut impl FnMut(&Rec, &raw::RawFields<'_>, &crate::resolve::Values),
+) -> Result<()> {
+    let fields = raw::decode(&r.raw).ok_or_else(|| {
+        Error::data_file(
+            &*r.arrival.source,
+            format!(
+                "record at position {} has damaged stored fields",
+                r.arrival.position
+            ),
+        )
+    })?;
+    let v = resolver.resolve(&fields);
+    each(r, &fields, &v);
+    r.typed = v.typed;
+    r.untyped = v.untyped;
+    r.hash = v.hash;
     Ok(())
 }
 

@@ -197,10 +197,7 @@ impl RecordSink for Sink<'_> {
         match admit(&rec, self.catalog) {
             Ok(r) => {
                 self.good += 1;
-                if !self.buckets.contains_key(&r.key) {
-                    self.buckets.insert(r.key.clone(), Bucket::default());
-                }
-                let b: &mut Bucket = self.buckets.get_mut(&r.key).expect("inserted above");
+                let b: &mut Bucket = self.buckets.entry(r.key).or_default();
                 b.known = r.known;
                 b.count += 1;
                 let metric = metric_sent(&rec).expect("admitted records have a metric");
