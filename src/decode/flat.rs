@@ -49,6 +49,20 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// The bytes that end a plain string: its closing quote, or what it may not hold (an escape,
+/// a control character).
+const ENDS_PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = true;
+        c += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
 /// The string starting at `i` (its opening quote) when it has no escape and no control
 /// character, and the position after its closing quote.
 fn plain_string(text: &str, i: usize) -> Option<(&str, usize)> {
@@ -57,9 +71,7 @@ fn plain_string(text: &str, i: usize) -> Option<(&str, usize)> {
         return None;
     }
     let start = i + 1;
-    let len = b[start..]
-        .iter()
-        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+    let len = b[start..].iter().position(|&c| ENDS_PLAIN[c as usize])?;
     let end = start + len;
     // `end` is at an ASCII byte, so both ends are character boundaries.
     (b[end] == b'"').then(|| (&text[start..end], end + 1))

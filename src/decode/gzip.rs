@@ -45,12 +45,27 @@ pub fn is_gzip(bytes: &[u8]) -> bool {
     bytes.len() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b
 }
 
+/// The output room to start with: the size the last member's trailer states (the whole
+/// output of a single-member object), but between 4 and 16 times the input, since a trailer
+/// may lie, and never above `max_out`.
+fn first_room(bytes: &[u8], max_out: usize) -> usize {
+    let stated = match bytes.len().checked_sub(4) {
+        Some(at) => u32::from_le_bytes(bytes[at..].try_into().expect("4 bytes")) as usize,
+        None => 0,
+    };
+    let (low, high) = (
+        bytes.len().saturating_mul(4),
+        bytes.len().saturating_mul(16),
+    );
+    stated.max(low).min(high).min(max_out)
+}
+
 /// Decompresses every member; on a damaged member keeps what it produced (marked untrusted
 /// when the member is corrupt rather than cut short), records the damage, and resynchronises
 /// at the next member header.
 pub fn gunzip(bytes: &[u8], max_out: usize) -> Gunzipped {
     let mut out = Gunzipped {
-        data: Vec::with_capacity(bytes.len().saturating_mul(4).min(max_out)),
+        data: Vec::with_capacity(first_room(bytes, max_out)),
         damage: Vec::new(),
         cuts: Vec::new(),
     };

@@ -132,16 +132,20 @@ pub(super) fn parse_with<'a>(
     if let Some(k) = duplicate_key(&pairs) {
         return Err((Reason::DuplicateKey, format!("key {k:?} appears twice")));
     }
-    let mut rec = RawRecord::empty(pairs.len(), position);
+    let mut rec = RawRecord::empty(0, position);
     rec.sent = line;
-    for (k, value) in pairs {
-        match k.as_ref() {
-            "tenant" => rec.tenant = value,
-            "metric" => rec.metric = value,
-            "timestamp" => rec.timestamp = value,
-            _ => rec.fields.push((k, value)),
-        }
-    }
+    let mut fields = pairs;
+    fields.retain_mut(|(k, value)| {
+        let reserved = match k.as_ref() {
+            "tenant" => &mut rec.tenant,
+            "metric" => &mut rec.metric,
+            "timestamp" => &mut rec.timestamp,
+            _ => return true,
+        };
+        *reserved = std::mem::replace(value, RawValue::Null);
+        false
+    });
+    rec.fields = fields;
     Ok(rec)
 }
 

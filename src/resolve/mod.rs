@@ -16,11 +16,25 @@ use crate::quarantine::{BadRecord, Raw, Reason};
 
 /// A record that passed validation: where it goes (partition) and when it happened.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Admitted {
-    pub key: PartitionKey,
+pub struct Admitted<'a> {
+    pub tenant: &'a str,
+    /// The metric's catalog name, or the name sent when it is not declared.
+    pub metric: &'a str,
+    pub day: i32,
     /// Whether the metric is declared (the record gets a typed row).
     pub known: bool,
     pub ts: i64,
+}
+
+impl Admitted<'_> {
+    /// The partition the record goes to.
+    pub fn key(&self) -> PartitionKey {
+        PartitionKey {
+            tenant: self.tenant.to_string(),
+            metric: self.metric.to_string(),
+            day: self.day,
+        }
+    }
 }
 
 /// A record's fields resolved against its metric's catalog entry.
@@ -39,7 +53,10 @@ pub struct Values {
 /// Checks a raw record (tenant, metric, timestamp, names) and finds its partition, or says why
 /// it is bad. Field values are resolved later, by [`resolve_fields`], when the partition is
 /// merged: that is also how stored records are re-resolved after a catalog change.
-pub fn admit(rec: &RawRecord<'_>, catalog: &Catalog) -> Result<Admitted, Box<BadRecord>> {
+pub fn admit<'a>(
+    rec: &'a RawRecord<'_>,
+    catalog: &'a Catalog,
+) -> Result<Admitted<'a>, Box<BadRecord>> {
     let max_raw = crate::decode::Limits::default().max_raw_bytes;
     let bad = |reason: Reason, message: String, tenant: Option<String>| {
         Box::new(BadRecord {
@@ -95,11 +112,9 @@ pub fn admit(rec: &RawRecord<'_>, catalog: &Catalog) -> Result<Admitted, Box<Bad
     }
     let spec = catalog.tenant(tenant).and_then(|t| t.metric(metric));
     Ok(Admitted {
-        key: PartitionKey {
-            tenant: tenant.to_string(),
-            metric: spec.map_or(metric, |m| m.name.as_str()).to_string(),
-            day: day_of(ts),
-        },
+        tenant,
+        metric: spec.map_or(metric, |m| m.name.as_str()),
+        day: day_of(ts),
         known: spec.is_some(),
         ts,
     })

@@ -43,7 +43,10 @@ pub fn encode(out: &mut Vec<u8>, fields: &[(Cow<'_, str>, RawValue<'_>)]) {
 /// Decodes fields written by [`encode`], borrowing the text from `buf`. `None` when the bytes
 /// are not such an encoding (a damaged index).
 pub fn decode(buf: &[u8]) -> Option<RawFields<'_>> {
-    let mut r = Reader { buf, pos: 0 };
+    // Usually the whole encoding is UTF-8 (the lengths are single bytes below 128): then it is
+    // checked once, not string by string.
+    let text = std::str::from_utf8(buf).ok();
+    let mut r = Reader { buf, pos: 0, text };
     let n = r.len()?;
     let mut out = Vec::with_capacity(n.min(buf.len()));
     for _ in 0..n {
@@ -65,7 +68,11 @@ pub fn decode(buf: &[u8]) -> Option<RawFields<'_>> {
 /// Field names of an encoding, as bytes, skipping the values without decoding them (for the
 /// partition's name summary; names are UTF-8 when the encoding is whole).
 pub fn name_bytes(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut r = Reader { buf, pos: 0 };
+    let mut r = Reader {
+        buf,
+        pos: 0,
+        text: None,
+    };
     let n = r.len().unwrap_or(0);
     (0..n).map_while(move |_| {
         let name = r.bytes()?;
@@ -81,6 +88,7 @@ pub fn name_bytes(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// Writes a LEB128 length.
+#[inline]
 pub fn put_len(out: &mut Vec<u8>, mut n: usize) {
     loop {
         let b = (n & 0x7f) as u8;
@@ -110,6 +118,7 @@ pub fn varint(mut n: usize) -> ([u8; 10], usize) {
 }
 
 /// Writes a length-prefixed string.
+#[inline]
 pub fn put_str(out: &mut Vec<u8>, s: &str) {
     put_len(out, s.len());
     out.extend_from_slice(s.as_bytes());
@@ -118,6 +127,8 @@ pub fn put_str(out: &mut Vec<u8>, s: &str) {
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// `buf` as text when it is UTF-8 as a whole: a string in it is then a slice of it.
+    text: Option<&'a str>,
 }
 
 impl<'a> Reader<'a> {
@@ -145,7 +156,11 @@ impl<'a> Reader<'a> {
         Some(b)
     }
     fn str(&mut self) -> Option<&'a str> {
-        std::str::from_utf8(self.bytes()?).ok()
+        let bytes = self.bytes()?;
+        let whole = self
+            .text
+            .and_then(|t| t.get(self.pos - bytes.len()..self.pos));
+        whole.or_else(|| std::str::from_utf8(bytes).ok())
     }
 }
 
@@ -173,5 +188,25 @@ mod tests {
         );
         assert!(decode(&buf[..buf.len() - 1]).is_none());
         assert!(decode(&[1, 1, b'a', 9]).is_none());
+    }
+
+    #[test]
+    fn an_encoding_read_as_text_or_string_by_string_decodes_the_same() {
+        // UTF-8 as a whole (lengths below 128), with strings that are not ASCII.
+        let fields: RawFields<'_> = vec![
+            ("é".into(), RawValue::Str("日本".into())),
+            ("a".into(), RawValue::Number("1".into())),
+        ];
+        let mut buf = Vec::new();
+        encode(&mut buf, &fields);
+        assert!(std::str::from_utf8(&buf).is_ok());
+        assert_eq!(decode(&buf).unwrap(), fields);
+        // Not UTF-8 as a whole (a length of 200), and a string that is not UTF-8.
+        let fields: RawFields<'_> = vec![("b".repeat(200).into(), RawValue::Null)];
+        let mut buf = Vec::new();
+        encode(&mut buf, &fields);
+        assert!(std::str::from_utf8(&buf).is_err());
+        assert_eq!(decode(&buf).unwrap(), fields);
+        assert!(decode(&[1, 1, 0xff, 0]).is_none());
     }
 }

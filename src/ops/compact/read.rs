@@ -10,10 +10,10 @@ use crate::catalog::Catalog;
 use crate::decode::{decode_object, Format, Limits, RecordSink};
 use crate::dedup::{codec, Bucket, Buckets, LocalBuckets};
 use crate::error::{Error, Result};
-use crate::model::RawRecord;
+use crate::model::{FastMap, PartitionKey, RawRecord};
 use crate::progress::Progress;
 use crate::quarantine::{BadRecord, QuarantineBuffer};
-use crate::resolve::{admit, metric_sent};
+use crate::resolve::{admit, metric_sent, Admitted};
 use crate::sources::StagedObject;
 use crate::storage::Location;
 
@@ -173,7 +173,7 @@ fn decode_one(
     let format = decode_object(bytes, limits, &mut sink);
     ObjectOutput {
         index,
-        buckets: sink.buckets,
+        buckets: sink.buckets.all.into_iter().collect(),
         bad: sink.bad,
         records_in: sink.records_in,
         good: sink.good,
@@ -182,10 +182,46 @@ fn decode_one(
     }
 }
 
+/// One object's buckets, found by tenant, metric and day without making a key per record.
+#[derive(Default)]
+struct ObjectBuckets {
+    /// Tenant -> metric -> (day, index in `all`).
+    find: FastMap<String, FastMap<String, Vec<(i32, usize)>>>,
+    all: Vec<(PartitionKey, Bucket)>,
+}
+
+impl ObjectBuckets {
+    /// The bucket of the partition `r` goes to.
+    fn get(&mut self, r: &Admitted<'_>) -> &mut Bucket {
+        let days = match self
+            .find
+            .get_mut(r.tenant)
+            .and_then(|m| m.get_mut(r.metric))
+        {
+            Some(days) => days,
+            None => self
+                .find
+                .entry(r.tenant.to_string())
+                .or_default()
+                .entry(r.metric.to_string())
+                .or_default(),
+        };
+        let at = match days.iter().find(|(d, _)| *d == r.day) {
+            Some(&(_, at)) => at,
+            None => {
+                self.all.push((r.key(), Bucket::default()));
+                days.push((r.day, self.all.len() - 1));
+                self.all.len() - 1
+            }
+        };
+        &mut self.all[at].1
+    }
+}
+
 struct Sink<'a> {
     catalog: &'a Catalog,
     object: u32,
-    buckets: LocalBuckets,
+    buckets: ObjectBuckets,
     bad: Vec<BadRecord>,
     records_in: u64,
     good: u64,
@@ -197,7 +233,7 @@ impl RecordSink for Sink<'_> {
         match admit(&rec, self.catalog) {
             Ok(r) => {
                 self.good += 1;
-                let b: &mut Bucket = self.buckets.entry(r.key).or_default();
+                let b = self.buckets.get(&r);
                 b.known = r.known;
                 b.count += 1;
                 let metric = metric_sent(&rec).expect("admitted records have a metric");
