@@ -5,14 +5,12 @@
 use std::borrow::Cow;
 
 use crate::model::RawValue;
-
-/// A line's keys and values, in the order sent.
-pub type Fields<'a> = Vec<(Cow<'a, str>, RawValue<'a>)>;
+use crate::resolve::raw::RawFields;
 
 /// The fields of `text` when it is a flat object whose keys and strings have no escapes and
 /// whose values are strings, numbers, booleans or null; `None` for anything else (nested
 /// values, escapes, and every line that is not JSON).
-pub fn scan(text: &str) -> Option<Fields<'_>> {
+pub fn scan(text: &str) -> Option<RawFields<'_>> {
     let b = text.as_bytes();
     let mut i = skip_ws(b, 0);
     if b.get(i) != Some(&b'{') {

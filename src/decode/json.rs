@@ -11,6 +11,7 @@ use super::gzip::Cut;
 use super::{Limits, RecordSink};
 use crate::model::{Position, RawRecord, RawValue};
 use crate::quarantine::{BadRecord, Raw, Reason};
+use crate::resolve::raw::RawFields;
 
 /// Decodes JSON Lines; `cuts` are where damaged gzip members stopped (see [`Cut`]).
 pub fn decode(data: &[u8], cuts: &[Cut], limits: &Limits, sink: &mut dyn RecordSink) {
@@ -117,7 +118,7 @@ pub fn parse_line(line: &[u8], position: Position) -> Result<RawRecord<'_>, (Rea
 pub(super) fn parse_with<'a>(
     line: &'a [u8],
     position: Position,
-    fast: impl Fn(&'a str) -> Option<flat::Fields<'a>>,
+    fast: impl Fn(&'a str) -> Option<RawFields<'a>>,
 ) -> Result<RawRecord<'a>, (Reason, String)> {
     let text = std::str::from_utf8(line).map_err(|e| {
         (
@@ -125,16 +126,12 @@ pub(super) fn parse_with<'a>(
             format!("invalid UTF-8 at byte {}", e.valid_up_to()),
         )
     })?;
-    let pairs = match fast(text) {
-        Some(pairs) => pairs,
+    let mut fields = match fast(text) {
+        Some(pairs) => no_duplicate_key(pairs)?,
         None => parse_pairs(text)?,
     };
-    if let Some(k) = duplicate_key(&pairs) {
-        return Err((Reason::DuplicateKey, format!("key {k:?} appears twice")));
-    }
     let mut rec = RawRecord::empty(0, position);
     rec.sent = line;
-    let mut fields = pairs;
     fields.retain_mut(|(k, value)| {
         let reserved = match k.as_ref() {
             "tenant" => &mut rec.tenant,
@@ -149,20 +146,29 @@ pub(super) fn parse_with<'a>(
     Ok(rec)
 }
 
-/// A line's keys and values by the general parser (any JSON object).
-pub(super) fn parse_pairs(text: &str) -> Result<flat::Fields<'_>, (Reason, String)> {
+/// A line's keys and values by the general parser (any JSON object); a repeated key is told
+/// before any value's own trouble.
+pub(super) fn parse_pairs(text: &str) -> Result<RawFields<'_>, (Reason, String)> {
     let mut de = serde_json::Deserializer::from_str(text);
     let pairs = de
         .deserialize_map(PairsVisitor)
         .and_then(|p| de.end().map(|_| p))
         .map_err(|e| (Reason::BadJson, e.to_string()))?;
-    if let Some(k) = duplicate_key(&pairs) {
-        return Err((Reason::DuplicateKey, format!("key {k:?} appears twice")));
-    }
-    pairs
+    no_duplicate_key(pairs)?
         .into_iter()
         .map(|(k, v)| Ok((k, classify(v).map_err(|e| (Reason::BadJson, e))?)))
         .collect()
+}
+
+/// Keys with their values (parsed or still raw), in the order sent.
+type Keyed<'a, V> = Vec<(Cow<'a, str>, V)>;
+
+/// `pairs` when no key appears twice.
+fn no_duplicate_key<V>(pairs: Keyed<'_, V>) -> Result<Keyed<'_, V>, (Reason, String)> {
+    match duplicate_key(&pairs) {
+        Some(k) => Err((Reason::DuplicateKey, format!("key {k:?} appears twice"))),
+        None => Ok(pairs),
+    }
 }
 
 /// The first key that appears twice, if any. A key is compared with the earlier ones only
@@ -214,7 +220,7 @@ fn classify(v: &JsonRaw) -> Result<RawValue<'_>, String> {
     })
 }
 
-type Pairs<'de> = Vec<(Cow<'de, str>, &'de JsonRaw)>;
+type Pairs<'de> = Keyed<'de, &'de JsonRaw>;
 
 struct PairsVisitor;
 
