@@ -381,6 +381,12 @@ impl ProposalDoc {
         catalog: Option<&TenantCatalog>,
         version: u64,
     ) -> ProposalDoc {
+        // A document that version already wrote holds this run's observations: the lake
+        // committed the version once, so its writer planned the same run (a twin racing on
+        // the same input and publishing first). Folding them in again would count them twice.
+        if let Some(done) = prev.as_ref().filter(|p| p.version >= version) {
+            return done.clone();
+        }
         let mut doc = prev.unwrap_or_else(|| ProposalDoc::new(tenant, version));
         doc.tenant = tenant.to_string();
         // Re-key what the catalog learned since, so this run's observations land on it.
@@ -478,6 +484,21 @@ mod tests {
             ProposalDoc::merge_run(None, "t", &run, Some(&cat), 1).to_bytes()
         };
         assert_eq!(build(), build());
+    }
+
+    #[test]
+    fn a_version_folded_twice_counts_once() {
+        let cat = spec_catalog();
+        let mut run = BTreeMap::new();
+        let obs = run
+            .entry("zz".to_string())
+            .or_insert_with(|| MetricObs::new(false));
+        observe_record(obs, None, &record(&[("f1", n("1"))]), 1000);
+        let once = ProposalDoc::merge_run(None, "t", &run, Some(&cat), 1);
+        let twice = ProposalDoc::merge_run(Some(once.clone()), "t", &run, Some(&cat), 1);
+        assert_eq!(twice.to_bytes(), once.to_bytes());
+        let next = ProposalDoc::merge_run(Some(once.clone()), "t", &run, Some(&cat), 2);
+        assert_ne!(next.to_bytes(), once.to_bytes(), "a later version folds");
     }
 
     #[test]
