@@ -7,7 +7,8 @@ use std::borrow::Cow;
 use apache_avro::schema::{RecordSchema, Schema};
 
 use super::container::Cursor;
-use super::record::{check_names, float_text, Bad};
+use super::record::{check_names, float_text, int_text, Bad};
+use super::walk::Walk;
 use crate::model::{Position, RawRecord, RawValue};
 
 /// The record schema when every record of it can be decoded directly.
@@ -56,113 +57,132 @@ fn plain(s: &Schema) -> bool {
     )
 }
 
-/// Decodes one datum of `r` (already measured by the walk). `None` when the datum holds
-/// something this path does not decode (text that is not UTF-8, bytes left over): the caller
-/// then decodes it with apache-avro, which names the problem.
+/// Decodes the datum of `r` at the cursor, counting its values and payload into `w` as the
+/// walk would; the cursor ends after the datum. `None` when the datum holds something this
+/// path does not decode (text that is not UTF-8, an index out of range, more values than `w`
+/// allows, bytes that end early): the caller then walks it and decodes it with apache-avro,
+/// which names the problem.
 pub(super) fn record<'d>(
     r: &'d RecordSchema,
-    datum: &'d [u8],
+    c: &mut Cursor<'d>,
+    w: &mut Walk<'_>,
     position: Position,
 ) -> Option<Result<RawRecord<'d>, Bad>> {
-    let mut c = Cursor::new(datum, 0);
+    w.step().ok()?;
+    let mut d = Datum { c, w };
     let mut rec = RawRecord::empty(r.fields.len(), position);
     for f in &r.fields {
         let name = f.name.as_str();
         match name {
-            "tenant" => rec.tenant = value(&f.schema, &mut c, false)?,
-            "metric" => rec.metric = value(&f.schema, &mut c, false)?,
-            "timestamp" => rec.timestamp = value(&f.schema, &mut c, true)?,
-            "fields" | "unknown_fields" => match map_or_value(&f.schema, &mut c)? {
+            "tenant" => rec.tenant = d.value(&f.schema, false)?,
+            "metric" => rec.metric = d.value(&f.schema, false)?,
+            "timestamp" => rec.timestamp = d.value(&f.schema, true)?,
+            "fields" | "unknown_fields" => match d.map_or_value(&f.schema)? {
                 Err(entries) => rec.fields.extend(entries),
                 Ok(v) => rec.fields.push((Cow::Borrowed(name), v)),
             },
             _ => rec
                 .fields
-                .push((Cow::Borrowed(name), value(&f.schema, &mut c, false)?)),
+                .push((Cow::Borrowed(name), d.value(&f.schema, false)?)),
         }
     }
-    (c.left() == 0).then_some(())?;
     Some(check_names(rec))
 }
 
 type Entries<'d> = Vec<(Cow<'d, str>, RawValue<'d>)>;
 
-/// A map's entries (`Err`, in key order, the last of a repeated key winning as in apache-avro's
-/// map value), or a scalar (`Ok`).
-fn map_or_value<'d>(
-    s: &'d Schema,
-    c: &mut Cursor<'d>,
-) -> Option<Result<RawValue<'d>, Entries<'d>>> {
-    let s = match s {
-        Schema::Union(u) => u.variants().get(usize::try_from(c.long().ok()?).ok()?)?,
-        s => s,
-    };
-    let Schema::Map(m) = s else {
-        return value(s, c, false).map(Ok);
-    };
-    let mut out = Vec::new();
-    loop {
-        let n = c.long().ok()?;
-        if n == 0 {
-            break;
-        }
-        if n < 0 {
-            c.len().ok()?;
-        }
-        for _ in 0..n.unsigned_abs() {
-            let k = text(c)?;
-            out.push((Cow::Borrowed(k), value(&m.types, c, false)?));
-        }
-    }
-    if !out.windows(2).all(|w| w[0].0 < w[1].0) {
-        out.reverse();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out.dedup_by(|a, b| a.0 == b.0);
-    }
-    Some(Err(out))
+/// The cursor over a datum and the count of what it decodes to.
+struct Datum<'c, 'd, 'w, 's> {
+    c: &'c mut Cursor<'d>,
+    w: &'w mut Walk<'s>,
 }
 
-/// One scalar as [`super::record::scalar`] (or, for the timestamp, `timestamp`) gives it.
-fn value<'d>(s: &'d Schema, c: &mut Cursor<'d>, ts: bool) -> Option<RawValue<'d>> {
-    let num = |i: i64| RawValue::Number(Cow::Owned(i.to_string()));
-    Some(match s {
-        Schema::Union(u) => {
-            let variant = u.variants().get(usize::try_from(c.long().ok()?).ok()?)?;
-            return value(variant, c, ts);
+impl<'d> Datum<'_, 'd, '_, '_> {
+    /// A union's branch (counted as the walk counts a union), or `s` itself.
+    fn branch(&mut self, s: &'d Schema) -> Option<&'d Schema> {
+        match s {
+            Schema::Union(u) => {
+                self.w.step().ok()?;
+                u.variants().get(usize::try_from(self.c.long().ok()?).ok()?)
+            }
+            s => Some(s),
         }
-        Schema::Null => RawValue::Null,
-        Schema::Boolean => match c.byte().ok()? {
-            0 => RawValue::Bool(false),
-            1 => RawValue::Bool(true),
+    }
+
+    /// A map's entries (`Err`, in key order, the last of a repeated key winning as in
+    /// apache-avro's map value), or a scalar (`Ok`).
+    fn map_or_value(&mut self, s: &'d Schema) -> Option<Result<RawValue<'d>, Entries<'d>>> {
+        let s = self.branch(s)?;
+        let Schema::Map(m) = s else {
+            return self.value(s, false).map(Ok);
+        };
+        self.w.step().ok()?;
+        let mut out = Vec::new();
+        loop {
+            let n = self.c.long().ok()?;
+            if n == 0 {
+                break;
+            }
+            if n < 0 {
+                self.c.len().ok()?;
+            }
+            for _ in 0..n.unsigned_abs() {
+                self.w.step().ok()?;
+                let k = self.text()?;
+                out.push((Cow::Borrowed(k), self.value(&m.types, false)?));
+            }
+        }
+        if !out.windows(2).all(|w| w[0].0 < w[1].0) {
+            out.reverse();
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            out.dedup_by(|a, b| a.0 == b.0);
+        }
+        Some(Err(out))
+    }
+
+    /// One scalar as [`super::record::scalar`] (or, for the timestamp, `timestamp`) gives it.
+    fn value(&mut self, s: &'d Schema, ts: bool) -> Option<RawValue<'d>> {
+        let s = self.branch(s)?;
+        self.w.step().ok()?;
+        let c = &mut *self.c;
+        Some(match s {
+            Schema::Null => RawValue::Null,
+            Schema::Boolean => match c.byte().ok()? {
+                0 => RawValue::Bool(false),
+                1 => RawValue::Bool(true),
+                _ => return None,
+            },
+            int_like!() => int_text(i32::try_from(c.long().ok()?).ok()?.into()),
+            Schema::TimestampMicros | Schema::LocalTimestampMicros if ts => {
+                int_text(c.long().ok()?.div_euclid(1000))
+            }
+            Schema::TimestampNanos | Schema::LocalTimestampNanos if ts => {
+                int_text(c.long().ok()?.div_euclid(1_000_000))
+            }
+            long_like!() => int_text(c.long().ok()?),
+            Schema::Float => {
+                let b: [u8; 4] = c.take(4).ok()?.try_into().ok()?;
+                float_text(f32::from_le_bytes(b) as f64)
+            }
+            Schema::Double => {
+                let b: [u8; 8] = c.take(8).ok()?.try_into().ok()?;
+                float_text(f64::from_le_bytes(b))
+            }
+            Schema::String => RawValue::Str(Cow::Borrowed(self.text()?)),
+            Schema::Enum(e) => {
+                let i = usize::try_from(c.long().ok()?).ok()?;
+                RawValue::Str(Cow::Borrowed(e.symbols.get(i)?.as_str()))
+            }
             _ => return None,
-        },
-        int_like!() => num(i32::try_from(c.long().ok()?).ok()?.into()),
-        Schema::TimestampMicros | Schema::LocalTimestampMicros if ts => {
-            num(c.long().ok()?.div_euclid(1000))
-        }
-        Schema::TimestampNanos | Schema::LocalTimestampNanos if ts => {
-            num(c.long().ok()?.div_euclid(1_000_000))
-        }
-        long_like!() => num(c.long().ok()?),
-        Schema::Float => {
-            let b: [u8; 4] = c.take(4).ok()?.try_into().ok()?;
-            float_text(f32::from_le_bytes(b) as f64)
-        }
-        Schema::Double => {
-            let b: [u8; 8] = c.take(8).ok()?.try_into().ok()?;
-            float_text(f64::from_le_bytes(b))
-        }
-        Schema::String => RawValue::Str(Cow::Borrowed(text(c)?)),
-        Schema::Enum(e) => {
-            let i = usize::try_from(c.long().ok()?).ok()?;
-            RawValue::Str(Cow::Borrowed(e.symbols.get(i)?.as_str()))
-        }
-        _ => return None,
-    })
-}
+        })
+    }
 
-fn text<'d>(c: &mut Cursor<'d>) -> Option<&'d str> {
-    std::str::from_utf8(c.bytes().ok()?).ok()
+    /// A string, its bytes counted as payload.
+    fn text(&mut self) -> Option<&'d str> {
+        let b = self.c.bytes().ok()?;
+        self.w.payload = self.w.payload.saturating_add(b.len());
+        std::str::from_utf8(b).ok()
+    }
 }
 
 #[cfg(test)]
@@ -203,9 +223,34 @@ mod tests {
         super::super::record::record(v, Position::default())
     }
 
+    /// The direct decoding of a whole datum, its count checked against the walk's.
+    fn direct<'d>(schema: &'d Schema, datum: &'d [u8]) -> Option<Result<RawRecord<'d>, Bad>> {
+        let names = apache_avro::schema::ResolvedSchema::try_from(schema).unwrap();
+        let mut walk = Walk::new(names.get_names(), usize::MAX);
+        walk.value(schema, &None, &mut Cursor::new(datum, 0), 0)
+            .unwrap();
+        let mut count = Walk::new(names.get_names(), usize::MAX);
+        let mut c = Cursor::new(datum, 0);
+        let rec = record(plan(schema)?, &mut c, &mut count, Position::default())?;
+        assert_eq!(c.left(), 0, "the datum read to its end");
+        let counts = |w: &Walk| (w.steps, w.payload);
+        assert_eq!(counts(&count), counts(&walk), "counted as the walk counts");
+        let mut short = Walk::new(names.get_names(), walk.steps - 1);
+        let again = record(
+            plan(schema)?,
+            &mut Cursor::new(datum, 0),
+            &mut short,
+            Position::default(),
+        );
+        assert!(
+            again.is_none(),
+            "more values than allowed are left to the walk"
+        );
+        Some(rec)
+    }
+
     fn both(schema: &Schema, datum: &[u8]) {
-        let r = plan(schema).expect("a flat schema");
-        let direct = record(r, datum, Position::default()).expect("decodes directly");
+        let direct = direct(schema, datum).expect("decodes directly");
         // (Debug: a raw record has no PartialEq; borrowed and owned text print alike)
         let (got, want) = (
             format!("{direct:?}"),
@@ -278,8 +323,7 @@ mod tests {
         }
         zigzag(&mut d, 0);
         both(&schema, &d);
-        let r = plan(&schema).unwrap();
-        let rec = record(r, &d, Position::default()).unwrap().unwrap();
+        let rec = direct(&schema, &d).unwrap().unwrap();
         let got: Vec<_> = rec.fields[3..]
             .iter()
             .map(|(k, v)| (k.as_ref(), v.clone()))
@@ -299,7 +343,10 @@ mod tests {
         let mut d = Vec::new();
         zigzag(&mut d, 2);
         d.extend_from_slice(&[0xff, 0xfe]);
-        assert!(record(plan(&schema).unwrap(), &d, Position::default()).is_none());
+        let names = apache_avro::schema::ResolvedSchema::try_from(&schema).unwrap();
+        let mut w = Walk::new(names.get_names(), usize::MAX);
+        let r = plan(&schema).unwrap();
+        assert!(record(r, &mut Cursor::new(&d, 0), &mut w, Position::default()).is_none());
         let nested = Schema::parse_str(
             r#"{"type":"record","name":"R","fields":[{"name":"tenant","type":"string"},
             {"name":"pos","type":{"type":"array","items":"double"}}]}"#,

@@ -309,41 +309,43 @@ impl Blocks<'_> {
                 block: Some(block),
                 ..Default::default()
             };
-            let mut walk = Walk {
-                names: self.names,
-                steps: 0,
-                max_steps: self.decoded_budget() / VALUE_COST,
-                payload: 0,
-            };
-            match walk.value(&self.head.schema, &None, &mut c, 0) {
-                Ok(()) if c.pos == start => {
-                    return Err(Stop::Block(format!(
-                        "Avro block {block}: record {i} takes no bytes"
-                    )))
+            let max_steps = self.decoded_budget() / VALUE_COST;
+            let mut walk = Walk::new(self.names, max_steps);
+            let fast = self
+                .direct
+                .and_then(|r| direct::record(r, &mut c, &mut walk, position));
+            if fast.is_none() {
+                (c.pos, walk) = (start, Walk::new(self.names, max_steps));
+                match walk.value(&self.head.schema, &None, &mut c, 0) {
+                    Ok(()) => {}
+                    Err(Fault::TooMany) => {
+                        self.ordinal += 1;
+                        sink.bad(record_bad(
+                            Reason::RecordTooLarge,
+                            format!("Avro record decodes to more than {max_steps} values"),
+                            position,
+                            &data[start..],
+                            self.limits,
+                        ));
+                        return Err(Stop::Block(format!(
+                            "Avro block {block}: the records after oversized record {i} are not \
+                             decoded"
+                        )));
+                    }
+                    Err(f) => {
+                        return Err(Stop::Block(format!(
+                            "Avro block {block}: record {i} of {} is damaged ({}); the rest of \
+                             the block is not decoded",
+                            frame.count,
+                            f.describe()
+                        )))
+                    }
                 }
-                Ok(()) => {}
-                Err(Fault::TooMany) => {
-                    self.ordinal += 1;
-                    sink.bad(record_bad(
-                        Reason::RecordTooLarge,
-                        format!("Avro record decodes to more than {} values", walk.max_steps),
-                        position,
-                        &data[start..],
-                        self.limits,
-                    ));
-                    return Err(Stop::Block(format!(
-                        "Avro block {block}: the records after oversized record {i} are not \
-                         decoded"
-                    )));
-                }
-                Err(f) => {
-                    return Err(Stop::Block(format!(
-                        "Avro block {block}: record {i} of {} is damaged ({}); the rest of the \
-                         block is not decoded",
-                        frame.count,
-                        f.describe()
-                    )))
-                }
+            }
+            if c.pos == start {
+                return Err(Stop::Block(format!(
+                    "Avro block {block}: record {i} takes no bytes"
+                )));
             }
             self.ordinal += 1;
             let datum = &data[start..c.pos];
@@ -375,7 +377,7 @@ impl Blocks<'_> {
                 ));
                 continue;
             }
-            let decoded = match self.direct.and_then(|r| direct::record(r, datum, position)) {
+            let decoded = match fast {
                 Some(rec) => rec,
                 None => {
                     match apache_avro::from_avro_datum(&self.head.schema, &mut &datum[..], None) {

@@ -82,21 +82,20 @@ pub(super) fn expand_map(v: Value, out: &mut Vec<(Cow<'static, str>, RawValue<'s
 pub(super) fn timestamp(v: Value) -> RawValue<'static> {
     match unwrap_union(v) {
         Value::TimestampMicros(us) | Value::LocalTimestampMicros(us) => {
-            RawValue::Number(Cow::Owned(us.div_euclid(1000).to_string()))
+            int_text(us.div_euclid(1000))
         }
         Value::TimestampNanos(ns) | Value::LocalTimestampNanos(ns) => {
-            RawValue::Number(Cow::Owned(ns.div_euclid(1_000_000).to_string()))
+            int_text(ns.div_euclid(1_000_000))
         }
         v => scalar(v),
     }
 }
 
 pub(super) fn scalar(v: Value) -> RawValue<'static> {
-    let num = |s: String| RawValue::Number(Cow::Owned(s));
     match unwrap_union(v) {
         Value::Null => RawValue::Null,
         Value::Boolean(b) => RawValue::Bool(b),
-        Value::Int(i) | Value::Date(i) | Value::TimeMillis(i) => num(i.to_string()),
+        Value::Int(i) | Value::Date(i) | Value::TimeMillis(i) => int_text(i.into()),
         Value::Long(i)
         | Value::TimeMicros(i)
         | Value::TimestampMillis(i)
@@ -104,7 +103,7 @@ pub(super) fn scalar(v: Value) -> RawValue<'static> {
         | Value::TimestampNanos(i)
         | Value::LocalTimestampMillis(i)
         | Value::LocalTimestampMicros(i)
-        | Value::LocalTimestampNanos(i) => num(i.to_string()),
+        | Value::LocalTimestampNanos(i) => int_text(i),
         Value::Float(f) => float_text(f as f64),
         Value::Double(f) => float_text(f),
         Value::String(s) | Value::Enum(_, s) => RawValue::Str(Cow::Owned(s)),
@@ -113,12 +112,16 @@ pub(super) fn scalar(v: Value) -> RawValue<'static> {
     }
 }
 
-/// Floats in JSON form; non-finite values (not JSON numbers) travel as strings.
+/// An integer in JSON form.
+pub(super) fn int_text(i: i64) -> RawValue<'static> {
+    RawValue::Number(Cow::Owned(itoa::Buffer::new().format(i).to_owned()))
+}
+
+/// Floats in JSON form (as serde_json writes them); non-finite values (not JSON numbers)
+/// travel as strings.
 pub(super) fn float_text(f: f64) -> RawValue<'static> {
     if f.is_finite() {
-        RawValue::Number(Cow::Owned(
-            serde_json::Number::from_f64(f).expect("finite").to_string(),
-        ))
+        RawValue::Number(Cow::Owned(zmij::Buffer::new().format_finite(f).to_owned()))
     } else {
         RawValue::Str(Cow::Owned(f.to_string()))
     }

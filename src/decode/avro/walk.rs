@@ -16,7 +16,25 @@ pub(super) struct Walk<'s> {
     pub(super) payload: usize,
 }
 
-impl Walk<'_> {
+impl<'s> Walk<'s> {
+    pub(super) fn new(names: &'s NamesRef<'s>, max_steps: usize) -> Self {
+        Walk {
+            names,
+            steps: 0,
+            max_steps,
+            payload: 0,
+        }
+    }
+
+    /// Counts one value; `TooMany` past `max_steps`.
+    pub(super) fn step(&mut self) -> Result<(), Fault> {
+        self.steps += 1;
+        if self.steps > self.max_steps {
+            return Err(Fault::TooMany);
+        }
+        Ok(())
+    }
+
     pub(super) fn value(
         &mut self,
         schema: &Schema,
@@ -29,10 +47,7 @@ impl Walk<'_> {
                 "values nested deeper than {MAX_DEPTH}"
             )));
         }
-        self.steps += 1;
-        if self.steps > self.max_steps {
-            return Err(Fault::TooMany);
-        }
+        self.step()?;
         match schema {
             Schema::Null => {}
             Schema::Boolean => match c.byte()? {
