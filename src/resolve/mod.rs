@@ -48,6 +48,18 @@ pub struct Values {
     pub mismatches: Vec<Arc<str>>,
     /// Content hash of the typed and untyped parts.
     pub hash: u64,
+    /// The shape the record was resolved as, when its resolver keeps that shape's plan:
+    /// records of one shape are resolved alike, so what is worked out for one holds for all.
+    pub shape: Option<ShapeId>,
+}
+
+/// Names one record shape of one [`Resolver`] (see [`Values::shape`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShapeId {
+    /// The resolver, unique in the process.
+    pub resolver: u64,
+    /// The shape, numbered from 0 in the order the resolver met them.
+    pub index: usize,
 }
 
 /// Checks a raw record (tenant, metric, timestamp, names) and finds its partition, or says why
@@ -166,8 +178,12 @@ pub struct Resolver<'s> {
     /// and a name shared with other threads would make its reference count a contended
     /// cache line.
     names: Vec<Arc<str>>,
-    plans: FastMap<Box<[u8]>, Plan>,
+    /// Shape -> index into `plans`.
+    shapes: FastMap<Box<[u8]>, usize>,
+    plans: Vec<Plan>,
     shape: Vec<u8>,
+    /// This resolver's [`ShapeId::resolver`].
+    id: u64,
 }
 
 /// What resolution does with the fields of records of one shape.
@@ -188,11 +204,14 @@ impl<'s> Resolver<'s> {
         let names = spec.map_or_else(Vec::new, |s| {
             s.fields.iter().map(|f| Arc::from(&*f.name)).collect()
         });
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Resolver {
             spec,
             names,
-            plans: FastMap::default(),
+            shapes: FastMap::default(),
+            plans: Vec::new(),
             shape: Vec::new(),
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -210,16 +229,24 @@ impl<'s> Resolver<'s> {
             Some(spec) => {
                 shape_of(fields, &mut self.shape);
                 let names = &self.names;
-                match self.plans.get(&self.shape[..]) {
-                    Some(plan) => apply(plan, fields, spec, names, &mut out),
-                    None => {
-                        let plan = Plan::new(fields, spec);
-                        apply(&plan, fields, spec, names, &mut out);
-                        if self.plans.len() < MAX_SHAPES {
-                            self.plans.insert(self.shape.as_slice().into(), plan);
-                        }
+                let index = match self.shapes.get(&self.shape[..]) {
+                    Some(&i) => Some(i),
+                    None if self.plans.len() < MAX_SHAPES => {
+                        self.plans.push(Plan::new(fields, spec));
+                        let i = self.plans.len() - 1;
+                        self.shapes.insert(self.shape.as_slice().into(), i);
+                        Some(i)
                     }
+                    None => None,
+                };
+                match index {
+                    Some(i) => apply(&self.plans[i], fields, spec, names, &mut out),
+                    None => apply(&Plan::new(fields, spec), fields, spec, names, &mut out),
                 }
+                out.shape = index.map(|index| ShapeId {
+                    resolver: self.id,
+                    index,
+                });
             }
         }
         out.hash = content_hash(&out.typed, &out.untyped);
@@ -408,10 +435,18 @@ mod tests {
                 })
                 .collect();
             let want = oracle(&fields, spec);
-            assert_eq!(resolver.resolve(&fields), want, "{fields:?}");
-            assert_eq!(resolve_fields(&fields, Some(spec)), want);
+            let unshaped = |v: Values| Values { shape: None, ..v };
+            let got = resolver.resolve(&fields);
+            let shape = got.shape.expect("fewer shapes than the limit");
+            assert_eq!(shape.resolver, resolver.id);
+            let again = resolver.resolve(&fields);
+            assert_eq!(again.shape, Some(shape), "one shape, one id");
+            assert_eq!(unshaped(got), want, "{fields:?}");
+            assert_eq!(unshaped(resolve_fields(&fields, Some(spec))), want);
         }
         assert!(resolver.plans.len() < 3000, "shapes were planned once");
+        assert_eq!(resolver.plans.len(), resolver.shapes.len());
+        assert_ne!(Resolver::new(Some(spec)).id, resolver.id, "ids are unique");
     }
 
     #[test]

@@ -5,7 +5,10 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, BinaryArray, Int64Array, StringArray};
+use arrow::array::{
+    Array, BinaryArray, GenericByteArray, GenericByteBuilder, Int64Array, StringArray,
+};
+use arrow::datatypes::ByteArrayType;
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
@@ -143,15 +146,9 @@ pub fn writer<W: std::io::Write + Send>(w: W) -> Result<ArrowWriter<W>> {
 /// The index rows of `entries`.
 pub fn batch(entries: &[Rec]) -> Result<RecordBatch> {
     let col = |f: &dyn Fn(&Rec) -> i64| Arc::new(entries.iter().map(f).collect::<Int64Array>());
-    let source: StringArray = entries
-        .iter()
-        .map(|e| Some(e.arrival.source.as_ref()))
-        .collect();
-    let metric: StringArray = entries
-        .iter()
-        .map(|e| Some(e.metric_sent.as_ref()))
-        .collect();
-    let fields: BinaryArray = entries.iter().map(|e| Some(&e.raw[..])).collect();
+    let source: StringArray = bytes_column(entries, |e| e.arrival.source.as_ref());
+    let metric: StringArray = bytes_column(entries, |e| e.metric_sent.as_ref());
+    let fields: BinaryArray = bytes_column(entries, |e| &e.raw[..]);
     RecordBatch::try_new(
         schema(),
         vec![
@@ -164,6 +161,20 @@ pub fn batch(entries: &[Rec]) -> Result<RecordBatch> {
         ],
     )
     .map_err(|e| Error::data_file("index", e))
+}
+
+/// A string or binary column of `entries`, its buffers sized once.
+fn bytes_column<'a, T: ByteArrayType>(
+    entries: &'a [Rec],
+    value: impl Fn(&'a Rec) -> &'a T::Native,
+) -> GenericByteArray<T> {
+    let len = entries
+        .iter()
+        .map(|e| AsRef::<[u8]>::as_ref(value(e)).len())
+        .sum();
+    let mut b = GenericByteBuilder::<T>::with_capacity(entries.len(), len);
+    entries.iter().for_each(|e| b.append_value(value(e)));
+    b.finish()
 }
 
 /// Puts the manifest into the footer and closes the file.

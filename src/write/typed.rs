@@ -65,7 +65,7 @@ pub fn to_batch(cols: &Columns, rows: &[Rec]) -> Result<RecordBatch> {
             .iter()
             .zip(next.iter_mut())
             .map(|(r, at)| value_of(r, name, at));
-        arrays.push(column(*ty, values));
+        arrays.push(column(*ty, rows.len(), values));
     }
     RecordBatch::try_new(cols.arrow_schema(), arrays).map_err(|e| Error::data_file("batch", e))
 }
@@ -82,7 +82,12 @@ fn value_of<'a>(r: &'a Rec, name: &Arc<str>, at: &mut usize) -> Option<&'a Typed
     }
 }
 
-fn column<'a>(ty: FieldType, vals: impl Iterator<Item = Option<&'a TypedValue>>) -> ArrayRef {
+/// A column of `n` values, its builder sized for them.
+fn column<'a>(
+    ty: FieldType,
+    n: usize,
+    vals: impl Iterator<Item = Option<&'a TypedValue>>,
+) -> ArrayRef {
     macro_rules! build {
         ($b:expr, $pat:pat => $v:expr) => {{
             let mut b = $b;
@@ -96,14 +101,18 @@ fn column<'a>(ty: FieldType, vals: impl Iterator<Item = Option<&'a TypedValue>>)
         }};
     }
     match ty {
-        FieldType::Boolean => build!(BooleanBuilder::new(), TypedValue::Bool(x) => *x),
-        FieldType::Int => build!(Int32Builder::new(), TypedValue::Int(x) => *x as i32),
-        FieldType::Long => build!(Int64Builder::new(), TypedValue::Int(x) => *x),
-        FieldType::Float => build!(Float32Builder::new(), TypedValue::Float(x) => *x as f32),
-        FieldType::Double => build!(Float64Builder::new(), TypedValue::Float(x) => *x),
-        FieldType::String => build!(StringBuilder::new(), TypedValue::Str(x) => x),
+        FieldType::Boolean => build!(BooleanBuilder::with_capacity(n), TypedValue::Bool(x) => *x),
+        FieldType::Int => build!(Int32Builder::with_capacity(n), TypedValue::Int(x) => *x as i32),
+        FieldType::Long => build!(Int64Builder::with_capacity(n), TypedValue::Int(x) => *x),
+        FieldType::Float => {
+            build!(Float32Builder::with_capacity(n), TypedValue::Float(x) => *x as f32)
+        }
+        FieldType::Double => build!(Float64Builder::with_capacity(n), TypedValue::Float(x) => *x),
+        FieldType::String => {
+            build!(StringBuilder::with_capacity(n, n * 16), TypedValue::Str(x) => x)
+        }
         FieldType::Timestamp => {
-            let mut b = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+            let mut b = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
             for v in vals {
                 match v {
                     Some(TypedValue::Int(ms)) => b.append_value(ms * 1000),

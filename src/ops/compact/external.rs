@@ -406,7 +406,7 @@ impl ExternalMerge {
                 resolve_one(&mut r, &mut resolver, &mut |r, fields, v| {
                     mismatches.add(&v.mismatches);
                     if let Some(obs) = observed.as_mut() {
-                        observe_resolved(obs, spec, fields, r.ts, &v.mismatches);
+                        observe_resolved(obs, spec, fields, r.ts, v);
                     }
                 })?;
             }

@@ -300,7 +300,7 @@ pub(super) fn resolve_new(
     resolve_all(new, spec, |r, fields, v| {
         mismatches.add(&v.mismatches);
         if let Some(obs) = observed.as_mut() {
-            observe_resolved(obs, spec, fields, r.ts, &v.mismatches);
+            observe_resolved(obs, spec, fields, r.ts, v);
         }
     })?;
     Ok((mismatches.0, observed))

@@ -4,8 +4,9 @@ use std::borrow::Cow;
 
 use super::ptype::{converts, PType, TypeCounts};
 use super::MAX_SAMPLES;
-use crate::catalog::MetricSpec;
+use crate::catalog::{FieldSpec, MetricSpec};
 use crate::model::{FastMap, FieldType, RawValue};
+use crate::resolve::Values;
 
 /// Event-time range, ms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -160,6 +161,20 @@ struct Lookup {
     /// Per spec field: (rank, position) of the chosen source in the record being observed;
     /// all `None` between records.
     chosen: Vec<Option<(usize, usize)>>,
+    /// The resolver whose shapes `shapes` follows ([`ShapeId::resolver`]).
+    resolver: Option<u64>,
+    /// Per shape of that resolver ([`ShapeId::index`]): what its records are observed as.
+    shapes: Vec<Option<Shape>>,
+}
+
+/// What the records of one shape are observed as: their fields' roles are fixed by their
+/// names in order and which values are null, so they are worked out for its first record.
+#[derive(Clone, Debug)]
+struct Shape {
+    /// (position, index into [`MetricObs::fields`]) of the unknown fields.
+    unknown: Vec<(usize, usize)>,
+    /// (position, spec field index) of the chosen sources, in position order.
+    chosen: Vec<(usize, usize)>,
 }
 
 impl PartialEq for Lookup {
@@ -308,7 +323,36 @@ impl MetricObs {
             self.lookup.layout.clear();
             self.lookup.slots = vec![None; n];
             self.lookup.chosen = vec![None; n];
+            self.lookup.resolver = None;
+            self.lookup.shapes.clear();
         }
+    }
+
+    /// The roles the record just observed (by [`observe_with`]) gave its `fields`.
+    fn shape_of_last(&self, fields: &[(Cow<'_, str>, RawValue<'_>)]) -> Shape {
+        let roles = || self.lookup.layout[..fields.len()].iter().map(|(_, r)| *r);
+        let unknown = roles()
+            .enumerate()
+            .filter_map(|(i, r)| match r {
+                Role::Unknown(f) => Some((i, f)),
+                _ => None,
+            })
+            .collect();
+        let mut first: Vec<Option<(usize, usize)>> = vec![None; self.lookup.slots.len()];
+        for (i, r) in roles().enumerate() {
+            if let (Role::Declared(f, rank), false) = (r, matches!(fields[i].1, RawValue::Null)) {
+                if first[f].is_none_or(|(r, _)| rank < r) {
+                    first[f] = Some((rank, i));
+                }
+            }
+        }
+        let mut chosen: Vec<(usize, usize)> = first
+            .iter()
+            .enumerate()
+            .filter_map(|(f, c)| c.map(|(_, i)| (i, f)))
+            .collect();
+        chosen.sort_unstable();
+        Shape { unknown, chosen }
     }
 
     /// The role of the field at position `i` of the current record.
@@ -373,21 +417,59 @@ pub fn observe_record(
     observe_with(obs, spec, fields, ts, |field, v| converts(v, field.ty));
 }
 
-/// [`observe_record`] for a record resolution already converted: `mismatches` are the
-/// canonical fields whose value did not convert ([`crate::resolve::Values::mismatches`]), so
-/// no value is converted twice.
+/// [`observe_record`] for a record resolution already converted (`resolved`): the canonical
+/// fields whose value did not convert are its `mismatches`, so no value is converted twice;
+/// and the records of a shape the resolver planned are observed as the first of that shape
+/// was, without looking their names up again. One accumulator follows one resolver's shapes
+/// at a time (another resolver's, or another spec, start it over).
 pub fn observe_resolved(
     obs: &mut MetricObs,
     spec: Option<&MetricSpec>,
     fields: &[(Cow<'_, str>, RawValue<'_>)],
     ts: i64,
-    mismatches: &[std::sync::Arc<str>],
+    resolved: &Values,
 ) {
-    observe_with(obs, spec, fields, ts, |field, _| {
-        !mismatches
+    let converted = |field: &FieldSpec, _: &RawValue<'_>| {
+        !resolved
+            .mismatches
             .iter()
             .any(|m| std::sync::Arc::ptr_eq(m, &field.name) || *m == field.name)
-    });
+    };
+    let (Some(spec), Some(shape)) = (spec, resolved.shape) else {
+        return observe_with(obs, spec, fields, ts, converted);
+    };
+    obs.bind(Some(spec));
+    if obs.lookup.resolver != Some(shape.resolver) {
+        obs.lookup.resolver = Some(shape.resolver);
+        obs.lookup.shapes.clear();
+    }
+    let known = obs
+        .lookup
+        .shapes
+        .get_mut(shape.index)
+        .and_then(Option::take);
+    let planned = match known {
+        Some(planned) => {
+            obs.record(ts);
+            for &(i, f) in &planned.unknown {
+                obs.fields[f].1.observe(&fields[i].1, ts);
+            }
+            for &(i, f) in &planned.chosen {
+                let v = &fields[i].1;
+                obs.observe_chosen(spec, f, v, ts, converted(&spec.fields[f], v));
+            }
+            planned
+        }
+        None => {
+            observe_with(obs, Some(spec), fields, ts, converted);
+            obs.shape_of_last(fields)
+        }
+    };
+    let shapes = &mut obs.lookup.shapes;
+    if shapes.len() <= shape.index {
+        shapes.resize(shape.index + 1, None);
+    }
+    shapes[shape.index] = Some(planned);
 }
 
 fn observe_with(
@@ -395,7 +477,7 @@ fn observe_with(
     spec: Option<&MetricSpec>,
     fields: &[(Cow<'_, str>, RawValue<'_>)],
     ts: i64,
-    converted: impl Fn(&crate::catalog::FieldSpec, &RawValue<'_>) -> bool,
+    converted: impl Fn(&FieldSpec, &RawValue<'_>) -> bool,
 ) {
     obs.record(ts);
     obs.bind(spec);
@@ -431,6 +513,50 @@ mod tests {
     use crate::catalog::TenantCatalog;
     use crate::resolve::convert;
     use crate::schema::propose::tests::{n, record, s, spec_catalog};
+
+    #[test]
+    fn records_observed_by_their_shape_count_as_each_record_alone() {
+        let cat = spec_catalog();
+        let spec = cat.metric("m");
+        let names = ["a", "a1", "a2", "h", "x", "y"];
+        let values = [
+            RawValue::Null,
+            n("7"),
+            s("bad"),
+            n("2.5"),
+            RawValue::Bool(true),
+        ];
+        let mut state = 11u64;
+        let mut next = |k: usize| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as usize % k
+        };
+        let (mut planned, mut plain) = (MetricObs::new(true), MetricObs::new(true));
+        let mut resolver = crate::resolve::Resolver::new(spec);
+        for i in 0..3000 {
+            if i == 2000 {
+                // Another resolver's shapes are numbered afresh.
+                resolver = crate::resolve::Resolver::new(spec);
+            }
+            let fields: Vec<(Cow<'_, str>, RawValue<'_>)> = (0..next(6))
+                .map(|_| {
+                    (
+                        names[next(names.len())].into(),
+                        values[next(values.len())].clone(),
+                    )
+                })
+                .collect();
+            let resolved = resolver.resolve(&fields);
+            assert!(resolved.shape.is_some());
+            let ts = i as i64 * 1000;
+            observe_resolved(&mut planned, spec, &fields, ts, &resolved);
+            observe_record(&mut plain, spec, &fields, ts);
+            assert_eq!(planned, plain, "record {i}: {fields:?}");
+        }
+        assert!(planned.lookup.shapes.iter().flatten().count() > 10);
+    }
 
     #[test]
     fn first_non_null_source_is_the_only_one_observed() {

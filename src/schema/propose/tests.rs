@@ -45,13 +45,14 @@ fn raw(v: &Value) -> RawValue<'static> {
 }
 
 /// Observes records the way compaction does (resolution, then [`observe_resolved`]), one
-/// accumulator per partition metric; checks [`observe_record`] agrees.
+/// accumulator and one resolver per partition metric; checks [`observe_record`] agrees.
 fn observe_all(
     records: &[Map<String, Value>],
     catalog: Option<&TenantCatalog>,
 ) -> BTreeMap<String, MetricObs> {
     let mut run = BTreeMap::new();
     let mut plain = BTreeMap::new();
+    let mut resolvers = BTreeMap::new();
     for rec in records {
         let metric = rec["metric"].as_str().expect("metric");
         let ts = parse_event_time(&raw(&rec["timestamp"])).expect("timestamp");
@@ -65,8 +66,11 @@ fn observe_all(
         let obs = run
             .entry(key.clone())
             .or_insert_with(|| MetricObs::new(spec.is_some()));
-        let resolved = crate::resolve::resolve_fields(&fields, spec);
-        observe_resolved(obs, spec, &fields, ts, &resolved.mismatches);
+        let resolved = resolvers
+            .entry(key.clone())
+            .or_insert_with(|| crate::resolve::Resolver::new(spec))
+            .resolve(&fields);
+        observe_resolved(obs, spec, &fields, ts, &resolved);
         let check = plain
             .entry(key)
             .or_insert_with(|| MetricObs::new(spec.is_some()));
