@@ -1,6 +1,6 @@
 //! Tenant schema catalogs (SPEC 4): documents, validation, and the lookup tables resolution uses.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -222,13 +222,13 @@ fn metric_spec(name: &str, m: &MetricDoc) -> std::result::Result<MetricSpec, Str
 /// Every tenant's catalog known to a run.
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
-    tenants: HashMap<String, TenantCatalog>,
+    tenants: FastMap<String, TenantCatalog>,
 }
 
 impl Catalog {
     /// A catalog from documents.
     pub fn from_docs(docs: impl IntoIterator<Item = TenantDoc>) -> Result<Self> {
-        let mut tenants = HashMap::new();
+        let mut tenants = FastMap::default();
         for doc in docs {
             let t = TenantCatalog::new(doc)?;
             tenants.insert(t.doc.tenant.clone(), t);
