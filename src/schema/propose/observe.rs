@@ -161,9 +161,10 @@ struct Lookup {
     /// Per spec field: (rank, position) of the chosen source in the record being observed;
     /// all `None` between records.
     chosen: Vec<Option<(usize, usize)>>,
-    /// The resolver whose shapes `shapes` follows ([`ShapeId::resolver`]).
+    /// The resolver whose shapes `shapes` follows ([`crate::resolve::ShapeId::resolver`]).
     resolver: Option<u64>,
-    /// Per shape of that resolver ([`ShapeId::index`]): what its records are observed as.
+    /// Per shape of that resolver ([`crate::resolve::ShapeId::index`]): what its records are
+    /// observed as.
     shapes: Vec<Option<Shape>>,
 }
 
@@ -328,25 +329,18 @@ impl MetricObs {
         }
     }
 
-    /// The roles the record just observed (by [`observe_with`]) gave its `fields`.
-    fn shape_of_last(&self, fields: &[(Cow<'_, str>, RawValue<'_>)]) -> Shape {
-        let roles = || self.lookup.layout[..fields.len()].iter().map(|(_, r)| *r);
-        let unknown = roles()
+    /// The roles the record just observed (by [`observe_with`]) under `spec` gave its
+    /// `fields`.
+    fn shape_of_last(&self, spec: &MetricSpec, fields: &[(Cow<'_, str>, RawValue<'_>)]) -> Shape {
+        let unknown = self.lookup.layout[..fields.len()]
+            .iter()
             .enumerate()
-            .filter_map(|(i, r)| match r {
-                Role::Unknown(f) => Some((i, f)),
+            .filter_map(|(i, (_, r))| match r {
+                Role::Unknown(f) => Some((i, *f)),
                 _ => None,
             })
             .collect();
-        let mut first: Vec<Option<(usize, usize)>> = vec![None; self.lookup.slots.len()];
-        for (i, r) in roles().enumerate() {
-            if let (Role::Declared(f, rank), false) = (r, matches!(fields[i].1, RawValue::Null)) {
-                if first[f].is_none_or(|(r, _)| rank < r) {
-                    first[f] = Some((rank, i));
-                }
-            }
-        }
-        let mut chosen: Vec<(usize, usize)> = first
+        let mut chosen: Vec<(usize, usize)> = crate::resolve::choose_sources(fields, spec)
             .iter()
             .enumerate()
             .filter_map(|(f, c)| c.map(|(_, i)| (i, f)))
@@ -462,7 +456,7 @@ pub fn observe_resolved(
         }
         None => {
             observe_with(obs, Some(spec), fields, ts, converted);
-            obs.shape_of_last(fields)
+            obs.shape_of_last(spec, fields)
         }
     };
     let shapes = &mut obs.lookup.shapes;
