@@ -74,16 +74,14 @@ fn integer(v: &RawValue<'_>) -> Option<i64> {
     (f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64).then_some(f as i64)
 }
 
-/// Finite floats from number text; `NaN`/`inf` strings are mismatches.
+/// Finite floats from number text; `NaN`/`inf` strings are mismatches. (Rust's float
+/// grammar is the decimal one plus `inf`, `infinity` and `nan`: whatever else it accepts is
+/// digits, signs, a point and an exponent, so the finiteness check is the only filter needed.)
 fn float(v: &RawValue<'_>) -> Option<f64> {
-    let s = number_text(v)?;
-    let looks_numeric = s
-        .bytes()
-        .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'));
-    if !looks_numeric || s.is_empty() {
-        return None;
-    }
-    s.parse::<f64>().ok().filter(|f| f.is_finite())
+    number_text(v)?
+        .parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite())
 }
 
 #[cfg(test)]
@@ -115,7 +113,32 @@ mod tests {
         );
         assert_eq!(convert(&n("3.5"), FieldType::Long), None);
         assert_eq!(convert(&n("3000000000"), FieldType::Int), None);
-        assert_eq!(convert(&s("NaN"), FieldType::Double), None);
+        for not_a_number in [
+            "NaN",
+            "-nan",
+            "inf",
+            "+Infinity",
+            "1_000",
+            "0x1A",
+            "1,5",
+            "",
+            "e5",
+        ] {
+            assert_eq!(
+                convert(&s(not_a_number), FieldType::Double),
+                None,
+                "{not_a_number}"
+            );
+            assert_eq!(
+                convert(&s(not_a_number), FieldType::Long),
+                None,
+                "{not_a_number}"
+            );
+        }
+        assert_eq!(
+            convert(&s("+.5e1"), FieldType::Double),
+            Some(TypedValue::Float(5.0))
+        );
         assert_eq!(
             convert(&s("1e3"), FieldType::Double),
             Some(TypedValue::Float(1000.0))
