@@ -171,9 +171,18 @@ fn no_duplicate_key<V>(pairs: Keyed<'_, V>) -> Result<Keyed<'_, V>, (Reason, Str
     }
 }
 
-/// The first key that appears twice, if any. A key is compared with the earlier ones only
-/// when its length and last byte were seen before (rarely, for distinct keys).
+/// The first key that appears twice, if any.
 fn duplicate_key<'a, V>(pairs: &'a [(Cow<'_, str>, V)]) -> Option<&'a str> {
+    first_key_that(pairs, |_| false)
+}
+
+/// The first key, in order, that `bad` refuses or that repeats an earlier one. A key is
+/// compared with the earlier ones only when its length and last byte were seen before
+/// (rarely, for distinct keys).
+pub(super) fn first_key_that<'a, V>(
+    pairs: &'a [(Cow<'_, str>, V)],
+    bad: impl Fn(&str) -> bool,
+) -> Option<&'a str> {
     if pairs.len() <= 16 {
         let mut seen = 0u64;
         return pairs
@@ -184,7 +193,7 @@ fn duplicate_key<'a, V>(pairs: &'a [(Cow<'_, str>, V)]) -> Option<&'a str> {
                 let bit = 1u64 << ((b.len() * 7 + b.last().map_or(0, |&c| c as usize)) % 64);
                 let again = seen & bit != 0 && pairs[..*i].iter().any(|(p, _)| p == k);
                 seen |= bit;
-                again
+                again || bad(k)
             })
             .map(|(_, (k, _))| k.as_ref());
     }
@@ -192,7 +201,7 @@ fn duplicate_key<'a, V>(pairs: &'a [(Cow<'_, str>, V)]) -> Option<&'a str> {
     pairs
         .iter()
         .map(|(k, _)| k.as_ref())
-        .find(|k| !seen.insert(*k))
+        .find(|k| !seen.insert(*k) || bad(k))
 }
 
 /// Turns a raw JSON value into a field value: scalars as text, nested values as compact JSON.

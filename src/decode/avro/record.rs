@@ -35,22 +35,14 @@ pub(super) fn record(value: Value, position: Position) -> Result<RawRecord<'stat
 /// A map key may repeat a top-level field or name a reserved one: ambiguous, like a JSON
 /// object with a key twice.
 pub(super) fn check_names(rec: RawRecord<'_>) -> Result<RawRecord<'_>, Bad> {
-    let mut seen = crate::model::FastSet::default();
-    let few = rec.fields.len() <= 16;
-    for (i, (name, _)) in rec.fields.iter().enumerate() {
-        let reserved = matches!(name.as_ref(), "tenant" | "metric" | "timestamp");
-        // (a few names are compared directly: cheaper than hashing them)
-        let repeated = if few {
-            rec.fields[..i].iter().any(|(n, _)| n == name)
-        } else {
-            !seen.insert(name.as_ref())
-        };
-        if reserved || repeated {
+    let reserved = |k: &str| matches!(k, "tenant" | "metric" | "timestamp");
+    match crate::decode::json::first_key_that(&rec.fields, reserved) {
+        Some(name) => {
             let msg = format!("field {name:?} appears twice (or repeats a reserved name)");
-            return Err((Reason::DuplicateKey, msg, crate::resolve::raw_text(&rec)));
+            Err((Reason::DuplicateKey, msg, crate::resolve::raw_text(&rec)))
         }
+        None => Ok(rec),
     }
-    Ok(rec)
 }
 
 pub(super) fn unwrap_union(v: Value) -> Value {
@@ -131,5 +123,38 @@ pub(super) fn to_json_text(v: Value) -> String {
     match serde_json::Value::try_from(v) {
         Ok(j) => j.to_string(),
         Err(e) => format!("<unrepresentable Avro value: {e}>"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(names: &[String]) -> Result<(), String> {
+        let mut rec = RawRecord::empty(names.len(), Position::default());
+        rec.fields = names
+            .iter()
+            .map(|n| (Cow::Owned(n.clone()), RawValue::Null))
+            .collect();
+        check_names(rec).map(|_| ()).map_err(|(reason, msg, _)| {
+            assert_eq!(reason, Reason::DuplicateKey);
+            msg
+        })
+    }
+
+    #[test]
+    fn the_first_repeated_or_reserved_name_is_named() {
+        let names = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        assert_eq!(named(&names("a b c")), Ok(()));
+        let first = |s: &str| named(&names(s)).unwrap_err();
+        assert!(first("a b a tenant").starts_with("field \"a\" appears twice"));
+        assert!(first("x timestamp x").starts_with("field \"timestamp\""));
+        assert!(first("metric").starts_with("field \"metric\""));
+        // Past 16 names, through a set.
+        let mut many: Vec<String> = (0..30).map(|i| format!("f{i}")).collect();
+        assert_eq!(named(&many), Ok(()));
+        many.push("f7".into());
+        many.push("tenant".into());
+        assert!(named(&many).unwrap_err().starts_with("field \"f7\""));
     }
 }
