@@ -259,6 +259,19 @@ pub fn date_to_day(date: &str) -> Option<i32> {
     Some(day_of(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis()))
 }
 
+/// For tests: a deterministic picker of indices below `n` (a 64-bit LCG from `seed`), so
+/// random records repeat from run to run.
+#[cfg(test)]
+pub(crate) fn picker(seed: u64) -> impl FnMut(usize) -> usize {
+    let mut state = seed;
+    move |n| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as usize % n
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -417,13 +417,7 @@ mod tests {
             RawValue::Bool(true),
         ];
         let mut resolver = Resolver::new(Some(spec));
-        let mut state = 7u64;
-        let mut next = |n: usize| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) as usize % n
-        };
+        let mut next = crate::model::picker(7);
         for _ in 0..3000 {
             // Few names, so shapes repeat with other values (some that do not convert).
             let fields: Vec<(Cow<'_, str>, RawValue<'_>)> = (0..next(6))

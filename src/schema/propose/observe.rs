@@ -520,13 +520,7 @@ mod tests {
             n("2.5"),
             RawValue::Bool(true),
         ];
-        let mut state = 11u64;
-        let mut next = |k: usize| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) as usize % k
-        };
+        let mut next = crate::model::picker(11);
         let (mut planned, mut plain) = (MetricObs::new(true), MetricObs::new(true));
         let mut resolver = crate::resolve::Resolver::new(spec);
         for i in 0..3000 {
@@ -625,13 +619,7 @@ mod tests {
             n("2.5"),
             RawValue::Bool(true),
         ];
-        let mut seed = 7u64;
-        let mut next = move |m: usize| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) as usize % m
-        };
+        let mut next = crate::model::picker(7);
         // Mostly repeated layouts (cache hits), sometimes random ones (misses), and the spec
         // changing under the same layouts.
         let layouts: [&[&str]; 3] = [&["a", "u", "h", "a2"], &["a2", "a", "v"], &["u", "b"]];
