@@ -1,6 +1,7 @@
 //! Avro object container files (codecs null, deflate, snappy, zstd, bzip2, xz): the container
 //! is framed here, every length checked against the bytes present, every block against its
-//! sync marker, decompression bounded; each record is measured before apache-avro decodes it.
+//! sync marker, decompression bounded; each record is measured as the direct decoder reads it,
+//! or before apache-avro decodes it.
 //! Damage costs the region it is in: a bad record, a bad block, and the rest is resynchronised.
 //! A record has tenant, metric, timestamp and fields; a `fields` / `unknown_fields` map is
 //! expanded into fields.

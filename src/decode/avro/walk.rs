@@ -1,5 +1,6 @@
-//! Measuring one Avro datum before it is decoded: lengths, indexes and counts checked against
-//! the bytes and the schema, values counted, so a record that claims too much is refused.
+//! Measuring one Avro datum before apache-avro decodes it: lengths, indexes and counts checked
+//! against the bytes and the schema, values counted, so a record that claims too much is
+//! refused. (The direct decoder counts into the same counters as it decodes.)
 
 use apache_avro::schema::{NamesRef, Namespace, Schema};
 
