@@ -14,6 +14,7 @@ use parquet::file::metadata::{ParquetMetaData, RowGroupMetaData};
 use parquet::file::statistics::Statistics;
 
 use super::external::{fetch_index, Fetched, Scratch};
+use super::files::*;
 use super::partition::*;
 use super::read::on_rayon;
 use crate::dedup::Bucket;

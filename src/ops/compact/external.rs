@@ -12,6 +12,7 @@ use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use tokio::io::AsyncWriteExt;
 
+use super::files::*;
 use super::partition::*;
 use super::read::on_rayon;
 use crate::catalog::{Catalog, MetricSpec};

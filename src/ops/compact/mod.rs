@@ -4,6 +4,7 @@
 pub(crate) mod append;
 pub(crate) mod external;
 pub mod fanout;
+pub(crate) mod files;
 pub(crate) mod partition;
 pub(crate) mod plan;
 pub(crate) mod read;
