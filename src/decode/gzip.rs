@@ -3,6 +3,7 @@
 use std::io::Read;
 use std::ops::Range;
 
+use super::inflate::{Inflated, Inflater};
 use crate::model::Position;
 use crate::quarantine::{BadRecord, Raw, Reason};
 
@@ -64,6 +65,43 @@ fn first_room(bytes: &[u8], max_out: usize) -> usize {
 /// when the member is corrupt rather than cut short), records the damage, and resynchronises
 /// at the next member header.
 pub fn gunzip(bytes: &[u8], max_out: usize) -> Gunzipped {
+    match whole(bytes, max_out) {
+        Some(data) => Gunzipped {
+            data,
+            damage: Vec::new(),
+            cuts: Vec::new(),
+        },
+        None => streamed(bytes, max_out),
+    }
+}
+
+/// The fast path: every member decoded whole by libdeflate, or `None` when a member is
+/// damaged, the output would pass `max_out`, or anything else the stream decoder alone
+/// describes. What it accepts, [`streamed`] decodes to the same bytes with no damage.
+fn whole(bytes: &[u8], max_out: usize) -> Option<Vec<u8>> {
+    let mut inflater = Inflater::new();
+    let mut data = Vec::with_capacity(first_room(bytes, max_out));
+    let mut pos = 0usize;
+    while pos < bytes.len() {
+        let room = data.capacity().min(max_out) - data.len();
+        match inflater.gzip_member(&bytes[pos..], &mut data, room) {
+            Inflated::Done { read } => pos += read,
+            Inflated::NoRoom if data.capacity() < max_out => {
+                let want = data.capacity().saturating_mul(2).max(4096).min(max_out);
+                data.reserve(want - data.len());
+            }
+            Inflated::NoRoom | Inflated::Bad => return None,
+        }
+        // Trailing zero padding after the last member is tolerated.
+        if bytes[pos..].iter().all(|&b| b == 0) {
+            break;
+        }
+    }
+    Some(data)
+}
+
+/// The stream decoder, member by member, for objects the fast path refuses.
+fn streamed(bytes: &[u8], max_out: usize) -> Gunzipped {
     let mut out = Gunzipped {
         data: Vec::with_capacity(first_room(bytes, max_out)),
         damage: Vec::new(),
@@ -205,6 +243,56 @@ mod tests {
         assert_eq!(out.damage[0].reason, Reason::TruncatedObject);
         assert_eq!(out.cuts[0].untrusted_from, None);
         assert!(out.untrusted().is_empty());
+    }
+
+    /// Every object the fast path takes decodes the same on the stream path, without damage;
+    /// every damaged one is left to the stream path.
+    #[test]
+    fn the_fast_path_takes_only_what_the_stream_path_decodes_whole() {
+        let text: Vec<u8> = (0..3000u32)
+            .flat_map(|i| format!("{i} line\n").into_bytes())
+            .collect();
+        let one = gz(&text);
+        let mut two = gz(b"first\n");
+        two.extend(&one);
+        let mut padded = two.clone();
+        padded.extend([0u8; 9]);
+        let mut garbage = one.clone();
+        garbage.extend(b"junk");
+        let mut crc = two.clone();
+        let n = crc.len();
+        crc[n - 6] ^= 1;
+        let stored = {
+            let mut e = GzEncoder::new(Vec::new(), flate2::Compression::none());
+            e.write_all(&text).unwrap();
+            e.finish().unwrap()
+        };
+        let cases: Vec<(&str, &[u8], usize, bool)> = vec![
+            ("one member", &one, 1 << 20, true),
+            ("two members", &two, 1 << 20, true),
+            ("zero padding", &padded, 1 << 20, true),
+            ("stored blocks", &stored, 1 << 20, true),
+            ("output exactly at the limit", &one, text.len(), true),
+            ("output one past the limit", &one, text.len() - 1, false),
+            ("trailing garbage", &garbage, 1 << 20, false),
+            ("bad CRC", &crc, 1 << 20, false),
+            ("cut short", &one[..one.len() - 3], 1 << 20, false),
+        ];
+        for (what, bytes, max_out, takes) in cases {
+            let streamed = streamed(bytes, max_out);
+            match whole(bytes, max_out) {
+                Some(data) => {
+                    assert!(takes, "{what}: the fast path took it");
+                    assert_eq!(data, streamed.data, "{what}");
+                    assert!(streamed.damage.is_empty(), "{what}");
+                }
+                None => {
+                    assert!(!takes, "{what}: the fast path refused it");
+                    assert!(!streamed.damage.is_empty(), "{what}");
+                }
+            }
+            assert_eq!(gunzip(bytes, max_out).data, streamed.data, "{what}");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod avro;
 mod flat;
 mod gzip;
+mod inflate;
 pub(crate) mod json;
 
 use serde::Serialize;

@@ -52,7 +52,12 @@ pub(super) fn decompress(
     match codec {
         Codec::Null if data.len() > max_out => Err(Fault::TooMany),
         Codec::Null => Ok(Cow::Borrowed(data)),
-        Codec::Deflate => bounded(Box::new(flate2::read::DeflateDecoder::new(data))),
+        Codec::Deflate => match super::super::inflate::deflate_whole(data, data.len() * 4, max_out)
+        {
+            Some(out) => Ok(Cow::Owned(out)),
+            // Bad data or too much of it: the stream decoder says which.
+            None => bounded(Box::new(flate2::read::DeflateDecoder::new(data))),
+        },
         Codec::Snappy => {
             let Some((body, crc)) = data.split_last_chunk::<4>() else {
                 return Err(Fault::Short);
