@@ -120,11 +120,9 @@ pub(super) fn parse_with<'a>(
     position: Position,
     fast: impl Fn(&'a str) -> Option<RawFields<'a>>,
 ) -> Result<RawRecord<'a>, (Reason, String)> {
-    let text = std::str::from_utf8(line).map_err(|e| {
-        (
-            Reason::BadJson,
-            format!("invalid UTF-8 at byte {}", e.valid_up_to()),
-        )
+    let text = simdutf8::basic::from_utf8(line).map_err(|_| {
+        let at = std::str::from_utf8(line).map_or_else(|e| e.valid_up_to(), str::len);
+        (Reason::BadJson, format!("invalid UTF-8 at byte {at}"))
     })?;
     let mut fields = match fast(text) {
         Some(pairs) => no_duplicate_key(pairs)?,

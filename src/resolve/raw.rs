@@ -45,7 +45,7 @@ pub fn encode(out: &mut Vec<u8>, fields: &[(Cow<'_, str>, RawValue<'_>)]) {
 pub fn decode(buf: &[u8]) -> Option<RawFields<'_>> {
     // Usually the whole encoding is UTF-8 (the lengths are single bytes below 128): then it is
     // checked once, not string by string.
-    let text = std::str::from_utf8(buf).ok();
+    let text = simdutf8::basic::from_utf8(buf).ok();
     let mut r = Reader { buf, pos: 0, text };
     let n = r.len()?;
     let mut out = Vec::with_capacity(n.min(buf.len()));
