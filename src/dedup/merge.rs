@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::Result;
 use crate::model::Rec;
 
 /// Which duplicate wins.
@@ -31,21 +32,102 @@ pub struct MergeStats {
     pub lake_kept: u64,
 }
 
-/// Merges the lake's records with new ones; returns the winners sorted by timestamp.
+/// Merges the lake's records with new ones, both resolved; returns the winners sorted by
+/// timestamp.
 pub fn merge(lake: Vec<Rec>, new: Vec<Rec>, keep: Keep) -> (Vec<Rec>, MergeStats) {
-    let mut all: Vec<(Rec, bool)> = lake
-        .into_iter()
-        .map(|r| (r, false))
-        .chain(new.into_iter().map(|r| (r, true)))
-        .collect();
-    all.sort_unstable_by(merge_order);
+    let mut winners = Vec::new();
+    let stats = merge_streamed(
+        lake,
+        new,
+        keep,
+        usize::MAX,
+        |_, _| Ok(()),
+        |w| {
+            winners.extend(w);
+            Ok(())
+        },
+    )
+    .expect("neither resolving nor emitting fails");
+    (winners, stats)
+}
+
+/// Records resolved at a time on one side of [`merge_streamed`].
+const RESOLVE_CHUNK: usize = 1024;
+
+/// Merges the lake's records with new ones in [`merge_order`]. Each side is resolved by
+/// `resolve` (told whether the records are new) a chunk at a time, just before the merge
+/// reaches it; the winners go to `emit` `batch` at a time (the last batch fewer), in timestamp
+/// order. So a record is resolved, merged and encoded while it is in cache, and each batch is
+/// freed before the next one is resolved: the working set is a batch, not the partition.
+pub fn merge_streamed(
+    mut lake: Vec<Rec>,
+    mut new: Vec<Rec>,
+    keep: Keep,
+    batch: usize,
+    mut resolve: impl FnMut(bool, &mut [Rec]) -> Result<()>,
+    mut emit: impl FnMut(Vec<Rec>) -> Result<()>,
+) -> Result<MergeStats> {
+    sort_new(&mut lake);
+    sort_new(&mut new);
+    let room = batch.min(lake.len() + new.len());
+    let (mut lake, mut new) = (Side::new(lake, false), Side::new(new, true));
     let mut merger = Merger::new(keep);
-    let mut winners = Vec::with_capacity(all.len());
-    for (rec, is_new) in all {
-        merger.push(rec, is_new, &mut winners);
+    let mut winners = Vec::with_capacity(room);
+    loop {
+        let take_new = match (lake.head(&mut resolve)?, new.head(&mut resolve)?) {
+            (None, None) => break,
+            (Some(_), None) => false,
+            (None, Some(_)) => true,
+            // Lake records first among equal arrivals, as `merge_order` says.
+            (Some(l), Some(n)) => (n.ts, &n.arrival) < (l.ts, &l.arrival),
+        };
+        let side = if take_new { &mut new } else { &mut lake };
+        merger.push(side.take(), take_new, &mut winners);
+        if winners.len() >= batch {
+            emit(std::mem::replace(&mut winners, Vec::with_capacity(room)))?;
+        }
     }
     merger.finish(&mut winners);
-    (winners, merger.stats)
+    if !winners.is_empty() {
+        emit(winners)?;
+    }
+    Ok(merger.stats)
+}
+
+/// One side of [`merge_streamed`]: its records sorted, the first `resolved` of them resolved.
+struct Side {
+    rest: std::vec::IntoIter<Rec>,
+    resolved: usize,
+    is_new: bool,
+}
+
+impl Side {
+    fn new(recs: Vec<Rec>, is_new: bool) -> Self {
+        Side {
+            rest: recs.into_iter(),
+            resolved: 0,
+            is_new,
+        }
+    }
+
+    /// The next record, resolved (with the rest of its chunk when it is the first).
+    fn head(
+        &mut self,
+        resolve: &mut impl FnMut(bool, &mut [Rec]) -> Result<()>,
+    ) -> Result<Option<&Rec>> {
+        if self.resolved == 0 && self.rest.len() > 0 {
+            let n = RESOLVE_CHUNK.min(self.rest.len());
+            resolve(self.is_new, &mut self.rest.as_mut_slice()[..n])?;
+            self.resolved = n;
+        }
+        Ok(self.rest.as_slice().first())
+    }
+
+    /// Takes the record [`Side::head`] showed.
+    fn take(&mut self) -> Rec {
+        self.resolved -= 1;
+        self.rest.next().expect("a head was shown")
+    }
 }
 
 /// The order records meet the merger in: timestamp, arrival, and lake records first among equal
@@ -175,6 +257,59 @@ mod tests {
             };
             assert_eq!(counts, want, "{keep:?}");
         }
+    }
+
+    /// Each record is resolved once, before the merger sees it, in sorted order on its side;
+    /// winners come in full batches and one short last batch, as the whole merge has them.
+    #[test]
+    fn streamed_merge_resolves_each_record_once_and_emits_full_batches() {
+        let n = 3 * RESOLVE_CHUNK as i64 + 5;
+        // Lake: even timestamps, in reverse; new: every third timestamp plus a correction of
+        // each lake record at a multiple of 6, unsorted.
+        let lake: Vec<Rec> = (0..n).rev().map(|t| rec(2 * t, 10, 0, 0)).collect();
+        let mut new: Vec<Rec> = (0..n).map(|t| rec(3 * t, 20, t as u64, 0)).collect();
+        new.swap(0, 7);
+        let mut seen: Vec<(bool, i64)> = Vec::new();
+        let mut batches = Vec::new();
+        let mut streamed = Vec::new();
+        let stats = merge_streamed(
+            lake.clone(),
+            new.clone(),
+            Keep::Latest,
+            1000,
+            |is_new, recs| {
+                for r in recs.iter_mut() {
+                    assert_eq!(r.hash, 0, "resolved once");
+                    r.hash = (r.ts as u64) << 1 | is_new as u64;
+                    seen.push((is_new, r.ts));
+                }
+                Ok(())
+            },
+            |w| {
+                batches.push(w.len());
+                streamed.extend(w);
+                Ok(())
+            },
+        )
+        .unwrap();
+        for side in [false, true] {
+            let ts: Vec<i64> = seen.iter().filter(|s| s.0 == side).map(|s| s.1).collect();
+            assert_eq!(ts.len(), n as usize);
+            assert!(ts.windows(2).all(|w| w[0] < w[1]), "sorted on side {side}");
+        }
+        let resolve = |recs: Vec<Rec>, is_new: bool| -> Vec<Rec> {
+            let mut recs = recs;
+            recs.iter_mut()
+                .for_each(|r| r.hash = (r.ts as u64) << 1 | is_new as u64);
+            recs
+        };
+        let (whole, whole_stats) = merge(resolve(lake, false), resolve(new, true), Keep::Latest);
+        assert_eq!(streamed, whole);
+        assert_eq!(stats, whole_stats);
+        assert_eq!(stats.lake_replaced, (n as u64 + 2) / 3);
+        let full = whole.len() / 1000;
+        assert_eq!(batches[..full], vec![1000; full][..]);
+        assert_eq!(batches[full..], [whole.len() % 1000]);
     }
 
     #[test]

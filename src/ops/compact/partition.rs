@@ -241,15 +241,11 @@ pub(super) async fn merge_in_memory(
     let (keep, version, propose) = (ctx.keep, ctx.version, ctx.proposals);
     let cols = columns.clone();
     on_rayon(move || {
-        let mut new = new;
-        let lake_recs = match lake {
-            Lake::Stored(mut recs) => {
-                resolve_all(&mut recs, spec.as_ref(), |_, _, _| {})?;
-                recs
-            }
-            Lake::Resolved(recs) => recs,
+        let (lake_recs, mut stored) = match lake {
+            Lake::Stored(recs) => (recs, Some(Resolver::new(spec.as_ref()))),
+            Lake::Resolved(recs) => (recs, None),
         };
-        let (mismatches, observed) = resolve_new(&mut new, spec.as_ref(), propose)?;
+        let mut fresh = NewResolution::new(spec.as_ref(), propose && !new.is_empty());
         let how = EncodeWith {
             catalog: &catalog,
             tenant: &tenant,
@@ -257,7 +253,13 @@ pub(super) async fn merge_in_memory(
             names: &names,
             version,
         };
-        let (enc, stats) = how.merge_encode(lake_recs, new, keep, &extra_fed)?;
+        let resolve = |is_new: bool, recs: &mut [Rec]| match (is_new, stored.as_mut()) {
+            (true, _) => fresh.resolve(recs),
+            (false, Some(resolver)) => resolve_with(resolver, recs, |_, _, _| {}),
+            (false, None) => Ok(()),
+        };
+        let (enc, stats) = how.merge_encode(lake_recs, new, keep, &extra_fed, resolve)?;
+        let (mismatches, observed) = fresh.finish();
         Ok(Merged {
             enc,
             stats,
@@ -285,22 +287,40 @@ pub(super) fn decode_new(bucket: &Bucket, objects: &[(Arc<str>, i64)]) -> Vec<Re
 /// Type mismatches per canonical field.
 pub(super) type Mismatches = Vec<(Arc<str>, u64)>;
 
-/// Resolves a partition's new records (sorted): their type mismatches per field, and what
-/// they show about unknown fields when `propose`.
-pub(super) fn resolve_new(
-    new: &mut [Rec],
-    spec: Option<&MetricSpec>,
-    propose: bool,
-) -> Result<(Mismatches, Option<MetricObs>)> {
-    let mut mismatches = MismatchCount::default();
-    let mut observed = (propose && !new.is_empty()).then(|| MetricObs::new(spec.is_some()));
-    resolve_all(new, spec, |r, fields, v| {
-        mismatches.add(&v.mismatches);
-        if let Some(obs) = observed.as_mut() {
-            observe_resolved(obs, spec, fields, r.ts, v);
+/// How a partition's new records are resolved (in sorted order, a chunk at a time): their
+/// type mismatches per field, and what they show about unknown fields when proposing.
+pub(super) struct NewResolution<'s> {
+    spec: Option<&'s MetricSpec>,
+    resolver: Resolver<'s>,
+    mismatches: MismatchCount,
+    observed: Option<MetricObs>,
+}
+
+impl<'s> NewResolution<'s> {
+    pub(super) fn new(spec: Option<&'s MetricSpec>, propose: bool) -> Self {
+        NewResolution {
+            spec,
+            resolver: Resolver::new(spec),
+            mismatches: MismatchCount::default(),
+            observed: propose.then(|| MetricObs::new(spec.is_some())),
         }
-    })?;
-    Ok((mismatches.0, observed))
+    }
+
+    /// Resolves the next records.
+    pub(super) fn resolve(&mut self, recs: &mut [Rec]) -> Result<()> {
+        let (spec, mismatches, observed) = (self.spec, &mut self.mismatches, &mut self.observed);
+        resolve_with(&mut self.resolver, recs, |r, fields, v| {
+            mismatches.add(&v.mismatches);
+            if let Some(obs) = observed.as_mut() {
+                observe_resolved(obs, spec, fields, r.ts, v);
+            }
+        })
+    }
+
+    /// The mismatches and observations of every record resolved.
+    pub(super) fn finish(self) -> (Mismatches, Option<MetricObs>) {
+        (self.mismatches.0, self.observed)
+    }
 }
 
 /// Counts mismatches per canonical field name.
@@ -322,11 +342,20 @@ impl MismatchCount {
 pub(crate) fn resolve_all(
     recs: &mut [Rec],
     spec: Option<&MetricSpec>,
+    each: impl FnMut(&Rec, &raw::RawFields<'_>, &crate::resolve::Values),
+) -> Result<()> {
+    resolve_with(&mut Resolver::new(spec), recs, each)
+}
+
+/// Resolves records with `resolver` (which goes on to later records of the same metric);
+/// `each` sees every record and its values.
+pub(crate) fn resolve_with(
+    resolver: &mut Resolver<'_>,
+    recs: &mut [Rec],
     mut each: impl FnMut(&Rec, &raw::RawFields<'_>, &crate::resolve::Values),
 ) -> Result<()> {
-    let mut resolver = Resolver::new(spec);
     recs.iter_mut()
-        .try_for_each(|r| resolve_one(r, &mut resolver, &mut each))
+        .try_for_each(|r| resolve_one(r, resolver, &mut each))
 }
 
 /// Resolves one record's fields with `resolver`; `each` sees the record and its values.
@@ -363,21 +392,21 @@ pub(super) struct EncodeWith<'a> {
 }
 
 impl EncodeWith<'_> {
-    /// Merges `base` with `new` (`keep` decides duplicates) and encodes the winners with every
-    /// object that fed the partition: the records' sources and `extra_fed`.
+    /// Merges `base` with `new` (`keep` decides duplicates), each resolved by `resolve` (told
+    /// whether the records are new) as the merge reaches them, and encodes the winners with
+    /// every object that fed the partition: the records' sources and `extra_fed`.
     pub(super) fn merge_encode(
         &self,
         base: Vec<Rec>,
         new: Vec<Rec>,
         keep: Keep,
         extra_fed: &[String],
+        resolve: impl FnMut(bool, &mut [Rec]) -> Result<()>,
     ) -> Result<(Encoded, MergeStats)> {
         let fed = sources_of(&base, &new);
-        let (winners, stats) = merge(base, new, keep);
         let mut enc = PartitionEncoder::new(Vec::new(), self.columns.cloned());
-        for push in winners.chunks(PUSH_ROWS) {
-            enc.push(push)?;
-        }
+        let emit = |winners: Vec<Rec>| enc.push(&winners);
+        let stats = merge::merge_streamed(base, new, keep, PUSH_ROWS, resolve, emit)?;
         let fed = fed
             .iter()
             .map(|s| &**s)
@@ -480,9 +509,10 @@ impl Rebuilder<'_> {
             let (catalog, tenant) = (catalog.clone(), key.tenant.clone());
             let (columns, names) = (columns.clone(), names.clone());
             on_rayon(move || {
-                let (mut base, mut new) = (base, new);
-                resolve_all(&mut base, spec.as_ref(), |_, _, _| {})?;
-                resolve_all(&mut new, spec.as_ref(), |_, _, _| {})?;
+                let mut sides = [Resolver::new(spec.as_ref()), Resolver::new(spec.as_ref())];
+                let resolve = |is_new: bool, recs: &mut [Rec]| {
+                    resolve_with(&mut sides[is_new as usize], recs, |_, _, _| {})
+                };
                 let how = EncodeWith {
                     catalog: &catalog,
                     tenant: &tenant,
@@ -490,7 +520,7 @@ impl Rebuilder<'_> {
                     names: &names,
                     version,
                 };
-                how.merge_encode(base, new, keep, &extra_fed)
+                how.merge_encode(base, new, keep, &extra_fed, resolve)
             })
             .await??
         };
