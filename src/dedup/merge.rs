@@ -306,7 +306,7 @@ mod tests {
         let (whole, whole_stats) = merge(resolve(lake, false), resolve(new, true), Keep::Latest);
         assert_eq!(streamed, whole);
         assert_eq!(stats, whole_stats);
-        assert_eq!(stats.lake_replaced, (n as u64 + 2) / 3);
+        assert_eq!(stats.lake_replaced, (n as u64).div_ceil(3));
         let full = whole.len() / 1000;
         assert_eq!(batches[..full], vec![1000; full][..]);
         assert_eq!(batches[full..], [whole.len() % 1000]);
