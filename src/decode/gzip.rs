@@ -83,6 +83,10 @@ fn whole(bytes: &[u8], max_out: usize) -> Option<Vec<u8>> {
     let mut data = Vec::with_capacity(first_room(bytes, max_out));
     let mut pos = 0usize;
     while pos < bytes.len() {
+        // libdeflate skips a header CRC without checking it; the stream decoder checks it.
+        if bytes.get(pos + 3).is_some_and(|flags| flags & FHCRC != 0) {
+            return None;
+        }
         let room = data.capacity().min(max_out) - data.len();
         match inflater.gzip_member(&bytes[pos..], &mut data, room) {
             Inflated::Done { read } => pos += read,
@@ -99,6 +103,9 @@ fn whole(bytes: &[u8], max_out: usize) -> Option<Vec<u8>> {
     }
     Some(data)
 }
+
+/// The gzip header flag of a CRC-16 of the header.
+const FHCRC: u8 = 0x02;
 
 /// The stream decoder, member by member, for objects the fast path refuses.
 fn streamed(bytes: &[u8], max_out: usize) -> Gunzipped {
@@ -267,6 +274,11 @@ mod tests {
             e.write_all(&text).unwrap();
             e.finish().unwrap()
         };
+        // A header CRC (FHCRC) that does not match the header.
+        let mut hcrc = one[..10].to_vec();
+        hcrc[3] |= FHCRC;
+        hcrc.extend([0xde, 0xad]);
+        hcrc.extend(&one[10..]);
         let cases: Vec<(&str, &[u8], usize, bool)> = vec![
             ("one member", &one, 1 << 20, true),
             ("two members", &two, 1 << 20, true),
@@ -277,6 +289,7 @@ mod tests {
             ("trailing garbage", &garbage, 1 << 20, false),
             ("bad CRC", &crc, 1 << 20, false),
             ("cut short", &one[..one.len() - 3], 1 << 20, false),
+            ("header CRC that does not match", &hcrc, 1 << 20, false),
         ];
         for (what, bytes, max_out, takes) in cases {
             let streamed = streamed(bytes, max_out);
