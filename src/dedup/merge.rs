@@ -32,25 +32,6 @@ pub struct MergeStats {
     pub lake_kept: u64,
 }
 
-/// Merges the lake's records with new ones, both resolved; returns the winners sorted by
-/// timestamp.
-pub fn merge(lake: Vec<Rec>, new: Vec<Rec>, keep: Keep) -> (Vec<Rec>, MergeStats) {
-    let mut winners = Vec::new();
-    let stats = merge_streamed(
-        lake,
-        new,
-        keep,
-        usize::MAX,
-        |_, _| Ok(()),
-        |w| {
-            winners.extend(w);
-            Ok(())
-        },
-    )
-    .expect("neither resolving nor emitting fails");
-    (winners, stats)
-}
-
 /// Records resolved at a time on one side of [`merge_streamed`].
 const RESOLVE_CHUNK: usize = 1024;
 
@@ -217,6 +198,25 @@ impl Merger {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Merges the lake's records with new ones, both resolved; returns the winners sorted by
+    /// timestamp.
+    fn merge(lake: Vec<Rec>, new: Vec<Rec>, keep: Keep) -> (Vec<Rec>, MergeStats) {
+        let mut winners = Vec::new();
+        let stats = merge_streamed(
+            lake,
+            new,
+            keep,
+            usize::MAX,
+            |_, _| Ok(()),
+            |w| {
+                winners.extend(w);
+                Ok(())
+            },
+        )
+        .expect("neither resolving nor emitting fails");
+        (winners, stats)
+    }
     use crate::model::Arrival;
 
     fn rec(ts: i64, delivery: i64, pos: u64, hash: u64) -> Rec {

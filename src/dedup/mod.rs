@@ -8,4 +8,4 @@ pub mod merge;
 pub mod runs;
 
 pub use buckets::{Bucket, Buckets, LocalBuckets};
-pub use merge::{merge, Keep, MergeStats};
+pub use merge::{Keep, MergeStats};
