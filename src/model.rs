@@ -110,7 +110,88 @@ pub type FastMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 pub type FastSet<K> = std::collections::HashSet<K, ahash::RandomState>;
 
 /// Non-null typed values of a record, by column name.
-pub type TypedValues = Vec<(Arc<str>, TypedValue)>;
+pub type TypedValues = Vec<(Name, TypedValue)>;
+
+/// A declared field's name, interned for the life of the process: every typed value carries
+/// one, and copying it costs no reference count (an `Arc`'s atomic increment and decrement
+/// per value were a few percent of a compaction). The names interned are the catalogs'
+/// declared fields, so their number is bounded by the catalogs, not by the records.
+#[derive(Clone, Copy)]
+pub struct Name(&'static str);
+
+impl Name {
+    /// The interned copy of `name` (made on its first use).
+    pub fn new(name: &str) -> Name {
+        static NAMES: std::sync::Mutex<Option<FastSet<&'static str>>> = std::sync::Mutex::new(None);
+        let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+        let names = names.get_or_insert_with(Default::default);
+        match names.get(name) {
+            Some(&n) => Name(n),
+            None => {
+                let n: &'static str = Box::leak(name.into());
+                names.insert(n);
+                Name(n)
+            }
+        }
+    }
+
+    /// The name's text.
+    pub fn as_str(&self) -> &'static str {
+        self.0
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.0
+    }
+}
+
+impl AsRef<str> for Name {
+    fn as_ref(&self) -> &str {
+        self.0
+    }
+}
+
+impl PartialEq for Name {
+    /// Interned names are equal when they are the same text, so the addresses decide.
+    fn eq(&self, other: &Name) -> bool {
+        std::ptr::eq(self.0, other.0)
+    }
+}
+
+impl Eq for Name {}
+
+impl PartialEq<str> for Name {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl std::hash::Hash for Name {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.0.hash(h)
+    }
+}
+
+impl std::fmt::Debug for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.0, f)
+    }
+}
+
+impl std::fmt::Display for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl From<&str> for Name {
+    fn from(s: &str) -> Name {
+        Name::new(s)
+    }
+}
 
 /// Typed columns of a table, by name.
 pub type ColumnTypes = Vec<(Arc<str>, FieldType)>;
@@ -162,7 +243,7 @@ pub struct Rec {
     /// The fields as sent, encoded by [`crate::resolve::raw::encode`].
     pub raw: Box<[u8]>,
     /// Typed values by column name (only non-null ones), for known metrics.
-    pub typed: Vec<(Arc<str>, TypedValue)>,
+    pub typed: TypedValues,
     /// Untyped fields: name as sent, value as text.
     pub untyped: Vec<(String, String)>,
     /// Content hash of typed + untyped parts, to tell exact duplicates from conflicting ones.
@@ -172,7 +253,7 @@ pub struct Rec {
 /// Hashes a record's content (typed values by column, untyped pairs in name order), stable
 /// across runs and encodings. The bytes are laid out in a reused buffer and hashed in one call
 /// (the same value as feeding them to a streaming XXH3, without its per-piece cost).
-pub fn content_hash(typed: &[(Arc<str>, TypedValue)], untyped: &[(String, String)]) -> u64 {
+pub fn content_hash(typed: &[(Name, TypedValue)], untyped: &[(String, String)]) -> u64 {
     thread_local! {
         static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
@@ -184,7 +265,7 @@ pub fn content_hash(typed: &[(Arc<str>, TypedValue)], untyped: &[(String, String
 }
 
 /// The bytes [`content_hash`] hashes.
-fn content_bytes(h: &mut Vec<u8>, typed: &[(Arc<str>, TypedValue)], untyped: &[(String, String)]) {
+fn content_bytes(h: &mut Vec<u8>, typed: &[(Name, TypedValue)], untyped: &[(String, String)]) {
     for (name, v) in typed {
         h.extend_from_slice(name.as_bytes());
         h.push(0xff);
@@ -276,8 +357,27 @@ pub(crate) fn picker(seed: u64) -> impl FnMut(usize) -> usize {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_name_is_interned_once_and_compares_by_its_text() {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let a = Name::new("temperature");
+        let b = Name::new(&String::from("temperature"));
+        let c = Name::new("pressure");
+        assert!(std::ptr::eq(a.as_str(), b.as_str()), "one copy per text");
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert!(a == *"temperature" && c != *"temperature");
+        let hash = |x: &dyn Fn(&mut ahash::AHasher)| {
+            let mut h = ahash::RandomState::with_seeds(1, 2, 3, 4).build_hasher();
+            x(&mut h);
+            h.finish()
+        };
+        assert_eq!(hash(&|h| a.hash(h)), hash(&|h| "temperature".hash(h)));
+        assert_eq!(format!("{a} {a:?}"), "temperature \"temperature\"");
+    }
+
     /// The streaming form the stored content fingerprints were first computed with.
-    fn streaming(typed: &[(Arc<str>, TypedValue)], untyped: &[(String, String)]) -> u64 {
+    fn streaming(typed: &[(Name, TypedValue)], untyped: &[(String, String)]) -> u64 {
         let mut h = xxhash_rust::xxh3::Xxh3::new();
         for (name, v) in typed {
             h.update(name.as_bytes());
@@ -314,7 +414,7 @@ mod tests {
 
     #[test]
     fn the_content_hash_keeps_its_values_and_ignores_untyped_order() {
-        let typed: Vec<(Arc<str>, TypedValue)> = vec![
+        let typed: TypedValues = vec![
             ("temperature".into(), TypedValue::Float(21.5)),
             ("pressure".into(), TypedValue::Int(-3)),
             ("running".into(), TypedValue::Bool(true)),

@@ -5,12 +5,11 @@ mod convert;
 pub mod raw;
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 pub use convert::{convert, parse_event_time};
 
 use crate::catalog::{Catalog, MetricSpec};
-use crate::model::{content_hash, day_of, FastMap, PartitionKey, RawRecord, RawValue, TypedValue};
+use crate::model::{content_hash, day_of, FastMap, Name, PartitionKey, RawRecord, RawValue};
 use crate::names;
 use crate::quarantine::{BadRecord, Raw, Reason};
 
@@ -41,11 +40,11 @@ impl Admitted<'_> {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Values {
     /// Non-null typed values, in catalog field order.
-    pub typed: Vec<(Arc<str>, TypedValue)>,
+    pub typed: crate::model::TypedValues,
     /// Untyped fields, in the order sent.
     pub untyped: Vec<(String, String)>,
     /// Canonical names of fields whose value did not convert to the declared type.
-    pub mismatches: Vec<Arc<str>>,
+    pub mismatches: Vec<Name>,
     /// Content hash of the typed and untyped parts.
     pub hash: u64,
     /// The shape the record was resolved as, when its resolver keeps that shape's plan:
@@ -174,10 +173,8 @@ pub fn choose_sources(
 /// (a [`Plan`]) and then only its values are converted.
 pub struct Resolver<'s> {
     spec: Option<&'s MetricSpec>,
-    /// The declared fields' names, this resolver's own copies: every typed value holds one,
-    /// and a name shared with other threads would make its reference count a contended
-    /// cache line.
-    names: Vec<Arc<str>>,
+    /// The declared fields' names: every typed value holds one.
+    names: Vec<Name>,
     /// Shape -> index into `plans`.
     shapes: FastMap<Box<[u8]>, usize>,
     plans: Vec<Plan>,
@@ -202,7 +199,7 @@ impl<'s> Resolver<'s> {
     /// A resolver for the records of the metric `spec` (`None`: unknown metric).
     pub fn new(spec: Option<&'s MetricSpec>) -> Self {
         let names = spec.map_or_else(Vec::new, |s| {
-            s.fields.iter().map(|f| Arc::from(&*f.name)).collect()
+            s.fields.iter().map(|f| Name::new(&f.name)).collect()
         });
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Resolver {
@@ -295,16 +292,16 @@ fn apply(
     plan: &Plan,
     fields: &[(Cow<'_, str>, RawValue<'_>)],
     spec: &MetricSpec,
-    names: &[Arc<str>],
+    names: &[Name],
     out: &mut Values,
 ) {
     out.typed.reserve_exact(plan.typed.len());
     let mut failed: Vec<usize> = Vec::new();
     for &(f, i) in &plan.typed {
         match convert(&fields[i].1, spec.fields[f].ty) {
-            Some(v) => out.typed.push((names[f].clone(), v)),
+            Some(v) => out.typed.push((names[f], v)),
             None => {
-                out.mismatches.push(names[f].clone());
+                out.mismatches.push(names[f]);
                 failed.push(i);
             }
         }
@@ -378,9 +375,9 @@ mod tests {
                 .min_by_key(|(i, (n, _))| (spec.by_source[n.as_ref()].1, *i));
             let Some((i, (_, v))) = first else { continue };
             match convert(v, field.ty) {
-                Some(t) => out.typed.push((field.name.clone(), t)),
+                Some(t) => out.typed.push((Name::new(&field.name), t)),
                 None => {
-                    out.mismatches.push(field.name.clone());
+                    out.mismatches.push(Name::new(&field.name));
                     untyped[i] = true;
                 }
             }

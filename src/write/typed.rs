@@ -16,7 +16,7 @@ use parquet::file::properties::WriterProperties;
 use serde_json::{json, Map, Value};
 
 use crate::error::{Error, Result};
-use crate::model::{FieldType, Rec, TypedValue};
+use crate::model::{FieldType, Name, Rec, TypedValue};
 
 /// The columns of a typed table after `timestamp`, in order.
 #[derive(Clone, Debug, PartialEq)]
@@ -61,6 +61,7 @@ pub fn to_batch(cols: &Columns, rows: &[Rec]) -> Result<RecordBatch> {
     // typed values in column order.
     let mut next = vec![0usize; rows.len()];
     for (name, ty) in &cols.0 {
+        let name = Name::new(name);
         let values = rows
             .iter()
             .zip(next.iter_mut())
@@ -71,14 +72,13 @@ pub fn to_batch(cols: &Columns, rows: &[Rec]) -> Result<RecordBatch> {
 }
 
 /// The value of column `name` in `r`, looked for first at `*at` (moved past it when found).
-fn value_of<'a>(r: &'a Rec, name: &Arc<str>, at: &mut usize) -> Option<&'a TypedValue> {
-    let same = |n: &Arc<str>| Arc::ptr_eq(n, name) || n == name;
+fn value_of<'a>(r: &'a Rec, name: Name, at: &mut usize) -> Option<&'a TypedValue> {
     match r.typed.get(*at) {
-        Some((n, v)) if same(n) => {
+        Some((n, v)) if *n == name => {
             *at += 1;
             Some(v)
         }
-        _ => r.typed.iter().find(|(n, _)| same(n)).map(|(_, v)| v),
+        _ => r.typed.iter().find(|(n, _)| *n == name).map(|(_, v)| v),
     }
 }
 

@@ -14,7 +14,7 @@ use crate::catalog::{Catalog, MetricSpec};
 use crate::commit::log::PartitionChange;
 use crate::dedup::{codec, merge, Bucket, Keep, MergeStats};
 use crate::error::{Error, Result};
-use crate::model::{FieldType, PartitionKey, Rec};
+use crate::model::{FieldType, Name, PartitionKey, Rec};
 use crate::names;
 use crate::resolve::{raw, Resolver};
 use crate::schema::propose::{observe_resolved, MetricObs};
@@ -328,11 +328,11 @@ impl<'s> NewResolution<'s> {
 pub(super) struct MismatchCount(pub Vec<(Arc<str>, u64)>);
 
 impl MismatchCount {
-    pub(super) fn add(&mut self, names: &[Arc<str>]) {
+    pub(super) fn add(&mut self, names: &[Name]) {
         for n in names {
-            match self.0.iter_mut().find(|(m, _)| Arc::ptr_eq(m, n) || m == n) {
+            match self.0.iter_mut().find(|(m, _)| **m == **n) {
                 Some((_, c)) => *c += 1,
-                None => self.0.push((n.clone(), 1)),
+                None => self.0.push((Arc::from(n.as_str()), 1)),
             }
         }
     }

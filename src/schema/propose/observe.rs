@@ -424,10 +424,7 @@ pub fn observe_resolved(
     resolved: &Values,
 ) {
     let converted = |field: &FieldSpec, _: &RawValue<'_>| {
-        !resolved
-            .mismatches
-            .iter()
-            .any(|m| std::sync::Arc::ptr_eq(m, &field.name) || *m == field.name)
+        !resolved.mismatches.iter().any(|m| **m == *field.name)
     };
     let (Some(spec), Some(shape)) = (spec, resolved.shape) else {
         return observe_with(obs, spec, fields, ts, converted);
