@@ -198,6 +198,7 @@ impl Merger {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Arrival;
 
     /// Merges the lake's records with new ones, both resolved; returns the winners sorted by
     /// timestamp.
@@ -217,7 +218,6 @@ mod tests {
         .expect("neither resolving nor emitting fails");
         (winners, stats)
     }
-    use crate::model::Arrival;
 
     fn rec(ts: i64, delivery: i64, pos: u64, hash: u64) -> Rec {
         Rec {
