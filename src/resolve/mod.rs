@@ -148,25 +148,6 @@ pub fn resolve_fields(
     Resolver::new(spec).resolve(fields)
 }
 
-/// For each declared field: (rank, index into `fields`) of its first non-null source.
-pub fn choose_sources(
-    fields: &[(Cow<'_, str>, RawValue<'_>)],
-    spec: &MetricSpec,
-) -> Vec<Option<(usize, usize)>> {
-    let mut chosen: Vec<Option<(usize, usize)>> = vec![None; spec.fields.len()];
-    for (i, (name, v)) in fields.iter().enumerate() {
-        if matches!(v, RawValue::Null) {
-            continue;
-        }
-        if let Some(&(f, rank)) = spec.by_source.get(name.as_ref()) {
-            if chosen[f].is_none_or(|(r, _)| rank < r) {
-                chosen[f] = Some((rank, i));
-            }
-        }
-    }
-    chosen
-}
-
 /// Resolves the records of one metric. Which source each declared field takes and which
 /// fields stay untyped depend only on the record's shape (its field names in order, and which
 /// values are null), and a metric's records come in few shapes: each shape is worked out once
@@ -190,6 +171,26 @@ struct Plan {
     /// Per position: whether the value is kept untyped (besides a chosen value that does not
     /// convert).
     untyped: Vec<bool>,
+    /// The fields' roles, for observers of the records ([`Resolver::roles`]).
+    roles: OwnedRoles,
+}
+
+/// [`Roles`] as a plan keeps them.
+struct OwnedRoles {
+    unknown: Vec<usize>,
+    chosen: Vec<(usize, usize)>,
+}
+
+/// The roles the fields of a record shape play under the catalog (SPEC 4), for what observes
+/// records after resolution (schema proposals): worked out once per shape, with its plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles<'p> {
+    /// Positions of the fields the catalog does not know (neither a source of a declared
+    /// field nor hidden), null or not, in the order sent.
+    pub unknown: &'p [usize],
+    /// (position, declared field index) of each declared field's chosen source (its first
+    /// non-null source by rank), in the order sent.
+    pub chosen: &'p [(usize, usize)],
 }
 
 /// The most shapes a resolver remembers; a record of any further shape is planned on its own.
@@ -249,6 +250,18 @@ impl<'s> Resolver<'s> {
         out.hash = content_hash(&out.typed, &out.untyped);
         out
     }
+
+    /// The roles of the fields of `shape`, when it is one of this resolver's.
+    pub fn roles(&self, shape: ShapeId) -> Option<Roles<'_>> {
+        let plan = self
+            .plans
+            .get(shape.index)
+            .filter(|_| shape.resolver == self.id)?;
+        Some(Roles {
+            unknown: &plan.roles.unknown,
+            chosen: &plan.roles.chosen,
+        })
+    }
 }
 
 /// A record's shape: each field's name (length-prefixed) and whether its value is null.
@@ -261,27 +274,52 @@ fn shape_of(fields: &[(Cow<'_, str>, RawValue<'_>)], out: &mut Vec<u8>) {
 }
 
 impl Plan {
+    /// Looks each name up once: which declared field it is a source of (and at which rank),
+    /// else whether it is hidden or unknown.
     fn new(fields: &[(Cow<'_, str>, RawValue<'_>)], spec: &MetricSpec) -> Self {
-        let chosen = choose_sources(fields, spec);
+        let sources: Vec<Option<(usize, usize)>> = fields
+            .iter()
+            .map(|(name, _)| spec.by_source.get(name.as_ref()).copied())
+            .collect();
+        let mut chosen: Vec<Option<(usize, usize)>> = vec![None; spec.fields.len()];
+        for (i, (src, (_, v))) in sources.iter().zip(fields).enumerate() {
+            let Some((f, rank)) = *src else { continue };
+            if !matches!(v, RawValue::Null) && chosen[f].is_none_or(|(r, _)| rank < r) {
+                chosen[f] = Some((rank, i));
+            }
+        }
+        let mut unknown = Vec::new();
+        let mut untyped = Vec::with_capacity(fields.len());
+        for (i, (src, (name, v))) in sources.iter().zip(fields).enumerate() {
+            let kept = match src {
+                Some((f, _)) => chosen[*f].is_none_or(|(_, c)| c != i),
+                None if spec.hidden_sources.contains(name.as_ref()) => false,
+                None => {
+                    unknown.push(i);
+                    true
+                }
+            };
+            untyped.push(kept && !matches!(v, RawValue::Null));
+        }
         let typed = chosen
             .iter()
             .enumerate()
             .filter_map(|(f, c)| c.map(|(_, i)| (f, i)))
             .collect();
-        let untyped = fields
+        let mut by_position: Vec<(usize, usize)> = chosen
             .iter()
             .enumerate()
-            .map(|(i, (name, v))| {
-                if matches!(v, RawValue::Null) {
-                    return false;
-                }
-                match spec.by_source.get(name.as_ref()) {
-                    Some(&(f, _)) => chosen[f].is_none_or(|(_, c)| c != i),
-                    None => !spec.hidden_sources.contains(name.as_ref()),
-                }
-            })
+            .filter_map(|(f, c)| c.map(|(_, i)| (i, f)))
             .collect();
-        Plan { typed, untyped }
+        by_position.sort_unstable();
+        Plan {
+            typed,
+            untyped,
+            roles: OwnedRoles {
+                unknown,
+                chosen: by_position,
+            },
+        }
     }
 }
 
@@ -397,6 +435,35 @@ mod tests {
         out
     }
 
+    /// [`Roles`] as SPEC 4 states them: unknown fields are neither a declared field's source
+    /// nor hidden; a declared field's chosen source is its first non-null one by rank.
+    #[allow(clippy::type_complexity)]
+    fn roles_oracle(
+        fields: &[(Cow<'_, str>, RawValue<'_>)],
+        spec: &MetricSpec,
+    ) -> (Vec<usize>, Vec<(usize, usize)>) {
+        let unknown: Vec<usize> = (0..fields.len())
+            .filter(|&i| {
+                let n = fields[i].0.as_ref();
+                !spec.by_source.contains_key(n) && !spec.hidden_sources.contains(n)
+            })
+            .collect();
+        let mut chosen: Vec<(usize, usize)> = (0..spec.fields.len())
+            .filter_map(|f| {
+                (0..fields.len())
+                    .filter(|&i| {
+                        let (n, v) = &fields[i];
+                        !matches!(v, RawValue::Null)
+                            && spec.by_source.get(n.as_ref()).is_some_and(|&(g, _)| g == f)
+                    })
+                    .min_by_key(|&i| (spec.by_source[fields[i].0.as_ref()].1, i))
+                    .map(|i| (i, f))
+            })
+            .collect();
+        chosen.sort_unstable();
+        (unknown, chosen)
+    }
+
     #[test]
     fn one_resolver_resolves_every_shape_as_each_record_alone() {
         let doc = r#"{"tenant":"t","metrics":{"m":{"fields":{
@@ -434,7 +501,16 @@ mod tests {
             assert_eq!(again.shape, Some(shape), "one shape, one id");
             assert_eq!(unshaped(got), want, "{fields:?}");
             assert_eq!(unshaped(resolve_fields(&fields, Some(spec))), want);
+            let roles = resolver.roles(shape).expect("its own shape");
+            let roles = (roles.unknown.to_vec(), roles.chosen.to_vec());
+            assert_eq!(roles, roles_oracle(&fields, spec), "{fields:?}");
         }
+        let other = Resolver::new(Some(spec));
+        let shape = ShapeId {
+            resolver: resolver.id,
+            index: 0,
+        };
+        assert_eq!(other.roles(shape), None, "another resolver's shape");
         assert!(resolver.plans.len() < 3000, "shapes were planned once");
         assert_eq!(resolver.plans.len(), resolver.shapes.len());
         assert_ne!(Resolver::new(Some(spec)).id, resolver.id, "ids are unique");

@@ -275,7 +275,7 @@ fn read_tail(
             index::decode_groups(path, f, cut.groups..)?
         }
     };
-    resolve_all(&mut recs, spec, |_, _, _| {})?;
+    resolve_all(&mut recs, spec, |_, _, _, _| {})?;
     let content = recs
         .iter()
         .fold(0u128, |s, r| s.wrapping_add(record_fingerprint(r)));

@@ -165,7 +165,7 @@ impl LakeSource {
 
     fn take(&mut self, mut recs: Vec<Rec>) -> Result<()> {
         recs.retain(|r| self.keep.test(r));
-        resolve_all(&mut recs, self.spec.as_ref(), |_, _, _| {})?;
+        resolve_all(&mut recs, self.spec.as_ref(), |_, _, _, _| {})?;
         self.taken.fetch_add(recs.len() as u64, Ordering::Relaxed);
         self.ready.extend(recs);
         Ok(())
@@ -404,10 +404,10 @@ impl ExternalMerge {
                 if self.proposals && observed.is_none() {
                     observed = Some(MetricObs::new(spec.is_some()));
                 }
-                resolve_one(&mut r, &mut resolver, &mut |r, fields, v| {
+                resolve_one(&mut r, &mut resolver, &mut |r, fields, v, resolver| {
                     mismatches.add(&v.mismatches);
                     if let Some(obs) = observed.as_mut() {
-                        observe_resolved(obs, spec, fields, r.ts, v);
+                        observe_resolved(obs, spec, fields, r.ts, v, resolver);
                     }
                 })?;
             }

@@ -16,7 +16,7 @@ use crate::dedup::{codec, merge, Bucket, Keep, MergeStats};
 use crate::error::{Error, Result};
 use crate::model::{FieldType, Name, PartitionKey, Rec};
 use crate::names;
-use crate::resolve::{raw, Resolver};
+use crate::resolve::{raw, Resolver, Values};
 use crate::schema::propose::{observe_resolved, MetricObs};
 use crate::storage::Location;
 use crate::write::encoder::{Finish, PartitionEncoder, TypedNames, PUSH_ROWS};
@@ -255,7 +255,7 @@ pub(super) async fn merge_in_memory(
         };
         let resolve = |is_new: bool, recs: &mut [Rec]| match (is_new, stored.as_mut()) {
             (true, _) => fresh.resolve(recs),
-            (false, Some(resolver)) => resolve_with(resolver, recs, |_, _, _| {}),
+            (false, Some(resolver)) => resolve_with(resolver, recs, |_, _, _, _| {}),
             (false, None) => Ok(()),
         };
         let (enc, stats) = how.merge_encode(lake_recs, new, keep, &extra_fed, resolve)?;
@@ -309,10 +309,10 @@ impl<'s> NewResolution<'s> {
     /// Resolves the next records.
     pub(super) fn resolve(&mut self, recs: &mut [Rec]) -> Result<()> {
         let (spec, mismatches, observed) = (self.spec, &mut self.mismatches, &mut self.observed);
-        resolve_with(&mut self.resolver, recs, |r, fields, v| {
+        resolve_with(&mut self.resolver, recs, |r, fields, v, resolver| {
             mismatches.add(&v.mismatches);
             if let Some(obs) = observed.as_mut() {
-                observe_resolved(obs, spec, fields, r.ts, v);
+                observe_resolved(obs, spec, fields, r.ts, v, resolver);
             }
         })
     }
@@ -338,11 +338,19 @@ impl MismatchCount {
     }
 }
 
+/// What sees each record resolved: the record, its fields as sent, its values, and the
+/// resolver (which knows the roles of the record's fields).
+pub(crate) trait EachResolved:
+    FnMut(&Rec, &raw::RawFields<'_>, &Values, &Resolver<'_>)
+{
+}
+impl<F: FnMut(&Rec, &raw::RawFields<'_>, &Values, &Resolver<'_>)> EachResolved for F {}
+
 /// Resolves every record's fields against `spec`; `each` sees the record and its values.
 pub(crate) fn resolve_all(
     recs: &mut [Rec],
     spec: Option<&MetricSpec>,
-    each: impl FnMut(&Rec, &raw::RawFields<'_>, &crate::resolve::Values),
+    each: impl EachResolved,
 ) -> Result<()> {
     resolve_with(&mut Resolver::new(spec), recs, each)
 }
@@ -352,7 +360,7 @@ pub(crate) fn resolve_all(
 pub(crate) fn resolve_with(
     resolver: &mut Resolver<'_>,
     recs: &mut [Rec],
-    mut each: impl FnMut(&Rec, &raw::RawFields<'_>, &crate::resolve::Values),
+    mut each: impl EachResolved,
 ) -> Result<()> {
     recs.iter_mut()
         .try_for_each(|r| resolve_one(r, resolver, &mut each))
@@ -362,7 +370,7 @@ pub(crate) fn resolve_with(
 pub(crate) fn resolve_one(
     r: &mut Rec,
     resolver: &mut Resolver<'_>,
-    each: &mut impl FnMut(&Rec, &raw::RawFields<'_>, &crate::resolve::Values),
+    each: &mut impl EachResolved,
 ) -> Result<()> {
     let fields = raw::decode(&r.raw).ok_or_else(|| {
         Error::data_file(
@@ -374,7 +382,7 @@ pub(crate) fn resolve_one(
         )
     })?;
     let v = resolver.resolve(&fields);
-    each(r, &fields, &v);
+    each(r, &fields, &v, resolver);
     r.typed = v.typed;
     r.untyped = v.untyped;
     r.hash = v.hash;
@@ -511,7 +519,7 @@ impl Rebuilder<'_> {
             on_rayon(move || {
                 let mut sides = [Resolver::new(spec.as_ref()), Resolver::new(spec.as_ref())];
                 let resolve = |is_new: bool, recs: &mut [Rec]| {
-                    resolve_with(&mut sides[is_new as usize], recs, |_, _, _| {})
+                    resolve_with(&mut sides[is_new as usize], recs, |_, _, _, _| {})
                 };
                 let how = EncodeWith {
                     catalog: &catalog,

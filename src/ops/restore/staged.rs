@@ -170,7 +170,7 @@ impl RestoreStaged {
                 recs.sort_by_key(|r| r.ts);
                 if let (StagedFormat::DynamoDbJson, Some(c)) = (format, catalog) {
                     let spec = c.metric(&tenant, &metric).cloned();
-                    resolve_all(&mut recs, spec.as_ref(), |_, _, _| {})?;
+                    resolve_all(&mut recs, spec.as_ref(), |_, _, _, _| {})?;
                     return Ok(recs
                         .iter()
                         .map(|r| (dynamodb_item(&tenant, &metric, r), r.arrival.delivery_ms))

@@ -6,7 +6,7 @@ use super::ptype::{converts, PType, TypeCounts};
 use super::MAX_SAMPLES;
 use crate::catalog::{FieldSpec, MetricSpec};
 use crate::model::{FastMap, FieldType, RawValue};
-use crate::resolve::Values;
+use crate::resolve::{Resolver, Roles, Values};
 
 /// Event-time range, ms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -168,14 +168,15 @@ struct Lookup {
     shapes: Vec<Option<Shape>>,
 }
 
-/// What the records of one shape are observed as: their fields' roles are fixed by their
-/// names in order and which values are null, so they are worked out for its first record.
+/// What the records of one shape are observed as: the resolver's [`Roles`] of its fields, with
+/// the entries of this accumulator they count into.
 #[derive(Clone, Debug)]
 struct Shape {
     /// (position, index into [`MetricObs::fields`]) of the unknown fields.
     unknown: Vec<(usize, usize)>,
-    /// (position, spec field index) of the chosen sources, in position order.
-    chosen: Vec<(usize, usize)>,
+    /// (position, spec field index, index into [`MetricObs::declared`]) of the chosen
+    /// sources, in position order.
+    chosen: Vec<(usize, usize, usize)>,
 }
 
 impl PartialEq for Lookup {
@@ -250,6 +251,8 @@ impl MetricObs {
 
     /// Adds another accumulator of the same metric (observations in `other` come after self's).
     pub fn merge(&mut self, other: MetricObs) {
+        // A merged entry may change its declared type: shapes are made again.
+        self.lookup.shapes.clear();
         self.known |= other.known;
         self.count += other.count;
         union(&mut self.seen, other.seen);
@@ -311,6 +314,8 @@ impl MetricObs {
         };
         if self.declared[i].1.declared != declared {
             self.declared[i].1 = DeclObs::new(declared);
+            // Shapes hold entries under their declared types.
+            self.lookup.shapes.clear();
         }
         i
     }
@@ -329,23 +334,25 @@ impl MetricObs {
         }
     }
 
-    /// The roles the record just observed (by [`observe_with`]) under `spec` gave its
-    /// `fields`.
-    fn shape_of_last(&self, spec: &MetricSpec, fields: &[(Cow<'_, str>, RawValue<'_>)]) -> Shape {
-        let unknown = self.lookup.layout[..fields.len()]
+    /// The entries the records of a shape with `roles` count into (made for its first
+    /// record: unknown fields first, then declared ones, each in the order sent, as
+    /// [`observe_with`] makes them).
+    fn shape_of(
+        &mut self,
+        spec: &MetricSpec,
+        fields: &[(Cow<'_, str>, RawValue<'_>)],
+        roles: Roles<'_>,
+    ) -> Shape {
+        let unknown = roles
+            .unknown
             .iter()
-            .enumerate()
-            .filter_map(|(i, (_, r))| match r {
-                Role::Unknown(f) => Some((i, *f)),
-                _ => None,
-            })
+            .map(|&i| (i, self.field_index(&fields[i].0)))
             .collect();
-        let mut chosen: Vec<(usize, usize)> = crate::resolve::choose_sources(fields, spec)
+        let chosen = roles
+            .chosen
             .iter()
-            .enumerate()
-            .filter_map(|(f, c)| c.map(|(_, i)| (i, f)))
+            .map(|&(i, f)| (i, f, self.slot(spec, f)))
             .collect();
-        chosen.sort_unstable();
         Shape { unknown, chosen }
     }
 
@@ -372,17 +379,22 @@ impl MetricObs {
         role
     }
 
-    /// Counts the chosen value of declared field `f` as converted or not.
-    fn observe_chosen(&mut self, spec: &MetricSpec, f: usize, v: &RawValue<'_>, ts: i64, ok: bool) {
+    /// The entry of declared field `f` of `spec` (under its declared type).
+    fn slot(&mut self, spec: &MetricSpec, f: usize) -> usize {
         let field = &spec.fields[f];
-        let slot = match self.lookup.slots[f] {
+        match self.lookup.slots[f] {
             Some(slot) if self.declared[slot].1.declared == field.ty => slot,
             _ => {
                 let slot = self.declared_index(&field.name, field.ty);
                 self.lookup.slots[f] = Some(slot);
                 slot
             }
-        };
+        }
+    }
+
+    /// Counts the chosen value of declared field `f` as converted or not.
+    fn observe_chosen(&mut self, spec: &MetricSpec, f: usize, v: &RawValue<'_>, ts: i64, ok: bool) {
+        let slot = self.slot(spec, f);
         let d = &mut self.declared[slot].1;
         if ok {
             d.ok += 1;
@@ -411,56 +423,66 @@ pub fn observe_record(
     observe_with(obs, spec, fields, ts, |field, v| converts(v, field.ty));
 }
 
-/// [`observe_record`] for a record resolution already converted (`resolved`): the canonical
-/// fields whose value did not convert are its `mismatches`, so no value is converted twice;
-/// and the records of a shape the resolver planned are observed as the first of that shape
-/// was, without looking their names up again. One accumulator follows one resolver's shapes
-/// at a time (another resolver's, or another spec, start it over).
+/// [`observe_record`] for a record resolution already converted (`resolved`, by `resolver`):
+/// the canonical fields whose value did not convert are its `mismatches`, so no value is
+/// converted twice; and the records of a shape the resolver planned are observed by the roles
+/// it worked out for that shape ([`Resolver::roles`]), without looking their names up again.
+/// One accumulator follows one resolver's shapes at a time (another resolver's, or another
+/// spec, start it over).
 pub fn observe_resolved(
     obs: &mut MetricObs,
     spec: Option<&MetricSpec>,
     fields: &[(Cow<'_, str>, RawValue<'_>)],
     ts: i64,
     resolved: &Values,
+    resolver: &Resolver<'_>,
 ) {
-    let converted = |field: &FieldSpec, _: &RawValue<'_>| {
-        !resolved.mismatches.iter().any(|m| **m == *field.name)
-    };
-    let (Some(spec), Some(shape)) = (spec, resolved.shape) else {
-        return observe_with(obs, spec, fields, ts, converted);
+    let mismatched = |field: &FieldSpec| resolved.mismatches.iter().any(|m| **m == *field.name);
+    let planned = resolved
+        .shape
+        .and_then(|shape| Some((shape, resolver.roles(shape)?)));
+    let (Some(spec), Some((shape, roles))) = (spec, planned) else {
+        return observe_with(obs, spec, fields, ts, |field, _| !mismatched(field));
     };
     obs.bind(Some(spec));
     if obs.lookup.resolver != Some(shape.resolver) {
         obs.lookup.resolver = Some(shape.resolver);
         obs.lookup.shapes.clear();
     }
-    let known = obs
+    if obs
         .lookup
         .shapes
-        .get_mut(shape.index)
-        .and_then(Option::take);
-    let planned = match known {
-        Some(planned) => {
-            obs.record(ts);
-            for &(i, f) in &planned.unknown {
-                obs.fields[f].1.observe(&fields[i].1, ts);
-            }
-            for &(i, f) in &planned.chosen {
-                let v = &fields[i].1;
-                obs.observe_chosen(spec, f, v, ts, converted(&spec.fields[f], v));
-            }
-            planned
+        .get(shape.index)
+        .is_none_or(Option::is_none)
+    {
+        let planned = obs.shape_of(spec, fields, roles);
+        let shapes = &mut obs.lookup.shapes;
+        if shapes.len() <= shape.index {
+            shapes.resize(shape.index + 1, None);
         }
-        None => {
-            observe_with(obs, Some(spec), fields, ts, converted);
-            obs.shape_of_last(spec, fields)
-        }
-    };
-    let shapes = &mut obs.lookup.shapes;
-    if shapes.len() <= shape.index {
-        shapes.resize(shape.index + 1, None);
+        shapes[shape.index] = Some(planned);
     }
-    shapes[shape.index] = Some(planned);
+    obs.record(ts);
+    let MetricObs {
+        fields: unknown,
+        declared,
+        lookup,
+        ..
+    } = obs;
+    let Some(Some(planned)) = lookup.shapes.get(shape.index) else {
+        unreachable!("the shape was planned above")
+    };
+    for &(i, f) in &planned.unknown {
+        unknown[f].1.observe(&fields[i].1, ts);
+    }
+    for &(i, f, slot) in &planned.chosen {
+        let d = &mut declared[slot].1;
+        if resolved.mismatches.is_empty() || !mismatched(&spec.fields[f]) {
+            d.ok += 1;
+        } else {
+            d.failures.observe(&fields[i].1, ts);
+        }
+    }
 }
 
 fn observe_with(
@@ -536,7 +558,7 @@ mod tests {
             let resolved = resolver.resolve(&fields);
             assert!(resolved.shape.is_some());
             let ts = i as i64 * 1000;
-            observe_resolved(&mut planned, spec, &fields, ts, &resolved);
+            observe_resolved(&mut planned, spec, &fields, ts, &resolved, &resolver);
             observe_record(&mut plain, spec, &fields, ts);
             assert_eq!(planned, plain, "record {i}: {fields:?}");
         }

@@ -66,11 +66,11 @@ fn observe_all(
         let obs = run
             .entry(key.clone())
             .or_insert_with(|| MetricObs::new(spec.is_some()));
-        let resolved = resolvers
+        let resolver = resolvers
             .entry(key.clone())
-            .or_insert_with(|| crate::resolve::Resolver::new(spec))
-            .resolve(&fields);
-        observe_resolved(obs, spec, &fields, ts, &resolved);
+            .or_insert_with(|| crate::resolve::Resolver::new(spec));
+        let resolved = resolver.resolve(&fields);
+        observe_resolved(obs, spec, &fields, ts, &resolved, resolver);
         let check = plain
             .entry(key)
             .or_insert_with(|| MetricObs::new(spec.is_some()));
