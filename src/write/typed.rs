@@ -52,22 +52,28 @@ pub fn arrow_type(t: FieldType) -> DataType {
     }
 }
 
-/// Builds the batch of `rows` (already sorted by timestamp).
+/// Builds the batch of `rows` (already sorted by timestamp), row by row: each record's values
+/// are read once, in column order, into every column's builder (a pass per column would walk
+/// every record's values once per column, out of cache by then).
 pub fn to_batch(cols: &Columns, rows: &[Rec]) -> Result<RecordBatch> {
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(cols.0.len() + 1);
     let ts: TimestampMicrosecondArray = rows.iter().map(|r| Some(r.ts * 1000)).collect();
     arrays.push(Arc::new(ts.with_timezone("UTC")));
-    // Per row, where the next column's value is likely to be: resolution lists a record's
-    // typed values in column order.
-    let mut next = vec![0usize; rows.len()];
-    for (name, ty) in &cols.0 {
-        let name = Name::new(name);
-        let values = rows
-            .iter()
-            .zip(next.iter_mut())
-            .map(|(r, at)| value_of(r, name, at));
-        arrays.push(column(*ty, rows.len(), values));
+    let names: Vec<Name> = cols.0.iter().map(|(n, _)| Name::new(n)).collect();
+    let mut builders: Vec<Builder> = cols
+        .0
+        .iter()
+        .map(|(_, ty)| Builder::new(*ty, rows.len()))
+        .collect();
+    for r in rows {
+        // Resolution lists a record's typed values in column order: the next column's value
+        // is likely the next one.
+        let mut at = 0;
+        for (b, name) in builders.iter_mut().zip(&names) {
+            b.push(value_of(r, *name, &mut at));
+        }
     }
+    arrays.extend(builders.into_iter().map(Builder::finish));
     RecordBatch::try_new(cols.arrow_schema(), arrays).map_err(|e| Error::data_file("batch", e))
 }
 
@@ -82,44 +88,68 @@ fn value_of<'a>(r: &'a Rec, name: Name, at: &mut usize) -> Option<&'a TypedValue
     }
 }
 
-/// A column of `n` values, its builder sized for them.
-fn column<'a>(
-    ty: FieldType,
-    n: usize,
-    vals: impl Iterator<Item = Option<&'a TypedValue>>,
-) -> ArrayRef {
-    macro_rules! build {
-        ($b:expr, $pat:pat => $v:expr) => {{
-            let mut b = $b;
-            for v in vals {
-                match v {
-                    Some($pat) => b.append_value($v),
-                    _ => b.append_null(),
-                }
-            }
-            Arc::new(b.finish()) as ArrayRef
-        }};
+/// A column being built, of its declared type; a value of another kind is null.
+enum Builder {
+    Boolean(BooleanBuilder),
+    Int(Int32Builder),
+    Long(Int64Builder),
+    Float(Float32Builder),
+    Double(Float64Builder),
+    String(StringBuilder),
+    Timestamp(TimestampMicrosecondBuilder),
+}
+
+impl Builder {
+    /// A builder sized for `n` values.
+    fn new(ty: FieldType, n: usize) -> Self {
+        match ty {
+            FieldType::Boolean => Builder::Boolean(BooleanBuilder::with_capacity(n)),
+            FieldType::Int => Builder::Int(Int32Builder::with_capacity(n)),
+            FieldType::Long => Builder::Long(Int64Builder::with_capacity(n)),
+            FieldType::Float => Builder::Float(Float32Builder::with_capacity(n)),
+            FieldType::Double => Builder::Double(Float64Builder::with_capacity(n)),
+            FieldType::String => Builder::String(StringBuilder::with_capacity(n, n * 16)),
+            FieldType::Timestamp => Builder::Timestamp(
+                TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC"),
+            ),
+        }
     }
-    match ty {
-        FieldType::Boolean => build!(BooleanBuilder::with_capacity(n), TypedValue::Bool(x) => *x),
-        FieldType::Int => build!(Int32Builder::with_capacity(n), TypedValue::Int(x) => *x as i32),
-        FieldType::Long => build!(Int64Builder::with_capacity(n), TypedValue::Int(x) => *x),
-        FieldType::Float => {
-            build!(Float32Builder::with_capacity(n), TypedValue::Float(x) => *x as f32)
+
+    fn push(&mut self, v: Option<&TypedValue>) {
+        use TypedValue as V;
+        match (self, v) {
+            (Builder::Boolean(b), Some(V::Bool(x))) => b.append_value(*x),
+            (Builder::Int(b), Some(V::Int(x))) => b.append_value(*x as i32),
+            (Builder::Long(b), Some(V::Int(x))) => b.append_value(*x),
+            (Builder::Float(b), Some(V::Float(x))) => b.append_value(*x as f32),
+            (Builder::Double(b), Some(V::Float(x))) => b.append_value(*x),
+            (Builder::String(b), Some(V::Str(x))) => b.append_value(x),
+            (Builder::Timestamp(b), Some(V::Int(ms))) => b.append_value(ms * 1000),
+            (b, _) => b.push_null(),
         }
-        FieldType::Double => build!(Float64Builder::with_capacity(n), TypedValue::Float(x) => *x),
-        FieldType::String => {
-            build!(StringBuilder::with_capacity(n, n * 16), TypedValue::Str(x) => x)
+    }
+
+    fn push_null(&mut self) {
+        match self {
+            Builder::Boolean(b) => b.append_null(),
+            Builder::Int(b) => b.append_null(),
+            Builder::Long(b) => b.append_null(),
+            Builder::Float(b) => b.append_null(),
+            Builder::Double(b) => b.append_null(),
+            Builder::String(b) => b.append_null(),
+            Builder::Timestamp(b) => b.append_null(),
         }
-        FieldType::Timestamp => {
-            let mut b = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-            for v in vals {
-                match v {
-                    Some(TypedValue::Int(ms)) => b.append_value(ms * 1000),
-                    _ => b.append_null(),
-                }
-            }
-            Arc::new(b.finish())
+    }
+
+    fn finish(self) -> ArrayRef {
+        match self {
+            Builder::Boolean(mut b) => Arc::new(b.finish()),
+            Builder::Int(mut b) => Arc::new(b.finish()),
+            Builder::Long(mut b) => Arc::new(b.finish()),
+            Builder::Float(mut b) => Arc::new(b.finish()),
+            Builder::Double(mut b) => Arc::new(b.finish()),
+            Builder::String(mut b) => Arc::new(b.finish()),
+            Builder::Timestamp(mut b) => Arc::new(b.finish()),
         }
     }
 }
@@ -300,4 +330,91 @@ fn bounds(col: &dyn Array) -> Option<Bounds> {
 fn ts_json(us: i64) -> Value {
     let dt = chrono::DateTime::from_timestamp_micros(us).unwrap_or_default();
     json!(dt.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Arrival;
+
+    fn rec(ts: i64, typed: Vec<(&str, TypedValue)>) -> Rec {
+        Rec {
+            ts,
+            arrival: Arrival {
+                delivery_ms: 0,
+                source: "s".into(),
+                position: 0,
+            },
+            metric_sent: "m".into(),
+            raw: Box::default(),
+            typed: typed.into_iter().map(|(n, v)| (n.into(), v)).collect(),
+            untyped: vec![],
+            hash: 0,
+        }
+    }
+
+    #[test]
+    fn a_batch_holds_each_value_in_its_column_in_any_order_and_null_otherwise() {
+        use FieldType as F;
+        use TypedValue as V;
+        let cols = Columns(
+            [
+                ("b", F::Boolean),
+                ("i", F::Int),
+                ("l", F::Long),
+                ("f", F::Float),
+                ("d", F::Double),
+                ("s", F::String),
+                ("t", F::Timestamp),
+            ]
+            .into_iter()
+            .map(|(n, t)| (n.into(), t))
+            .collect(),
+        );
+        let rows = [
+            // In column order, every column.
+            rec(
+                1,
+                vec![
+                    ("b", V::Bool(true)),
+                    ("i", V::Int(7)),
+                    ("l", V::Int(1 << 40)),
+                    ("f", V::Float(1.5)),
+                    ("d", V::Float(2.25)),
+                    ("s", V::Str("x".into())),
+                    ("t", V::Int(5)),
+                ],
+            ),
+            // Out of order, some missing, one of another kind, one not a column.
+            rec(
+                2,
+                vec![
+                    ("s", V::Str("y".into())),
+                    ("zz", V::Int(9)),
+                    ("l", V::Str("not a long".into())),
+                    ("i", V::Int(-3)),
+                ],
+            ),
+            rec(3, vec![]),
+        ];
+        let batch = to_batch(&cols, &rows).unwrap();
+        let col = |name: &str| batch.column_by_name(name).unwrap().clone();
+        let ts = col("timestamp");
+        let ts = ts.as_any().downcast_ref::<TimestampMicrosecondArray>();
+        assert_eq!(ts.unwrap().values(), &[1000, 2000, 3000]);
+        let b: BooleanArray = [Some(true), None, None].into_iter().collect();
+        assert_eq!(&b as &dyn Array, col("b").as_ref());
+        let i = Int32Array::from(vec![Some(7), Some(-3), None]);
+        assert_eq!(&i as &dyn Array, col("i").as_ref());
+        let l = Int64Array::from(vec![Some(1 << 40), None, None]);
+        assert_eq!(&l as &dyn Array, col("l").as_ref());
+        let f = Float32Array::from(vec![Some(1.5), None, None]);
+        assert_eq!(&f as &dyn Array, col("f").as_ref());
+        let d = Float64Array::from(vec![Some(2.25), None, None]);
+        assert_eq!(&d as &dyn Array, col("d").as_ref());
+        let s = StringArray::from(vec![Some("x"), Some("y"), None]);
+        assert_eq!(&s as &dyn Array, col("s").as_ref());
+        let t = TimestampMicrosecondArray::from(vec![Some(5000), None, None]).with_timezone("UTC");
+        assert_eq!(&t as &dyn Array, col("t").as_ref());
+    }
 }
