@@ -346,7 +346,8 @@ pub(crate) trait EachResolved:
 }
 impl<F: FnMut(&Rec, &raw::RawFields<'_>, &Values, &Resolver<'_>)> EachResolved for F {}
 
-/// Resolves every record's fields against `spec`; `each` sees the record and its values.
+/// Resolves every record's fields against `spec`; `each` sees every record resolved
+/// ([`EachResolved`]).
 pub(crate) fn resolve_all(
     recs: &mut [Rec],
     spec: Option<&MetricSpec>,
@@ -356,7 +357,7 @@ pub(crate) fn resolve_all(
 }
 
 /// Resolves records with `resolver` (which goes on to later records of the same metric);
-/// `each` sees every record and its values.
+/// `each` sees every record resolved ([`EachResolved`]).
 pub(crate) fn resolve_with(
     resolver: &mut Resolver<'_>,
     recs: &mut [Rec],
@@ -366,7 +367,7 @@ pub(crate) fn resolve_with(
         .try_for_each(|r| resolve_one(r, resolver, &mut each))
 }
 
-/// Resolves one record's fields with `resolver`; `each` sees the record and its values.
+/// Resolves one record's fields with `resolver`; `each` sees it resolved ([`EachResolved`]).
 pub(crate) fn resolve_one(
     r: &mut Rec,
     resolver: &mut Resolver<'_>,
