@@ -449,29 +449,16 @@ pub fn observe_resolved(
         obs.lookup.resolver = Some(shape.resolver);
         obs.lookup.shapes.clear();
     }
-    if obs
+    // The shape's entries are taken out while its record counts into the accumulator, then
+    // kept for the next record of the shape.
+    let taken = obs
         .lookup
         .shapes
-        .get(shape.index)
-        .is_none_or(Option::is_none)
-    {
-        let planned = obs.shape_of(spec, fields, roles);
-        let shapes = &mut obs.lookup.shapes;
-        if shapes.len() <= shape.index {
-            shapes.resize(shape.index + 1, None);
-        }
-        shapes[shape.index] = Some(planned);
-    }
+        .get_mut(shape.index)
+        .and_then(Option::take);
+    let planned = taken.unwrap_or_else(|| obs.shape_of(spec, fields, roles));
     obs.record(ts);
-    let MetricObs {
-        fields: unknown,
-        declared,
-        lookup,
-        ..
-    } = obs;
-    let Some(Some(planned)) = lookup.shapes.get(shape.index) else {
-        unreachable!("the shape was planned above")
-    };
+    let (unknown, declared) = (&mut obs.fields, &mut obs.declared);
     for &(i, f) in &planned.unknown {
         unknown[f].1.observe(&fields[i].1, ts);
     }
@@ -483,6 +470,11 @@ pub fn observe_resolved(
             d.failures.observe(&fields[i].1, ts);
         }
     }
+    let shapes = &mut obs.lookup.shapes;
+    if shapes.len() <= shape.index {
+        shapes.resize(shape.index + 1, None);
+    }
+    shapes[shape.index] = Some(planned);
 }
 
 fn observe_with(
