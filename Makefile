@@ -3,12 +3,17 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/fineo-batch/target
 BIN_DEBUG := $(CARGO_TARGET_DIR)/debug/fineo-batch
 BIN_RELEASE := $(CARGO_TARGET_DIR)/release/fineo-batch
+BIN_DIST := $(CARGO_TARGET_DIR)/dist/fineo-batch
 DEMO_DIR ?= $(CURDIR)/demo
 
-.PHONY: build test check demo bench pyenv clean-demo
+.PHONY: build dist test check demo bench pyenv clean-demo
 
 build:
 	cargo build --release
+
+## The binary that ships (Cargo.toml's dist profile: release optimized across crates).
+dist:
+	cargo build --profile dist
 
 ## Python readers (deltalake, pyarrow, duckdb, fastavro) used by the tests, in .venv/
 pyenv:
@@ -31,8 +36,8 @@ demo: build
 	$(BIN_RELEASE) compact --staged $(DEMO_DIR)/sample/staged --lake $(DEMO_DIR)/lake --catalog $(DEMO_DIR)/sample/catalog
 
 ## Throughput and memory against DuckDB on the same data (not a test).
-bench: build pyenv
-	bench/run.sh $(BIN_RELEASE)
+bench: dist pyenv
+	bench/run.sh $(BIN_DIST)
 
 clean-demo:
 	rm -rf $(DEMO_DIR)

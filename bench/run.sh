@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark (not a test): fineo-batch compact vs DuckDB doing the same job on the same data.
-# Usage: bench/run.sh [path/to/fineo-batch]   (make bench builds the release binary first)
+# Usage: bench/run.sh [path/to/fineo-batch]   (make bench builds the dist binary first)
 # Prints records/s and peak RSS per dataset and the throughput ratio to DuckDB.
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
-BIN="${1:-${CARGO_TARGET_DIR:-$HOME/.cache/fineo-batch/target}/release/fineo-batch}"
+BIN="${1:-${CARGO_TARGET_DIR:-$HOME/.cache/fineo-batch/target}/dist/fineo-batch}"
 PY="${FINEO_PYTHON:-$REPO/.venv/bin/python}"
 WORK="${BENCH_DIR:-${TMPDIR:-/tmp}/fineo-bench}"
 # A set is <records>:<format>; an "mt-" prefix makes it production-shaped: 20 tenants x 5

@@ -280,7 +280,7 @@ fn the_dockerfile_the_template_and_the_state_machine_pass_their_linters() {
     );
     let text = std::fs::read_to_string(dockerfile).unwrap();
     for needle in [
-        "cargo build --release --locked",
+        "cargo build --profile dist --locked",
         "USER 65532:65532",
         "ENTRYPOINT [\"/usr/local/bin/fineo-batch\"]",
     ] {
