@@ -242,8 +242,9 @@ pub struct Rec {
     pub arrival: Arrival,
     /// The metric name as the device sent it.
     pub metric_sent: Arc<str>,
-    /// The fields as sent, encoded by [`crate::resolve::raw::encode`].
-    pub raw: Box<[u8]>,
+    /// The fields as sent, encoded by [`crate::resolve::raw::encode`]: usually a slice of the
+    /// buffer the record was decoded from, shared by its records (no copy per record).
+    pub raw: bytes::Bytes,
     /// Typed values by column name (only non-null ones), for known metrics.
     pub typed: TypedValues,
     /// Untyped fields: name as sent, value as text.

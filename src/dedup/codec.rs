@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::model::RawValue;
 use crate::model::{Arrival, FastMap, Rec};
 use crate::resolve::raw::{self, put_str};
@@ -35,8 +37,10 @@ pub fn encode(
 /// Where each object index came from: key and delivery time.
 pub type ObjectTable = [(Arc<str>, i64)];
 
-/// Decodes every record in `buf` (written by [`encode`]), not yet resolved.
-pub fn decode_all(buf: &[u8], objects: &ObjectTable, names: &mut Interner, out: &mut Vec<Rec>) {
+/// Decodes every record in `shared` (written by [`encode`]), not yet resolved; their fields as
+/// sent are slices of `shared`.
+pub fn decode_all(shared: &Bytes, objects: &ObjectTable, names: &mut Interner, out: &mut Vec<Rec>) {
+    let buf = &shared[..];
     let mut r = Reader { buf, pos: 0 };
     while r.pos < buf.len() {
         let ts = r.i64();
@@ -44,7 +48,8 @@ pub fn decode_all(buf: &[u8], objects: &ObjectTable, names: &mut Interner, out: 
         let position = r.u64();
         let metric_sent = names.get(r.str());
         let n = r.len();
-        let raw: Box<[u8]> = r.take(n).into();
+        let raw = shared.slice(r.pos..r.pos + n);
+        r.pos += n;
         let (source, delivery_ms) = &objects[object];
         out.push(Rec {
             ts,
@@ -188,7 +193,12 @@ mod tests {
         encode(&mut buf, 6, 0, 8, "boiler", &long);
         let objects: Vec<(Arc<str>, i64)> = vec![("o0".into(), 5), ("o1".into(), 9)];
         let mut out = Vec::new();
-        decode_all(&buf, &objects, &mut Interner::default(), &mut out);
+        decode_all(
+            &buf.clone().into(),
+            &objects,
+            &mut Interner::default(),
+            &mut out,
+        );
         assert_eq!(out.len(), 3);
         assert_eq!(count_records(&buf), 3);
         assert_eq!(whole_records(&buf), buf.len());

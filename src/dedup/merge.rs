@@ -228,7 +228,7 @@ mod tests {
                 position: pos,
             },
             metric_sent: "m".into(),
-            raw: Box::new([]),
+            raw: Default::default(),
             typed: vec![],
             untyped: vec![],
             hash,

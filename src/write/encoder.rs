@@ -447,7 +447,7 @@ mod tests {
                 position: ts as u64,
             },
             metric_sent: "m".into(),
-            raw: raw.into_boxed_slice(),
+            raw: raw.into(),
             typed: vec![("v".into(), TypedValue::Int(ts))],
             untyped: vec![],
             hash: ts as u64,

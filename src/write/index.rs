@@ -262,6 +262,9 @@ fn decode_batch(batch: &RecordBatch, names: &mut Interner, out: &mut Vec<Rec>) -
     let (ts, dl, pos) = (int("timestamp")?, int("delivery_ms")?, int("position")?);
     let (src, metric) = (text("source")?, text("metric_sent")?);
     let fields = column("fields")?.as_any().downcast_ref::<BinaryArray>()?;
+    // The records' fields as sent are slices of the column's buffer (no copy per record).
+    let shared = Bytes::from_owner(SharedValues(fields.values().clone()));
+    let ends = fields.value_offsets();
     out.reserve(batch.num_rows());
     for i in 0..batch.num_rows() {
         out.push(Rec {
@@ -272,13 +275,22 @@ fn decode_batch(batch: &RecordBatch, names: &mut Interner, out: &mut Vec<Rec>) -
                 position: pos.value(i) as u64,
             },
             metric_sent: names.get(metric.value(i)),
-            raw: fields.value(i).into(),
+            raw: shared.slice(ends[i] as usize..ends[i + 1] as usize),
             typed: Vec::new(),
             untyped: Vec::new(),
             hash: 0,
         });
     }
     Some(())
+}
+
+/// An Arrow buffer as the owner of a [`Bytes`].
+struct SharedValues(arrow::buffer::Buffer);
+
+impl AsRef<[u8]> for SharedValues {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 pub fn manifest_of(path: &str, meta: &ParquetMetaData) -> Result<PartitionManifest> {

@@ -57,7 +57,7 @@ pub fn arrow_type(t: FieldType) -> DataType {
 /// every record's values once per column, out of cache by then).
 pub fn to_batch(cols: &Columns, rows: &[Rec]) -> Result<RecordBatch> {
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(cols.0.len() + 1);
-    let ts: TimestampMicrosecondArray = rows.iter().map(|r| Some(r.ts * 1000)).collect();
+    let ts = TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.ts * 1000));
     arrays.push(Arc::new(ts.with_timezone("UTC")));
     let names: Vec<Name> = cols.0.iter().map(|(n, _)| Name::new(n)).collect();
     let mut builders: Vec<Builder> = cols
@@ -346,7 +346,7 @@ mod tests {
                 position: 0,
             },
             metric_sent: "m".into(),
-            raw: Box::default(),
+            raw: Default::default(),
             typed: typed.into_iter().map(|(n, v)| (n.into(), v)).collect(),
             untyped: vec![],
             hash: 0,

@@ -194,16 +194,11 @@ async fn fetched_len(f: &Fetched) -> Result<u64> {
     })
 }
 
-/// The new records of `bucket`, decoded and sorted by timestamp, then arrival, with the bucket
-/// (joined: its records in memory).
-pub async fn decode_sorted(ctx: &PartitionCtx, bucket: Bucket) -> Result<(Bucket, Vec<Rec>)> {
+/// The new records of `bucket` (joined: its records in memory), decoded and sorted by
+/// timestamp, then arrival.
+pub(super) async fn decode_sorted(ctx: &PartitionCtx, bucket: Bucket) -> Result<Decoded> {
     let objects = ctx.objects.clone();
-    on_rayon(move || {
-        let bucket = bucket.joined()?;
-        let new = decode_new(&bucket, &objects);
-        Ok((bucket, new))
-    })
-    .await?
+    on_rayon(move || Ok(decode_new(bucket.joined()?, &objects))).await?
 }
 
 /// Rewrites partition `key` from `cut` on: its tail (none for an append) decoded and merged

@@ -319,7 +319,8 @@ impl ExternalMerge {
                 return Ok(());
             }
             let mut recs = Vec::new();
-            codec::decode_all(block, &self.objects, &mut names, &mut recs);
+            let block = bytes::Bytes::copy_from_slice(block);
+            codec::decode_all(&block, &self.objects, &mut names, &mut recs);
             crate::dedup::merge::sort_new(&mut recs);
             let path = self.dir.join(format!("run-{}", runs.len()));
             write_run(&path, &recs)?;

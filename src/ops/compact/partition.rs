@@ -6,6 +6,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use super::append;
 use super::external::{self, fetch_index, Fetched, LakeInputs, Scratch};
 use super::files::{partition_change, write_files, Encoded, Written};
@@ -132,15 +134,14 @@ pub async fn build(ctx: &PartitionCtx, mut job: PartitionJob) -> Result<Partitio
     let own = fetch_index(&ctx.lake, &paths.index, share, &scratch).await?;
     let mut decoded = None;
     if let Some(c) = append::candidate(ctx, &job, &paths, own.as_ref()).await? {
-        let (bucket, new) = append::decode_sorted(ctx, job.bucket).await?;
-        job.bucket = bucket;
-        if let Some(cut) = c.cut(new.first()) {
+        let d = append::decode_sorted(ctx, std::mem::take(&mut job.bucket)).await?;
+        if let Some(cut) = c.cut(d.new.first()) {
             if let Some(c) = c.with_untyped(ctx, &paths, &scratch).await? {
                 let own = own.expect("a candidate has an index");
-                return append::build(ctx, &key, paths, own, c, cut, new).await;
+                return append::build(ctx, &key, paths, own, c, cut, d.new).await;
             }
         }
-        decoded = Some(new);
+        decoded = Some(d);
     }
     let mut moved = Vec::new();
     for src in &job.sources {
@@ -151,6 +152,9 @@ pub async fn build(ctx: &PartitionCtx, mut job: PartitionJob) -> Result<Partitio
     }
     let on_disk = |f: &Fetched| matches!(f, Fetched::Disk(_));
     if job.bucket.streamed() || own.iter().chain(moved.iter().map(|(_, f)| f)).any(on_disk) {
+        if let Some(d) = decoded {
+            job.bucket = d.into_bucket();
+        }
         let lake = LakeInputs { own, moved };
         return external::build(ctx, job, lake, scratch).await;
     }
@@ -165,8 +169,8 @@ pub async fn build(ctx: &PartitionCtx, mut job: PartitionJob) -> Result<Partitio
         moved
     };
     let new = match decoded {
-        Some(new) => new,
-        None => append::decode_sorted(ctx, job.bucket).await?.1,
+        Some(d) => d.new,
+        None => append::decode_sorted(ctx, job.bucket).await?.new,
     };
     let names = paths.typed_names(&ctx.tag);
     let lake = Lake::Stored(lake_recs);
@@ -271,17 +275,37 @@ pub(super) async fn merge_in_memory(
     .await?
 }
 
-/// The new records of a (joined) bucket, decoded and sorted by timestamp, then arrival.
-pub(super) fn decode_new(bucket: &Bucket, objects: &[(Arc<str>, i64)]) -> Vec<Rec> {
+/// A joined bucket's new records, decoded and sorted by timestamp, then arrival: their fields
+/// as sent are slices of the bucket's buffer, which they share.
+pub(super) struct Decoded {
+    /// The bucket without its buffer.
+    bucket: Bucket,
+    buf: Bytes,
+    pub new: Vec<Rec>,
+}
+
+impl Decoded {
+    /// The bucket whole again, for a merge through disk after all (no copy: the decoded records
+    /// that shared its buffer are dropped first).
+    pub(super) fn into_bucket(self) -> Bucket {
+        let Decoded {
+            mut bucket,
+            buf,
+            new,
+        } = self;
+        drop(new);
+        bucket.buf = Vec::from(buf);
+        bucket
+    }
+}
+
+/// Decodes and sorts the new records of a (joined) bucket.
+pub(super) fn decode_new(mut bucket: Bucket, objects: &[(Arc<str>, i64)]) -> Decoded {
+    let buf = Bytes::from(std::mem::take(&mut bucket.buf));
     let mut new = Vec::with_capacity(bucket.count as usize);
-    codec::decode_all(
-        &bucket.buf,
-        objects,
-        &mut codec::Interner::default(),
-        &mut new,
-    );
+    codec::decode_all(&buf, objects, &mut codec::Interner::default(), &mut new);
     crate::dedup::merge::sort_new(&mut new);
-    new
+    Decoded { bucket, buf, new }
 }
 
 /// Type mismatches per canonical field.

@@ -430,7 +430,7 @@ impl Replay {
                 let (buckets, objects, rebuilder) = (&buckets, objects.clone(), &rebuilder);
                 let on_disk = &on_disk;
                 async move {
-                    let bucket = buckets.lock().expect("buckets lock").take(key)?;
+                    let mut bucket = buckets.lock().expect("buckets lock").take(key)?;
                     if bucket.streamed() {
                         let typed = self.current(plan, key).unwrap_or_default();
                         let (change, n, facts) =
@@ -439,7 +439,8 @@ impl Replay {
                     }
                     let mut recs: Vec<Rec> = Vec::with_capacity(bucket.count as usize);
                     let mut names = codec::Interner::default();
-                    codec::decode_all(&bucket.buf, &objects, &mut names, &mut recs);
+                    let buf = bytes::Bytes::from(std::mem::take(&mut bucket.buf));
+                    codec::decode_all(&buf, &objects, &mut names, &mut recs);
                     let current = self.current(plan, key);
                     if recs.is_empty() {
                         let change =
