@@ -19,21 +19,58 @@ time_rss() {
   cat "$WORK/time.txt"
 }
 
-# median_run LABEL CMD...: runs CMD $RUNS times (each after `rm -rf` of $WORK/$LABEL), prints the
-# median run's "<seconds> <max RSS KiB> <run>"; run i's stdout is kept in $WORK/$LABEL-<i>.out
-# and, when CMD wrote a lake there, its run report in $WORK/$LABEL-<i>.report.json.
-# One run on this shared machine varies by 10-30%; the median of three says more.
+# one_run LABEL I CMD...: run I of CMD (after `rm -rf` of $WORK/$LABEL), prints "<seconds> <max
+# RSS KiB> I"; its stdout is kept in $WORK/$LABEL-I.out and, when CMD wrote a lake there, its run
+# report in $WORK/$LABEL-I.report.json.
+one_run() {
+  local label="$1" i="$2" t report; shift 2
+  rm -rf "${WORK:?}/$label"
+  t=$(time_rss "$@") || return 1
+  echo "$t $i"
+  cp "$WORK/last.out" "$WORK/$label-$i.out"
+  report=$(ls -t "$WORK/$label"/_runs/*.json 2>/dev/null | head -1 || true)
+  [ -z "$report" ] || cp "$report" "$WORK/$label-$i.report.json"
+}
+
+# median_of FILE: the median line (by seconds) of FILE's "<seconds> <max RSS KiB> <run>" lines.
+median_of() { sort -n "$1" | sed -n "$(( ($(wc -l < "$1") + 1) / 2 ))p"; }
+
+# One run on this shared machine varies by 10-30%, and its speed drifts over minutes: each set
+# runs $RUNS times and the median run is reported; against DuckDB the runs alternate in pairs
+# (ABBA: fineo-batch first in odd pairs, DuckDB first in even ones), so each pair's ratio is
+# taken at one moment of the machine, and the median of those ratios is the figure.
 RUNS="${BENCH_RUNS:-3}"
+
+# median_run LABEL CMD...: CMD $RUNS times (one_run), prints the median run's line.
 median_run() {
-  local label="$1" i t; shift
+  local label="$1" i; shift
+  : > "$WORK/$label.runs"
+  for i in $(seq "$RUNS"); do one_run "$label" "$i" "$@" >> "$WORK/$label.runs" || return 1; done
+  median_of "$WORK/$label.runs"
+}
+
+# paired_runs: $RUNS pairs of the commands in the arrays OURS (fineo-batch, label lake) and DUCK
+# (label duck) in ABBA order, into $WORK/lake.runs and $WORK/duck.runs; fails when fineo-batch
+# fails. A DuckDB failure is kept in $WORK/duck.failed and DuckDB left out of the later pairs.
+paired_runs() {
+  local i
+  : > "$WORK/lake.runs"; : > "$WORK/duck.runs"; rm -f "$WORK/duck.failed"
   for i in $(seq "$RUNS"); do
-    rm -rf "${WORK:?}/$label"
-    t=$(time_rss "$@") || return 1
-    echo "$t $i"
-    cp "$WORK/last.out" "$WORK/$label-$i.out"
-    local report; report=$(ls -t "$WORK/$label"/_runs/*.json 2>/dev/null | head -1 || true)
-    [ -z "$report" ] || cp "$report" "$WORK/$label-$i.report.json"
-  done | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p"
+    (( i % 2 )) || duck_run "$i"
+    one_run lake "$i" "${OURS[@]}" >> "$WORK/lake.runs" || return 1
+    (( i % 2 == 0 )) || duck_run "$i"
+  done
+}
+duck_run() {
+  [ ! -e "$WORK/duck.failed" ] || return 0
+  one_run duck "$1" "${DUCK[@]}" >> "$WORK/duck.runs" || cp "$WORK/last.err" "$WORK/duck.failed"
+}
+
+# pair_ratios: "<median ratio> <lowest> <highest>" of DuckDB's time over ours, pair by pair.
+pair_ratios() {
+  join -1 3 -2 3 <(sort -k3,3 "$WORK/lake.runs") <(sort -k3,3 "$WORK/duck.runs") |
+    awk '{ print $4 / $2 }' | sort -g |
+    awk '{ r[NR] = $1 } END { if (NR) printf "%.2fx %.2fx %.2fx\n", r[int((NR + 1) / 2)], r[1], r[NR] }'
 }
 
 # BENCH_ONLY=table runs only the table of data sets against DuckDB, BENCH_ONLY=backup or replay
@@ -77,30 +114,39 @@ for set in $SIZES; do
   data="$WORK/sample-$n-$fmt"
   gen_set "$n" "$fmt" "$data"
   records=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['records'])" "$data/truth.json")
-  read -r secs rss run < <(median_run lake "$BIN" compact --staged "$data/staged" --lake "$WORK/lake" \
-    --catalog "$data/catalog")
+  OURS=("$BIN" compact --staged "$data/staged" --lake "$WORK/lake" --catalog "$data/catalog")
+  # DuckDB gets the memory it is said to need (4 GB, spilling past it); a failure is shown.
+  DUCK=("$PY" "$REPO/bench/duckdb_compact.py" "$data/staged" "$WORK/duck" --catalog "$data/catalog"
+    --threads "$(nproc)" --memory-limit "${DUCK_MEMORY:-4GB}")
+  if [ "$fmt" = "jsonl-gz" ]; then
+    paired_runs || exit 1
+  else
+    # DuckDB reads Avro only through an extension that cannot be downloaded here.
+    median_run lake "${OURS[@]}" > /dev/null || exit 1
+    : > "$WORK/duck.runs"; rm -f "$WORK/duck.failed"
+  fi
+  read -r secs rss run < <(median_of "$WORK/lake.runs")
   [ -n "$secs" ] || exit 1
   for i in $(seq "$RUNS"); do
     grep -q "conservation ok" "$WORK/lake-$i.out" || { echo "conservation check missing" >&2; exit 1; }
   done
   ours=$(awk -v r="$records" -v s="$secs" 'BEGIN { printf "%.0f", r / s }')
   [ "$fmt" = jsonl-gz ] && took["$n"]="$secs"
-  if [ "$fmt" = "jsonl-gz" ]; then
-    # DuckDB gets the memory it is said to need (4 GB, spilling past it); a failure is shown.
-    if read -r dsecs drss _ < <(median_run duck "$PY" "$REPO/bench/duckdb_compact.py" "$data/staged" "$WORK/duck" \
-        --catalog "$data/catalog" --threads "$(nproc)" --memory-limit "${DUCK_MEMORY:-4GB}") && [ -n "$dsecs" ]; then
-      duck=$(awk -v r="$records" -v s="$dsecs" 'BEGIN { printf "%.0f", r / s }')
-      ratio=$(awk -v a="$ours" -v b="$duck" 'BEGIN { printf "%.2fx", a / b }')
-      dmib=$((drss / 1024))
-    else
-      dsecs="failed"; duck="-"; dmib="-"; ratio="-"
-      echo "DuckDB failed on $n-$fmt: $(tail -1 "$WORK/last.err")" >&2
-    fi
+  pairs=""
+  if [ -s "$WORK/duck.runs" ]; then
+    read -r dsecs drss _ < <(median_of "$WORK/duck.runs")
+    duck=$(awk -v r="$records" -v s="$dsecs" 'BEGIN { printf "%.0f", r / s }')
+    read -r ratio lo hi < <(pair_ratios)
+    pairs="  DuckDB / fineo-batch time, pair by pair: median $ratio, lowest $lo, highest $hi ($(wc -l < "$WORK/duck.runs") pairs; ratio of the medians $(awk -v a="$dsecs" -v b="$secs" 'BEGIN { printf "%.2fx", a / b }'))"
+    dmib=$((drss / 1024))
+  elif [ "$fmt" = "jsonl-gz" ]; then
+    dsecs="failed"; duck="-"; dmib="-"; ratio="-"
   else
-    # DuckDB reads Avro only through an extension that cannot be downloaded here.
     dsecs="n/a"; duck="n/a"; dmib="n/a"; ratio="n/a"
   fi
+  [ ! -e "$WORK/duck.failed" ] || echo "DuckDB failed on $n-$fmt: $(tail -1 "$WORK/duck.failed")" >&2
   printf '%-22s %10s %10s %12s %10s | %10s %12s %10s | %7s\n' "$n-$fmt" "$records" "$secs" "$ours" "$((rss / 1024))" "$dsecs" "$duck" "$dmib" "$ratio"
+  [ -z "$pairs" ] || echo "$pairs"
   phases "$WORK/lake-$run.report.json"
   lake_bytes "$WORK/lake" "$data/staged"
 done
