@@ -160,6 +160,8 @@ pub struct Resolver<'s> {
     shapes: FastMap<Box<[u8]>, usize>,
     plans: Vec<Plan>,
     shape: Vec<u8>,
+    /// The vector [`Resolver::with_decoded`] decodes each record's fields into.
+    fields: raw::RawFields<'static>,
     /// This resolver's [`ShapeId::resolver`].
     id: u64,
 }
@@ -209,6 +211,7 @@ impl<'s> Resolver<'s> {
             shapes: FastMap::default(),
             plans: Vec::new(),
             shape: Vec::new(),
+            fields: Vec::new(),
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
@@ -248,6 +251,20 @@ impl<'s> Resolver<'s> {
             }
         }
         out.hash = content_hash(&out.typed, &out.untyped);
+        out
+    }
+
+    /// Decodes the fields as sent in `encoded` ([`raw::encode`]) and passes them to `f` with
+    /// the resolver; `None` when the bytes are not such an encoding. The fields go into a
+    /// vector kept from record to record, not a new one each.
+    pub fn with_decoded<T>(
+        &mut self,
+        encoded: &[u8],
+        f: impl FnOnce(&mut Self, &raw::RawFields<'_>) -> T,
+    ) -> Option<T> {
+        let mut fields = raw::recycle(std::mem::take(&mut self.fields));
+        let out = raw::decode_into(encoded, &mut fields).map(|()| f(self, &fields));
+        self.fields = raw::recycle(fields);
         out
     }
 

@@ -43,12 +43,20 @@ pub fn encode(out: &mut Vec<u8>, fields: &[(Cow<'_, str>, RawValue<'_>)]) {
 /// Decodes fields written by [`encode`], borrowing the text from `buf`. `None` when the bytes
 /// are not such an encoding (a damaged index).
 pub fn decode(buf: &[u8]) -> Option<RawFields<'_>> {
+    let mut out = Vec::new();
+    decode_into(buf, &mut out)?;
+    Some(out)
+}
+
+/// [`decode`] into `out` (cleared first), so one vector serves record after record.
+pub fn decode_into<'a>(buf: &'a [u8], out: &mut RawFields<'a>) -> Option<()> {
+    out.clear();
     // Usually the whole encoding is UTF-8 (the lengths are single bytes below 128): then it is
     // checked once, not string by string.
     let text = simdutf8::basic::from_utf8(buf).ok();
     let mut r = Reader { buf, pos: 0, text };
     let n = r.len()?;
-    let mut out = Vec::with_capacity(n.min(buf.len()));
+    out.reserve(n.min(buf.len()));
     for _ in 0..n {
         let name = r.str()?;
         let v = match r.byte()? {
@@ -62,7 +70,16 @@ pub fn decode(buf: &[u8]) -> Option<RawFields<'_>> {
         };
         out.push((Cow::Borrowed(name), v));
     }
-    (r.pos == buf.len()).then_some(out)
+    (r.pos == buf.len()).then_some(())
+}
+
+/// An empty vector with `v`'s allocation, for fields borrowed from another buffer.
+// Not `filter`: the items change type (their lifetime).
+#[allow(clippy::unnecessary_filter_map)]
+pub fn recycle<'b>(mut v: RawFields<'_>) -> RawFields<'b> {
+    v.clear();
+    // Collecting a vector's own iterator into a vector of the same layout reuses its memory.
+    v.into_iter().filter_map(|_| None).collect()
 }
 
 /// Field names of an encoding, as bytes, skipping the values without decoding them (for the

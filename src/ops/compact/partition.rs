@@ -397,7 +397,12 @@ pub(crate) fn resolve_one(
     resolver: &mut Resolver<'_>,
     each: &mut impl EachResolved,
 ) -> Result<()> {
-    let fields = raw::decode(&r.raw).ok_or_else(|| {
+    let resolved = resolver.with_decoded(&r.raw, |resolver, fields| {
+        let v = resolver.resolve(fields);
+        each(r, fields, &v, resolver);
+        v
+    });
+    let v = resolved.ok_or_else(|| {
         Error::data_file(
             &*r.arrival.source,
             format!(
@@ -406,8 +411,6 @@ pub(crate) fn resolve_one(
             ),
         )
     })?;
-    let v = resolver.resolve(&fields);
-    each(r, &fields, &v, resolver);
     r.typed = v.typed;
     r.untyped = v.untyped;
     r.hash = v.hash;
