@@ -7,19 +7,20 @@ use std::borrow::Cow;
 use crate::model::RawValue;
 use crate::resolve::raw::RawFields;
 
-/// The fields of `text` when it is a flat object whose keys and strings have no escapes and
-/// whose values are strings, numbers, booleans or null; `None` for anything else (nested
-/// values, escapes, and every line that is not JSON).
-pub fn scan(text: &str) -> Option<RawFields<'_>> {
+/// The fields of `text` into `out` (cleared first, so one vector serves line after line) when
+/// it is a flat object whose keys and strings have no escapes and whose values are strings,
+/// numbers, booleans or null; `None` for anything else (nested values, escapes, and every line
+/// that is not JSON).
+pub fn scan<'a>(text: &'a str, out: &mut RawFields<'a>) -> Option<()> {
+    out.clear();
     let b = text.as_bytes();
     let mut i = skip_ws(b, 0);
     if b.get(i) != Some(&b'{') {
         return None;
     }
     i = skip_ws(b, i + 1);
-    let mut out = Vec::with_capacity(16);
     if b.get(i) == Some(&b'}') {
-        return (skip_ws(b, i + 1) == b.len()).then_some(out);
+        return (skip_ws(b, i + 1) == b.len()).then_some(());
     }
     loop {
         let (key, at) = plain_string(text, i)?;
@@ -36,7 +37,7 @@ pub fn scan(text: &str) -> Option<RawFields<'_>> {
             _ => return None,
         }
     }
-    (skip_ws(b, i + 1) == b.len()).then_some(out)
+    (skip_ws(b, i + 1) == b.len()).then_some(())
 }
 
 /// The first position from `i` that is not JSON whitespace.
@@ -134,21 +135,32 @@ mod tests {
 
     /// What the general parser alone makes of a line.
     fn general(text: &str) -> Result<RawRecord<'_>, (Reason, String)> {
-        parse_with(text.as_bytes(), Position::default(), |_| None)
+        parse_with(
+            text.as_bytes(),
+            Position::default(),
+            |_, _| None,
+            Vec::new(),
+        )
+    }
+
+    /// What [`scan`] makes of a line, into a new vector.
+    fn scanned(text: &str) -> Option<RawFields<'_>> {
+        let mut out = Vec::new();
+        scan(text, &mut out).map(|()| out)
     }
 
     fn fast(text: &str) -> Result<RawRecord<'_>, (Reason, String)> {
-        parse_with(text.as_bytes(), Position::default(), scan)
+        parse_with(text.as_bytes(), Position::default(), scan, Vec::new())
     }
 
     #[test]
     fn plain_lines_are_read_and_the_rest_left_alone() {
         let text = r#" { "tenant":"t1" ,"timestamp": -1.5e+3,"a":0,"b":true,"c":null, "d":false,"e":"x y","f":10.25E2 } "#;
-        let got = scan(text).unwrap();
+        let got = scanned(text).unwrap();
         assert_eq!(got.len(), 8);
         assert_eq!(fast(text), general(text));
         assert_eq!(got[1].1, RawValue::Number("-1.5e+3".into()));
-        assert_eq!(scan("{}"), Some(vec![]));
+        assert_eq!(scanned("{}"), Some(vec![]));
         for left in [
             r#"{"a":"x\"y"}"#,
             r#"{"a\n":1}"#,
@@ -167,7 +179,7 @@ mod tests {
             "[1]",
             "",
         ] {
-            assert_eq!(scan(left), None, "{left}");
+            assert_eq!(scanned(left), None, "{left}");
         }
     }
 
@@ -239,7 +251,7 @@ mod tests {
             prop_assert_eq!(fast(&text), general(&text), "{:?}", text);
             // Without escapes or nesting, a line the general parser takes is a fast one.
             if general(&text).is_ok() && !text.contains('\\') && !text.contains("{\"n\"") {
-                prop_assert!(scan(&text).is_some(), "{:?}", text);
+                prop_assert!(scanned(&text).is_some(), "{:?}", text);
             }
         }
     }

@@ -15,6 +15,8 @@ use crate::resolve::raw::RawFields;
 
 /// Decodes JSON Lines; `cuts` are where damaged gzip members stopped (see [`Cut`]).
 pub fn decode(data: &[u8], cuts: &[Cut], limits: &Limits, sink: &mut dyn RecordSink) {
+    // The vector every line's fields are parsed into, handed back after the sink saw them.
+    let mut spare = Vec::with_capacity(16);
     let mut ordinal = 0u64;
     let mut line_no = 0u64;
     let mut seg_start = 0usize;
@@ -53,7 +55,7 @@ pub fn decode(data: &[u8], cuts: &[Cut], limits: &Limits, sink: &mut dyn RecordS
                         line,
                         limits,
                     )),
-                    _ => one_line(line, position, limits, sink),
+                    _ => one_line(line, position, limits, sink, &mut spare),
                 }
             }
             pos = end + 1;
@@ -76,7 +78,13 @@ fn trim(line: &[u8], first: bool) -> &[u8] {
     }
 }
 
-fn one_line(line: &[u8], position: Position, limits: &Limits, sink: &mut dyn RecordSink) {
+fn one_line<'a>(
+    line: &'a [u8],
+    position: Position,
+    limits: &Limits,
+    sink: &mut dyn RecordSink,
+    spare: &mut RawFields<'a>,
+) {
     if line.len() > limits.max_record_bytes {
         let msg = format!(
             "line of {} bytes exceeds the {} byte limit",
@@ -86,8 +94,11 @@ fn one_line(line: &[u8], position: Position, limits: &Limits, sink: &mut dyn Rec
         sink.bad(bad(Reason::RecordTooLarge, msg, position, line, limits));
         return;
     }
-    match parse_line(line, position) {
-        Ok(rec) => sink.record(rec),
+    match parse_with(line, position, flat::scan, std::mem::take(spare)) {
+        Ok(rec) => {
+            sink.record(&rec);
+            *spare = rec.fields;
+        }
         Err((reason, msg)) => sink.bad(bad(reason, msg, position, line, limits)),
     }
 }
@@ -111,21 +122,23 @@ fn bad(
 
 /// Parses one JSON line into a raw record (fields borrowed from the line where possible).
 pub fn parse_line(line: &[u8], position: Position) -> Result<RawRecord<'_>, (Reason, String)> {
-    parse_with(line, position, flat::scan)
+    parse_with(line, position, flat::scan, Vec::with_capacity(16))
 }
 
-/// [`parse_line`] with `fast` tried before the general parser.
+/// [`parse_line`] with `fast` tried before the general parser; `fast` fills `spare` (whose
+/// memory the record's fields then keep).
 pub(super) fn parse_with<'a>(
     line: &'a [u8],
     position: Position,
-    fast: impl Fn(&'a str) -> Option<RawFields<'a>>,
+    fast: impl Fn(&'a str, &mut RawFields<'a>) -> Option<()>,
+    mut spare: RawFields<'a>,
 ) -> Result<RawRecord<'a>, (Reason, String)> {
     let text = simdutf8::basic::from_utf8(line).map_err(|_| {
         let at = std::str::from_utf8(line).map_or_else(|e| e.valid_up_to(), str::len);
         (Reason::BadJson, format!("invalid UTF-8 at byte {at}"))
     })?;
-    let mut fields = match fast(text) {
-        Some(pairs) => no_duplicate_key(pairs)?,
+    let mut fields = match fast(text, &mut spare) {
+        Some(()) => no_duplicate_key(spare)?,
         None => parse_pairs(text)?,
     };
     let mut rec = RawRecord::empty(0, position);

@@ -20,7 +20,7 @@ mod props;
 /// Receives the records of one object, in order.
 pub trait RecordSink {
     /// A decoded record.
-    fn record(&mut self, record: RawRecord<'_>);
+    fn record(&mut self, record: &RawRecord<'_>);
     /// A record or object region that could not be decoded.
     fn bad(&mut self, bad: BadRecord);
 }
@@ -161,8 +161,8 @@ pub(crate) mod testing {
     }
 
     impl RecordSink for Collect {
-        fn record(&mut self, r: RawRecord<'_>) {
-            self.records.push(owned(r));
+        fn record(&mut self, r: &RawRecord<'_>) {
+            self.records.push(owned(r.clone()));
         }
         fn bad(&mut self, b: BadRecord) {
             self.bad.push(b);

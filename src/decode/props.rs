@@ -96,7 +96,7 @@ struct Log {
 }
 
 impl RecordSink for Log {
-    fn record(&mut self, record: RawRecord<'_>) {
+    fn record(&mut self, record: &RawRecord<'_>) {
         self.items.push(Item::Record(record.position));
     }
     fn bad(&mut self, bad: BadRecord) {

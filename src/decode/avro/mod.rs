@@ -398,7 +398,7 @@ impl Blocks<'_> {
                 }
             };
             match decoded {
-                Ok(rec) if trusted => sink.record(rec),
+                Ok(rec) if trusted => sink.record(&rec),
                 Ok(rec) => {
                     let text = crate::resolve::raw_text(&rec);
                     let msg = "record from an Avro block that failed its integrity check \

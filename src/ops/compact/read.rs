@@ -228,15 +228,15 @@ struct Sink<'a> {
 }
 
 impl RecordSink for Sink<'_> {
-    fn record(&mut self, rec: RawRecord<'_>) {
+    fn record(&mut self, rec: &RawRecord<'_>) {
         self.records_in += 1;
-        match admit(&rec, self.catalog) {
+        match admit(rec, self.catalog) {
             Ok(r) => {
                 self.good += 1;
                 let b = self.buckets.get(&r);
                 b.known = r.known;
                 b.count += 1;
-                let metric = metric_sent(&rec).expect("admitted records have a metric");
+                let metric = metric_sent(rec).expect("admitted records have a metric");
                 if !b.sent.iter().any(|m| m == metric) {
                     b.sent.push(metric.to_string());
                 }

@@ -240,9 +240,9 @@ struct AvroSink<'a> {
 }
 
 impl RecordSink for AvroSink<'_> {
-    fn record(&mut self, rec: RawRecord<'_>) {
+    fn record(&mut self, rec: &RawRecord<'_>) {
         if self.result.is_ok() {
-            self.result = (self.each)(Ok(row_of(&rec, rec.position.record + 1)));
+            self.result = (self.each)(Ok(row_of(rec, rec.position.record + 1)));
         }
     }
 

@@ -356,8 +356,8 @@ struct TripleSink<'a> {
 }
 
 impl RecordSink for TripleSink<'_> {
-    fn record(&mut self, rec: RawRecord<'_>) {
-        if let (Ok(a), Ok(m)) = (admit(&rec, self.catalog), metric_sent(&rec)) {
+    fn record(&mut self, rec: &RawRecord<'_>) {
+        if let (Ok(a), Ok(m)) = (admit(rec, self.catalog), metric_sent(rec)) {
             self.out
                 .insert((a.tenant.to_string(), m.to_string(), a.day));
         }
