@@ -280,6 +280,7 @@ pub(super) async fn merge_in_memory(
 pub(super) struct Decoded {
     /// The bucket without its buffer.
     bucket: Bucket,
+    /// The bucket's buffer, which the records' fields as sent are slices of.
     buf: Bytes,
     pub new: Vec<Rec>,
 }
