@@ -103,13 +103,17 @@ pub async fn read_objects(
         fed: vec![Vec::new(); objects.len()],
     };
     let limits = settings.limits;
+    let hint = BucketHint::default();
     let mut stream = futures::stream::iter(objects.iter().enumerate())
         .map(|(index, obj)| {
             let catalog = catalog.clone();
             let path = obj.path.clone();
+            let hint = &hint;
             async move {
                 let bytes = staged.get_path(&path).await?;
-                on_rayon(move || decode_one(index, first + index, &bytes, &catalog, &limits)).await
+                let hint = hint.get();
+                on_rayon(move || decode_one(index, first + index, &bytes, &catalog, &limits, hint))
+                    .await
             }
         })
         .buffer_unordered(settings.fetch_concurrency.max(1));
@@ -128,6 +132,7 @@ pub async fn read_objects(
             .collect();
         fed.sort();
         out.fed[o.index] = fed;
+        hint.learn(&o.buckets);
         out.buckets.absorb(o.buckets)?;
     }
     Ok(out)
@@ -161,16 +166,25 @@ fn decode_one(
     bytes: &[u8],
     catalog: &Catalog,
     limits: &Limits,
+    bucket_bytes: usize,
 ) -> ObjectOutput {
     let mut sink = Sink {
         catalog,
         object: id as u32,
-        buckets: Default::default(),
+        buckets: ObjectBuckets {
+            bucket_bytes,
+            ..Default::default()
+        },
         bad: Vec::new(),
         records_in: 0,
         good: 0,
     };
     let format = decode_object(bytes, limits, &mut sink);
+    for (_, b) in &mut sink.buckets.all {
+        if b.buf.len() < b.buf.capacity() / 2 {
+            b.buf.shrink_to_fit();
+        }
+    }
     ObjectOutput {
         index,
         buckets: sink.buckets.all.into_iter().collect(),
@@ -188,6 +202,35 @@ struct ObjectBuckets {
     /// Tenant -> metric -> (day, index in `all`).
     find: FastMap<String, FastMap<String, Vec<(i32, usize)>>>,
     all: Vec<(PartitionKey, Bucket)>,
+    /// The room a new bucket starts with ([`BucketHint`]).
+    bucket_bytes: usize,
+}
+
+/// The room an object's buckets start with: a quarter more than the mean bucket of the
+/// objects read so far, so that most buckets are written without growing (each doubling of a
+/// bucket's buffer is an allocation and a copy of what it holds). Room a bucket did not use
+/// is given back when its object is done, when it is more than half.
+#[derive(Default)]
+struct BucketHint {
+    bytes: std::sync::atomic::AtomicUsize,
+    buckets: std::sync::atomic::AtomicUsize,
+}
+
+impl BucketHint {
+    /// Bytes to reserve for a new bucket.
+    fn get(&self) -> usize {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (bytes, n) = (self.bytes.load(Relaxed), self.buckets.load(Relaxed));
+        (bytes / n.max(1)).saturating_mul(5) / 4
+    }
+
+    /// Counts the buckets of an object read.
+    fn learn(&self, buckets: &LocalBuckets) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let bytes: usize = buckets.values().map(|b| b.buf.len()).sum();
+        self.bytes.fetch_add(bytes, Relaxed);
+        self.buckets.fetch_add(buckets.len(), Relaxed);
+    }
 }
 
 impl ObjectBuckets {
@@ -209,7 +252,8 @@ impl ObjectBuckets {
         let at = match days.iter().find(|(d, _)| *d == r.day) {
             Some(&(_, at)) => at,
             None => {
-                self.all.push((r.key(), Bucket::default()));
+                let buf = Vec::with_capacity(self.bucket_bytes);
+                self.all.push((r.key(), Bucket::encoded(r.known, 0, buf)));
                 days.push((r.day, self.all.len() - 1));
                 self.all.len() - 1
             }
@@ -258,5 +302,29 @@ impl RecordSink for Sink<'_> {
             self.records_in += 1;
         }
         self.bad.push(bad);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_bucket_starts_with_a_quarter_more_than_the_mean_bucket_so_far() {
+        let hint = BucketHint::default();
+        assert_eq!(hint.get(), 0, "nothing read yet: buckets start empty");
+        let mut object = LocalBuckets::default();
+        for (day, len) in [(1, 100), (2, 300)] {
+            let key = PartitionKey {
+                tenant: "t".into(),
+                metric: "m".into(),
+                day,
+            };
+            object.insert(key, Bucket::encoded(true, 1, vec![0; len]));
+        }
+        hint.learn(&object);
+        assert_eq!(hint.get(), 250);
+        hint.learn(&LocalBuckets::default());
+        assert_eq!(hint.get(), 250, "an object without records changes nothing");
     }
 }
