@@ -7,9 +7,10 @@ use std::borrow::Cow;
 use apache_avro::schema::{RecordSchema, Schema};
 
 use super::container::Cursor;
-use super::record::{check_names, float_text, int_text, Bad};
+use super::record::{check_names, float_text, Bad};
 use super::walk::Walk;
 use crate::model::{Position, RawRecord, RawValue};
+use crate::resolve::raw::{self, RawFields};
 
 /// The record schema when every record of it can be decoded directly.
 pub(super) fn plan(schema: &Schema) -> Option<&RecordSchema> {
@@ -61,26 +62,29 @@ fn plain(s: &Schema) -> bool {
 /// walk would; the cursor ends after the datum. `None` when the datum holds something this
 /// path does not decode (text that is not UTF-8, an index out of range, more values than `w`
 /// allows, bytes that end early): the caller then walks it and decodes it with apache-avro,
-/// which names the problem.
+/// which names the problem. The record's vector and number texts come from `spare`.
 pub(super) fn record<'d>(
     r: &'d RecordSchema,
     c: &mut Cursor<'d>,
     w: &mut Walk<'_>,
     position: Position,
+    spare: &mut Spare,
 ) -> Option<Result<RawRecord<'d>, Bad>> {
     w.step().ok()?;
-    let mut d = Datum { c, w };
-    let mut rec = RawRecord::empty(r.fields.len(), position);
+    let mut rec = RawRecord::empty(0, position);
+    rec.fields = raw::recycle(std::mem::take(&mut spare.fields));
+    let mut d = Datum { c, w, spare };
     for f in &r.fields {
         let name = f.name.as_str();
         match name {
             "tenant" => rec.tenant = d.value(&f.schema, false)?,
             "metric" => rec.metric = d.value(&f.schema, false)?,
             "timestamp" => rec.timestamp = d.value(&f.schema, true)?,
-            "fields" | "unknown_fields" => match d.map_or_value(&f.schema)? {
-                Err(entries) => rec.fields.extend(entries),
-                Ok(v) => rec.fields.push((Cow::Borrowed(name), v)),
-            },
+            "fields" | "unknown_fields" => {
+                if let Some(v) = d.map_or_value(&f.schema, &mut rec.fields)? {
+                    rec.fields.push((Cow::Borrowed(name), v));
+                }
+            }
             _ => rec
                 .fields
                 .push((Cow::Borrowed(name), d.value(&f.schema, false)?)),
@@ -89,12 +93,71 @@ pub(super) fn record<'d>(
     Some(check_names(rec))
 }
 
+/// What decoding a record leaves for the next one: the vector of its fields and the texts of
+/// its numbers, handed back once the sink saw the record ([`Spare::reclaim`]), so that a
+/// record decodes without an allocation per number.
+#[derive(Default)]
+pub(super) struct Spare {
+    fields: RawFields<'static>,
+    texts: Vec<String>,
+}
+
+/// The most number texts kept for reuse (more than a record usually has).
+const MAX_SPARE_TEXTS: usize = 256;
+
+impl Spare {
+    /// Takes back the vector and number texts of a record the sink has seen.
+    pub(super) fn reclaim(&mut self, mut rec: RawRecord<'_>) {
+        self.keep(rec.tenant);
+        self.keep(rec.metric);
+        self.keep(rec.timestamp);
+        for (_, v) in rec.fields.drain(..) {
+            self.keep(v);
+        }
+        self.fields = raw::recycle(rec.fields);
+    }
+
+    /// Keeps a number's text for reuse.
+    fn keep(&mut self, v: RawValue<'_>) {
+        if let RawValue::Number(Cow::Owned(text)) = v {
+            if self.texts.len() < MAX_SPARE_TEXTS {
+                self.texts.push(text);
+            }
+        }
+    }
+
+    /// An empty text, reusing one handed back.
+    fn text(&mut self) -> String {
+        let mut t = self.texts.pop().unwrap_or_default();
+        t.clear();
+        t
+    }
+
+    /// A number's text, as [`super::record::int_text`] writes it.
+    fn int(&mut self, i: i64) -> RawValue<'static> {
+        let mut t = self.text();
+        t.push_str(itoa::Buffer::new().format(i));
+        RawValue::Number(Cow::Owned(t))
+    }
+
+    /// A float's value, as [`float_text`] gives it.
+    fn float(&mut self, f: f64) -> RawValue<'static> {
+        if !f.is_finite() {
+            return float_text(f);
+        }
+        let mut t = self.text();
+        t.push_str(zmij::Buffer::new().format_finite(f));
+        RawValue::Number(Cow::Owned(t))
+    }
+}
+
 type Entries<'d> = Vec<(Cow<'d, str>, RawValue<'d>)>;
 
-/// The cursor over a datum and the count of what it decodes to.
+/// The cursor over a datum, the count of what it decodes to and the texts it may reuse.
 struct Datum<'c, 'd, 'w, 's> {
     c: &'c mut Cursor<'d>,
     w: &'w mut Walk<'s>,
+    spare: &'c mut Spare,
 }
 
 impl<'d> Datum<'_, 'd, '_, '_> {
@@ -109,15 +172,19 @@ impl<'d> Datum<'_, 'd, '_, '_> {
         }
     }
 
-    /// A map's entries (`Err`, in key order, the last of a repeated key winning as in
-    /// apache-avro's map value), or a scalar (`Ok`).
-    fn map_or_value(&mut self, s: &'d Schema) -> Option<Result<RawValue<'d>, Entries<'d>>> {
+    /// A map's entries appended to `out` (`None`: in key order, the last of a repeated key
+    /// winning as in apache-avro's map value), or a scalar (`Some`).
+    fn map_or_value(
+        &mut self,
+        s: &'d Schema,
+        out: &mut Entries<'d>,
+    ) -> Option<Option<RawValue<'d>>> {
         let s = self.branch(s)?;
         let Schema::Map(m) = s else {
-            return self.value(s, false).map(Ok);
+            return self.value(s, false).map(Some);
         };
         self.w.step().ok()?;
-        let mut out = Vec::new();
+        let start = out.len();
         loop {
             let n = self.c.long().ok()?;
             if n == 0 {
@@ -132,12 +199,8 @@ impl<'d> Datum<'_, 'd, '_, '_> {
                 out.push((Cow::Borrowed(k), self.value(&m.types, false)?));
             }
         }
-        if !out.windows(2).all(|w| w[0].0 < w[1].0) {
-            out.reverse();
-            out.sort_by(|a, b| a.0.cmp(&b.0));
-            out.dedup_by(|a, b| a.0 == b.0);
-        }
-        Some(Err(out))
+        in_key_order(out, start);
+        Some(None)
     }
 
     /// One scalar as [`super::record::scalar`] (or, for the timestamp, `timestamp`) gives it.
@@ -152,21 +215,21 @@ impl<'d> Datum<'_, 'd, '_, '_> {
                 1 => RawValue::Bool(true),
                 _ => return None,
             },
-            int_like!() => int_text(i32::try_from(c.long().ok()?).ok()?.into()),
+            int_like!() => self.spare.int(i32::try_from(c.long().ok()?).ok()?.into()),
             Schema::TimestampMicros | Schema::LocalTimestampMicros if ts => {
-                int_text(c.long().ok()?.div_euclid(1000))
+                self.spare.int(c.long().ok()?.div_euclid(1000))
             }
             Schema::TimestampNanos | Schema::LocalTimestampNanos if ts => {
-                int_text(c.long().ok()?.div_euclid(1_000_000))
+                self.spare.int(c.long().ok()?.div_euclid(1_000_000))
             }
-            long_like!() => int_text(c.long().ok()?),
+            long_like!() => self.spare.int(c.long().ok()?),
             Schema::Float => {
                 let b: [u8; 4] = c.take(4).ok()?.try_into().ok()?;
-                float_text(f32::from_le_bytes(b) as f64)
+                self.spare.float(f32::from_le_bytes(b) as f64)
             }
             Schema::Double => {
                 let b: [u8; 8] = c.take(8).ok()?.try_into().ok()?;
-                float_text(f64::from_le_bytes(b))
+                self.spare.float(f64::from_le_bytes(b))
             }
             Schema::String => RawValue::Str(Cow::Borrowed(self.text()?)),
             Schema::Enum(e) => {
@@ -183,6 +246,26 @@ impl<'d> Datum<'_, 'd, '_, '_> {
         self.w.payload = self.w.payload.saturating_add(b.len());
         std::str::from_utf8(b).ok()
     }
+}
+
+/// Puts the map entries `out[start..]` in key order, the last of a repeated key kept (the
+/// entries come in the writer's order, a hash map's on most writers).
+fn in_key_order(out: &mut Entries<'_>, start: usize) {
+    let entries = &mut out[start..];
+    if entries.windows(2).all(|w| w[0].0 < w[1].0) {
+        return;
+    }
+    // Reversed, a stable sort puts the last of equal keys first, and the dedup keeps it.
+    entries.reverse();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut kept = start;
+    for i in start..out.len() {
+        if kept == start || out[kept - 1].0 != out[i].0 {
+            out.swap(kept, i);
+            kept += 1;
+        }
+    }
+    out.truncate(kept);
 }
 
 #[cfg(test)]
@@ -224,14 +307,24 @@ mod tests {
     }
 
     /// The direct decoding of a whole datum, its count checked against the walk's.
-    fn direct<'d>(schema: &'d Schema, datum: &'d [u8]) -> Option<Result<RawRecord<'d>, Bad>> {
+    fn direct<'d>(
+        schema: &'d Schema,
+        datum: &'d [u8],
+        spare: &mut Spare,
+    ) -> Option<Result<RawRecord<'d>, Bad>> {
         let names = apache_avro::schema::ResolvedSchema::try_from(schema).unwrap();
         let mut walk = Walk::new(names.get_names(), usize::MAX);
         walk.value(schema, &None, &mut Cursor::new(datum, 0), 0)
             .unwrap();
         let mut count = Walk::new(names.get_names(), usize::MAX);
         let mut c = Cursor::new(datum, 0);
-        let rec = record(plan(schema)?, &mut c, &mut count, Position::default())?;
+        let rec = record(
+            plan(schema)?,
+            &mut c,
+            &mut count,
+            Position::default(),
+            spare,
+        )?;
         assert_eq!(c.left(), 0, "the datum read to its end");
         let counts = |w: &Walk| (w.steps, w.payload);
         assert_eq!(counts(&count), counts(&walk), "counted as the walk counts");
@@ -241,6 +334,7 @@ mod tests {
             &mut Cursor::new(datum, 0),
             &mut short,
             Position::default(),
+            &mut Spare::default(),
         );
         assert!(
             again.is_none(),
@@ -249,14 +343,19 @@ mod tests {
         Some(rec)
     }
 
-    fn both(schema: &Schema, datum: &[u8]) {
-        let direct = direct(schema, datum).expect("decodes directly");
+    /// Decodes `datum` both ways and compares; the direct record is then handed back to
+    /// `spare`, as the decoder does, so the next datum reuses its vector and texts.
+    fn both(schema: &Schema, datum: &[u8], spare: &mut Spare) {
+        let direct = direct(schema, datum, spare).expect("decodes directly");
         // (Debug: a raw record has no PartialEq; borrowed and owned text print alike)
         let (got, want) = (
             format!("{direct:?}"),
             format!("{:?}", via_values(schema, datum)),
         );
         assert_eq!(got, want, "datum {datum:?}");
+        if let Ok(rec) = direct {
+            spare.reclaim(rec);
+        }
     }
 
     #[test]
@@ -283,7 +382,12 @@ mod tests {
             ]),
             union(0, Value::Null),
             map(&[("tenant", union(6, Value::String("other".into())))]),
+            map(&[
+                ("b", union(3, Value::Long(3))),
+                ("a", union(5, Value::Double(-0.5))),
+            ]),
         ];
+        let mut spare = Spare::default();
         for (i, f) in fields.into_iter().enumerate() {
             let value = Value::Record(vec![
                 ("tenant".into(), Value::String("t01".into())),
@@ -298,8 +402,10 @@ mod tests {
                 ("fields".into(), f),
             ]);
             let datum = apache_avro::to_avro_datum(&schema, value).unwrap();
-            both(&schema, &datum);
+            // One spare for all: a later record's numbers are written over an earlier one's.
+            both(&schema, &datum, &mut spare);
         }
+        assert!(!spare.texts.is_empty(), "number texts were handed back");
     }
 
     #[test]
@@ -322,8 +428,8 @@ mod tests {
             zigzag(&mut d, v);
         }
         zigzag(&mut d, 0);
-        both(&schema, &d);
-        let rec = direct(&schema, &d).unwrap().unwrap();
+        both(&schema, &d, &mut Spare::default());
+        let rec = direct(&schema, &d, &mut Spare::default()).unwrap().unwrap();
         let got: Vec<_> = rec.fields[3..]
             .iter()
             .map(|(k, v)| (k.as_ref(), v.clone()))
@@ -346,7 +452,15 @@ mod tests {
         let names = apache_avro::schema::ResolvedSchema::try_from(&schema).unwrap();
         let mut w = Walk::new(names.get_names(), usize::MAX);
         let r = plan(&schema).unwrap();
-        assert!(record(r, &mut Cursor::new(&d, 0), &mut w, Position::default()).is_none());
+        let mut spare = Spare::default();
+        assert!(record(
+            r,
+            &mut Cursor::new(&d, 0),
+            &mut w,
+            Position::default(),
+            &mut spare
+        )
+        .is_none());
         let nested = Schema::parse_str(
             r#"{"type":"record","name":"R","fields":[{"name":"tenant","type":"string"},
             {"name":"pos","type":{"type":"array","items":"double"}}]}"#,

@@ -107,6 +107,7 @@ pub fn decode(
         limits,
         ordinal: 0,
         decompressed: 0,
+        spare: Default::default(),
     };
     blocks.run(sink);
 }
@@ -124,6 +125,8 @@ struct Blocks<'a> {
     ordinal: u64,
     /// Decompressed bytes so far (bounded by `max_object_bytes`).
     decompressed: usize,
+    /// What a directly decoded record hands on to the next.
+    spare: direct::Spare,
 }
 
 /// Damage that stopped a block (reported as corrupt_object).
@@ -312,9 +315,10 @@ impl Blocks<'_> {
             };
             let max_steps = self.decoded_budget() / VALUE_COST;
             let mut walk = Walk::new(self.names, max_steps);
+            let spare = &mut self.spare;
             let fast = self
                 .direct
-                .and_then(|r| direct::record(r, &mut c, &mut walk, position));
+                .and_then(|r| direct::record(r, &mut c, &mut walk, position, spare));
             if fast.is_none() {
                 (c.pos, walk) = (start, Walk::new(self.names, max_steps));
                 match walk.value(&self.head.schema, &None, &mut c, 0) {
@@ -398,7 +402,10 @@ impl Blocks<'_> {
                 }
             };
             match decoded {
-                Ok(rec) if trusted => sink.record(&rec),
+                Ok(rec) if trusted => {
+                    sink.record(&rec);
+                    self.spare.reclaim(rec);
+                }
                 Ok(rec) => {
                     let text = crate::resolve::raw_text(&rec);
                     let msg = "record from an Avro block that failed its integrity check \
