@@ -56,7 +56,19 @@ impl<'a> Cursor<'a> {
     }
 
     /// A zig-zag varint long (at most 10 bytes).
+    #[inline]
     pub(super) fn long(&mut self) -> Result<i64, Fault> {
+        // Most varints are one byte: union branches, map block counts, short lengths.
+        match self.buf.get(self.pos) {
+            Some(&b) if b < 0x80 => {
+                self.pos += 1;
+                Ok(i64::from(b >> 1) ^ -i64::from(b & 1))
+            }
+            _ => self.long_varint(),
+        }
+    }
+
+    fn long_varint(&mut self) -> Result<i64, Fault> {
         let mut v = 0u64;
         for i in 0..10 {
             let b = self.byte()?;
@@ -211,5 +223,53 @@ pub(super) fn check_names(v: &serde_json::Value) -> Result<(), String> {
             Ok(())
         }
         other => types(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Avro encoding of a long: zig-zag, then a little-endian base-128 varint.
+    fn zigzag(v: i64) -> Vec<u8> {
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        let mut out = Vec::new();
+        while z >= 0x80 {
+            out.push((z as u8) | 0x80);
+            z >>= 7;
+        }
+        out.push(z as u8);
+        out
+    }
+
+    #[test]
+    fn longs_of_one_byte_and_of_many_decode_alike() {
+        let values = [
+            0,
+            -1,
+            1,
+            -64,
+            63,
+            64,
+            -65,
+            300,
+            -300,
+            i32::MIN as i64,
+            i64::MAX,
+            i64::MIN,
+        ];
+        let bytes: Vec<u8> = values.iter().flat_map(|&v| zigzag(v)).collect();
+        let mut c = Cursor::new(&bytes, 0);
+        for v in values {
+            assert_eq!(c.long(), Ok(v));
+        }
+        assert_eq!(c.left(), 0);
+        assert_eq!(c.long(), Err(Fault::Short), "nothing left");
+        assert_eq!(Cursor::new(&[0x80, 0x80], 0).long(), Err(Fault::Short));
+        let overlong = [0xff; 10];
+        assert!(matches!(
+            Cursor::new(&overlong, 0).long(),
+            Err(Fault::Invalid(_))
+        ));
     }
 }
