@@ -208,20 +208,25 @@ struct ObjectBuckets {
 
 /// The room an object's buckets start with: a quarter more than the mean bucket of the
 /// objects read so far, so that most buckets are written without growing (each doubling of a
-/// bucket's buffer is an allocation and a copy of what it holds). Room a bucket did not use
-/// is given back when its object is done, when it is more than half.
+/// bucket's buffer is an allocation and a copy of what it holds), at most
+/// [`MAX_BUCKET_HINT`]: an object of a few large buckets does not make every bucket of the
+/// next objects large. Room a bucket did not use is given back when its object is done, when
+/// it is more than half.
 #[derive(Default)]
 struct BucketHint {
     bytes: std::sync::atomic::AtomicUsize,
     buckets: std::sync::atomic::AtomicUsize,
 }
 
+/// The most room a new bucket starts with; a larger one grows from there.
+const MAX_BUCKET_HINT: usize = 64 << 10;
+
 impl BucketHint {
     /// Bytes to reserve for a new bucket.
     fn get(&self) -> usize {
         use std::sync::atomic::Ordering::Relaxed;
         let (bytes, n) = (self.bytes.load(Relaxed), self.buckets.load(Relaxed));
-        (bytes / n.max(1)).saturating_mul(5) / 4
+        ((bytes / n.max(1)).saturating_mul(5) / 4).min(MAX_BUCKET_HINT)
     }
 
     /// Counts the buckets of an object read.
@@ -326,5 +331,13 @@ mod tests {
         assert_eq!(hint.get(), 250);
         hint.learn(&LocalBuckets::default());
         assert_eq!(hint.get(), 250, "an object without records changes nothing");
+        let key = PartitionKey {
+            tenant: "t".into(),
+            metric: "m".into(),
+            day: 3,
+        };
+        let large = Bucket::encoded(true, 1, vec![0; 10 * MAX_BUCKET_HINT]);
+        hint.learn(&[(key, large)].into_iter().collect());
+        assert_eq!(hint.get(), MAX_BUCKET_HINT, "never more than the cap");
     }
 }
