@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use apache_avro::schema::{RecordSchema, Schema};
 
 use super::container::Cursor;
-use super::record::{check_names, float_text, Bad};
+use super::record::{check_names, float_into, int_into, Bad};
 use super::walk::Walk;
 use crate::model::{Position, RawRecord, RawValue};
 use crate::resolve::raw::{self, RawFields};
@@ -126,28 +126,14 @@ impl Spare {
         }
     }
 
-    /// An empty text, reusing one handed back.
-    fn text(&mut self) -> String {
-        let mut t = self.texts.pop().unwrap_or_default();
-        t.clear();
-        t
-    }
-
-    /// A number's text, as [`super::record::int_text`] writes it.
+    /// A number's text, as [`super::record::int_text`] writes it, in a text handed back.
     fn int(&mut self, i: i64) -> RawValue<'static> {
-        let mut t = self.text();
-        t.push_str(itoa::Buffer::new().format(i));
-        RawValue::Number(Cow::Owned(t))
+        int_into(self.texts.pop().unwrap_or_default(), i)
     }
 
-    /// A float's value, as [`float_text`] gives it.
+    /// A float's value, as [`super::record::float_text`] gives it, in a text handed back.
     fn float(&mut self, f: f64) -> RawValue<'static> {
-        if !f.is_finite() {
-            return float_text(f);
-        }
-        let mut t = self.text();
-        t.push_str(zmij::Buffer::new().format_finite(f));
-        RawValue::Number(Cow::Owned(t))
+        float_into(self.texts.pop().unwrap_or_default(), f)
     }
 }
 

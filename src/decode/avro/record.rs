@@ -106,17 +106,30 @@ pub(super) fn scalar(v: Value) -> RawValue<'static> {
 
 /// An integer in JSON form.
 pub(super) fn int_text(i: i64) -> RawValue<'static> {
-    RawValue::Number(Cow::Owned(itoa::Buffer::new().format(i).to_owned()))
+    int_into(String::new(), i)
+}
+
+/// [`int_text`] written into `text` (cleared first), reusing its memory.
+pub(super) fn int_into(mut text: String, i: i64) -> RawValue<'static> {
+    text.clear();
+    text.push_str(itoa::Buffer::new().format(i));
+    RawValue::Number(Cow::Owned(text))
 }
 
 /// Floats in JSON form (as serde_json writes them); non-finite values (not JSON numbers)
 /// travel as strings.
 pub(super) fn float_text(f: f64) -> RawValue<'static> {
-    if f.is_finite() {
-        RawValue::Number(Cow::Owned(zmij::Buffer::new().format_finite(f).to_owned()))
-    } else {
-        RawValue::Str(Cow::Owned(f.to_string()))
+    float_into(String::new(), f)
+}
+
+/// [`float_text`] written into `text` (cleared first) when it is a number, reusing its memory.
+pub(super) fn float_into(mut text: String, f: f64) -> RawValue<'static> {
+    if !f.is_finite() {
+        return RawValue::Str(Cow::Owned(f.to_string()));
     }
+    text.clear();
+    text.push_str(zmij::Buffer::new().format_finite(f));
+    RawValue::Number(Cow::Owned(text))
 }
 
 pub(super) fn to_json_text(v: Value) -> String {
